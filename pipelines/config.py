@@ -1,0 +1,106 @@
+"""The one configuration object of the project.
+
+Defaults run the whole pipeline on a 2-core laptop in well under 30 minutes on the embedded
+synthetic data. Production values (real CelebA on a GPU, as in the SAN paper) are given beside
+each default; `Config.production()` returns them. Every CLI flag of `pipelines.run` maps onto a
+field here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_WORK_DIR = os.path.join(REPO_ROOT, "outputs")
+
+
+@dataclass
+class SyntheticDataConfig:
+    """The embedded synthetic CelebA (used when no --data is given)."""
+
+    identities: int = 400
+    images_per_identity: int = 8
+    seed: int = 0
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters of the auxiliary gender classifier and the SAN.
+
+    Paper / public-code values: image_size 224, batch 8, Adam lr 2e-4, 20 SAN epochs, matcher term
+    from epoch 5 with weight 8, L1 reconstruction.
+    """
+
+    image_size: int = 64  # production: 224
+    batch_size: int = 32  # production: 8 (the public code)
+    classifier_epochs: int = 6  # production: 20
+    classifier_learning_rate: float = 1e-3
+    classifier_dropout: float = 0.25  # public code; the paper's dense head uses 0.5
+    pretrain_epochs: int = 2  # reconstruction-only epochs before semi-adversarial training
+    san_epochs: int = 6  # production: 20
+    san_learning_rate: float = 2e-4
+    gender_loss_weight: float = 1.0  # lambda_G
+    reconstruction_loss_weight: float = 1.0
+    reconstruction_loss: str = "l1"  # "l1" (public code) or "cross_entropy" (paper's pre-training)
+    shuffle_buffer: int = 2048
+    seed: int = 0
+
+    def to_custom_config(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_custom_config(cls, values: dict) -> "TrainingConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+@dataclass
+class GateConfig:
+    """Release gate of the evaluator: the model is pushed only if every threshold holds."""
+
+    min_op_gender_error: float = 0.35  # gender error rate on X'_OP must be at least this
+    max_original_gender_error: float = 0.25  # the judge must work on the originals
+    max_sm_gender_error: float = 0.35  # X'_SM keeps the gender (the SAN is not just noise)
+
+
+@dataclass
+class Config:
+    pipeline_name: str = "facesan"
+    work_dir: str = DEFAULT_WORK_DIR  # local dir or gs://bucket/prefix
+    data: str | None = None  # CelebA layout (local dir or gs://); None = embedded synthetic data
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    # Passed to every Beam-based component; e.g. ["--direct_running_mode=multi_processing",
+    # "--direct_num_workers=2"] locally, or Dataflow options in production.
+    beam_pipeline_args: list[str] = field(default_factory=list)
+
+    @property
+    def image_size(self) -> int:
+        return self.training.image_size
+
+    @property
+    def data_root(self) -> str:
+        return self.data or os.path.join(self.work_dir, "synthetic_celeba")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.work_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.work_dir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.work_dir, "serving_model")
+
+    @classmethod
+    def production(cls, **overrides) -> "Config":
+        """The paper's settings for real CelebA on a GPU."""
+        config = cls(training=TrainingConfig(
+            image_size=224, batch_size=8, classifier_epochs=20, pretrain_epochs=2, san_epochs=20,
+        ))
+        return dataclasses.replace(config, **overrides)

@@ -1,0 +1,92 @@
+"""`create_pipeline(config)`: wires the components, nothing else."""
+
+from __future__ import annotations
+
+import json
+import dataclasses
+import os
+
+from tfx import v1 as tfx
+from tfx.orchestration import pipeline as tfx_pipeline
+
+from components.celeba_example_gen import CelebAExampleGen
+from components.sanitizer_evaluator import SanitizerEvaluator
+from components.validation_gate import ValidationGate
+from pipelines.config import REPO_ROOT, Config
+
+SCHEMA_FILE = os.path.join(REPO_ROOT, "schemas", "schema.pbtxt")
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+GENDER_CLASSIFIER_RUN_FN = "trainer.gender_classifier.run_fn"
+SAN_RUN_FN = "trainer.san.run_fn"
+
+
+def create_components(config: Config) -> list:
+    example_gen = CelebAExampleGen(data_root=config.data_root, image_size=config.image_size)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+
+    training_config = config.training.to_custom_config()
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=training_config,
+        # The trainers apply the transform graph in their input pipeline; materializing would
+        # store the per-dataset prototypes once per example.
+        materialize=False,  # prototypes are analyzed on the train split only (the default)
+    )
+    transform.add_upstream_node(validation_gate)
+
+    gender_trainer = tfx.components.Trainer(
+        run_fn=GENDER_CLASSIFIER_RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=training_config,
+    ).with_id("GenderClassifierTrainer")
+
+    san_trainer = tfx.components.Trainer(
+        run_fn=SAN_RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        base_model=gender_trainer.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=training_config,
+    ).with_id("SanTrainer")
+
+    evaluator = SanitizerEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=san_trainer.outputs["model"],
+        gate_json=json.dumps(dataclasses.asdict(config.gate)),
+        split="test",
+    )
+    pusher = tfx.components.Pusher(
+        model=san_trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
+        ),
+    )
+    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
+            gender_trainer, san_trainer, evaluator, pusher]
+
+
+def create_pipeline(config: Config, metadata_connection_config=None) -> tfx_pipeline.Pipeline:
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )

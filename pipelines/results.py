@@ -1,0 +1,65 @@
+"""Reads a finished run's outcome back from ML Metadata and prints where everything is."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+from ml_metadata import metadata_store
+from tfx import v1 as tfx
+
+from components.celeba_example_gen import REPORT_FILE
+from components.sanitizer_evaluator import METRICS_FILE
+from pipelines.config import Config
+
+
+def latest_artifact(store: metadata_store.MetadataStore, type_name: str):
+    artifacts = store.get_artifacts_by_type(type_name)
+    return max(artifacts, key=lambda artifact: artifact.id) if artifacts else None
+
+
+def _custom(artifact, key: str):
+    value = artifact.custom_properties.get(key)
+    if value is None:
+        return None
+    return value.string_value or value.int_value
+
+
+def run_outcome(config: Config) -> dict:
+    """The newest Examples, ModelEvaluation, ModelBlessing and PushedModel artifacts' facts."""
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    outcome = {}
+    examples = latest_artifact(store, "Examples")
+    if examples is not None:
+        outcome["ingestion_report"] = os.path.join(examples.uri, REPORT_FILE)
+    evaluation = latest_artifact(store, "ModelEvaluation")
+    if evaluation is not None:
+        outcome["metrics_file"] = os.path.join(evaluation.uri, METRICS_FILE)
+        with tf.io.gfile.GFile(outcome["metrics_file"]) as handle:
+            outcome["metrics"] = json.loads(handle.read())
+    pushed = latest_artifact(store, "PushedModel")
+    if pushed is not None and _custom(pushed, "pushed") == 1:
+        outcome["pushed_model"] = _custom(pushed, "pushed_destination")
+    return outcome
+
+
+def print_summary(config: Config) -> int:
+    outcome = run_outcome(config)
+    print("\n=== facesan pipeline finished ===")
+    if config.data is None:
+        print("data: embedded SYNTHETIC CelebA-layout faces (not real CelebA); figures below are on synthetic data")
+    print(f"ingestion report: {outcome.get('ingestion_report')}")
+    metrics = outcome.get("metrics")
+    if metrics:
+        print(f"evaluation ({metrics['split']} split, {metrics['num_examples']} faces, judge: {metrics['judge']}):")
+        for name, error in metrics["gender_error_rate"].items():
+            quality = "" if name == "original" else (
+                f"  SSIM {metrics['ssim'][name]:.3f}  PSNR {metrics['psnr'][name]:.1f} dB")
+            print(f"  {name:9s} gender error {error:6.1%}{quality}")
+        print(f"evaluation result: {outcome['metrics_file']}")
+        if not metrics["blessed"]:
+            print("model NOT blessed, so NOT pushed:\n  " + "\n  ".join(metrics["failed_thresholds"]))
+    if outcome.get("pushed_model"):
+        print(f"pushed model: {outcome['pushed_model']}")
+    return 0

@@ -1,0 +1,133 @@
+"""Runs the training pipeline.
+
+    python -m pipelines.run --runner DirectRunner                  # embedded synthetic data
+    python -m pipelines.run --runner DirectRunner --data gs://bucket/celeba --image-size 224
+
+Without --data the embedded synthetic CelebA (SYNTHETIC faces, not CelebA) is generated into
+<work-dir>/synthetic_celeba on first use. Arguments this parser does not know are passed to Beam
+(e.g. --direct_running_mode=multi_processing --direct_num_workers=2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+
+from pipelines.config import Config, GateConfig, SyntheticDataConfig, TrainingConfig
+
+RUNNERS = ("DirectRunner",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Config()
+    training, gate, synthetic = defaults.training, defaults.gate, defaults.synthetic
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.run",
+        description="Train, evaluate and push a semi-adversarial face sanitizer (TFX pipeline). "
+        "Unknown arguments are passed to Beam.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--runner", choices=RUNNERS, default="DirectRunner",
+                        help="where the pipeline runs: DirectRunner = TFX LocalDagRunner with Beam's DirectRunner")
+    parser.add_argument("--data", default=None,
+                        help="CelebA aligned layout (local dir or gs://...): img_align_celeba/ plus the four "
+                        "label files. Default: the embedded synthetic data, generated on first use")
+    parser.add_argument("--work-dir", default=defaults.work_dir,
+                        help="where pipeline artifacts, the ML Metadata SQLite store, generated data and pushed "
+                        "models go (local dir or gs://)")
+    parser.add_argument("--production", action="store_true",
+                        help="use the paper's settings (224x224, batch 8, 20 epochs) before applying other flags")
+    group = parser.add_argument_group("training (laptop default / paper value)")
+    group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
+                       f"({training.image_size} / 224)")
+    group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
+    group.add_argument("--classifier-epochs", type=int,
+                       help=f"auxiliary gender classifier epochs ({training.classifier_epochs} / 20)")
+    group.add_argument("--pretrain-epochs", type=int,
+                       help=f"SAN reconstruction-only pre-training epochs ({training.pretrain_epochs})")
+    group.add_argument("--san-epochs", type=int, help=f"SAN semi-adversarial epochs ({training.san_epochs} / 20)")
+    group.add_argument("--seed", type=int, help=f"training random seed ({training.seed})")
+    group = parser.add_argument_group("release gate")
+    group.add_argument("--min-op-gender-error", type=float, default=gate.min_op_gender_error,
+                       help="bless only if the judge's gender error on the sanitized (OP) faces is at least this")
+    group.add_argument("--max-original-gender-error", type=float, default=gate.max_original_gender_error,
+                       help="bless only if the judge's gender error on the original faces is at most this")
+    group.add_argument("--max-sm-gender-error", type=float, default=gate.max_sm_gender_error,
+                       help="bless only if the judge's gender error on same-gender (SM) outputs is at most this")
+    group = parser.add_argument_group("embedded synthetic data (used when --data is not given)")
+    group.add_argument("--synthetic-identities", type=int, default=synthetic.identities)
+    group.add_argument("--synthetic-images-per-identity", type=int, default=synthetic.images_per_identity)
+    group.add_argument("--synthetic-seed", type=int, default=synthetic.seed)
+    return parser
+
+
+TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "seed")
+
+
+def config_from_args(argv: list[str] | None = None) -> Config:
+    """Flags -> Config. Training flags left out keep the (laptop or --production) default."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    base = Config.production() if args.production else Config()
+    training = dataclasses.replace(
+        base.training, **{name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
+    )
+    if training.image_size % 32:
+        raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
+                         f"got {training.image_size}")
+    return dataclasses.replace(
+        base,
+        data=args.data,
+        work_dir=args.work_dir,
+        training=training,
+        gate=GateConfig(args.min_op_gender_error, args.max_original_gender_error, args.max_sm_gender_error),
+        synthetic=SyntheticDataConfig(args.synthetic_identities, args.synthetic_images_per_identity, args.synthetic_seed),
+        beam_pipeline_args=[*base.beam_pipeline_args, *beam_args],
+    )
+
+
+def ensure_synthetic_data(config: Config) -> str:
+    """Generates the embedded synthetic CelebA unless the same one is already there."""
+    from components import synthetic_celeba
+
+    root = config.data_root
+    wanted = dataclasses.asdict(config.synthetic)
+    metadata_path = os.path.join(root, synthetic_celeba.METADATA_FILE)
+    if os.path.exists(metadata_path):
+        with open(metadata_path) as handle:
+            existing = json.load(handle)
+        if all(existing.get(key) == value for key, value in wanted.items()):
+            logging.info("using the embedded SYNTHETIC CelebA already generated in %s", root)
+            return root
+    print(f"Generating the embedded SYNTHETIC CelebA-layout data set in {root} ({wanted}) ...", flush=True)
+    synthetic_celeba.generate(root, num_identities=config.synthetic.identities,
+                              images_per_identity=config.synthetic.images_per_identity, seed=config.synthetic.seed)
+    return root
+
+
+def run_local(config: Config) -> None:
+    from tfx import v1 as tfx
+
+    from pipelines.pipeline import create_pipeline
+
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = config_from_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if config.data is None:
+        ensure_synthetic_data(config)
+    print(f"Running pipeline {config.pipeline_name!r} on {config.data_root} "
+          f"(image size {config.image_size}) with TFX LocalDagRunner + Beam DirectRunner", flush=True)
+    run_local(config)
+    from pipelines.results import print_summary
+
+    return print_summary(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Input pipeline: gzipped tf.Example TFRecords -> tf.Transform-ed feature batches."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+
+RAW_FEATURES_USED = (features.IMAGE_KEY, features.MALE_KEY, features.IDENTITY_KEY)
+
+
+def list_files(file_patterns: list[str]) -> list[str]:
+    files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {file_patterns}")
+    return files
+
+
+def transformed_dataset(
+    file_patterns: list[str],
+    tft_output: tft.TFTransformOutput,
+    batch_size: int,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of transformed features (see trainer.features), one pass over the files.
+
+    Raw examples are parsed and transformed in parallel and prefetched so the accelerator is not
+    kept waiting on decoding.
+    """
+    dataset = tf.data.TFRecordDataset(
+        list_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
+    )
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    raw_spec = {key: spec for key, spec in tft_output.raw_feature_spec().items() if key in RAW_FEATURES_USED}
+    transform_layer = tft_output.transform_features_layer()
+    dataset = dataset.batch(batch_size).map(
+        lambda serialized: transform_layer(tf.io.parse_example(serialized, raw_spec)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def prototypes_from(tft_output: tft.TFTransformOutput, file_patterns: list[str]) -> dict:
+    """The analyzer constants: {'male','female','neutral': [S,S,3], 'male_fraction': scalar}."""
+    batch = next(iter(transformed_dataset(file_patterns, tft_output, batch_size=1)))
+    return {
+        "male": batch[features.PROTOTYPE_MALE_KEY][0],
+        "female": batch[features.PROTOTYPE_FEMALE_KEY][0],
+        "neutral": batch[features.PROTOTYPE_NEUTRAL_KEY][0],
+        "male_fraction": batch[features.MALE_FRACTION_KEY][0],
+    }

@@ -1,0 +1,86 @@
+"""The exported sanitizer: a self-contained SavedModel with prototypes and preprocessing baked in.
+
+Signatures (N images, S = the trained image size):
+- `serving_default(image_bytes: string [N])`: encoded aligned faces (JPEG/PNG, any size; resized
+  to S) -> sanitized (OP) faces.
+- `sanitize_faces(faces: float32 [N,S,S,1] in [0,1])`: aligned gray faces -> sanitized faces.
+- `classify_gender(faces: float32 [N,S,S,1])`: the auxiliary classifier's male probability.
+
+Outputs of the sanitize signatures: `sanitized` (X'_OP), `same` (X'_SM), `neutral` (X'_NT), each
+[N,S,S,1] float32 in [0,1], `sanitized_png` (string [N]) and `male_probability` [N]. Gender is
+unknown at inference: the auxiliary classifier predicts it and the prototypes follow it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from trainer.preprocessing import decode_face_images, to_model_input
+
+METADATA_FILE = "sanitizer_metadata.json"
+MODEL_FORMAT_VERSION = "1"
+
+
+class SanitizerModule(tf.Module):
+    def __init__(self, san, classifier, prototypes: dict, image_size: int):
+        super().__init__(name="sanitizer")
+        self.san = san
+        self.classifier = classifier
+        self.image_size = image_size
+        self.prototype_male = tf.Variable(prototypes["male"], trainable=False, name="prototype_male")
+        self.prototype_female = tf.Variable(prototypes["female"], trainable=False, name="prototype_female")
+        self.prototype_neutral = tf.Variable(prototypes["neutral"], trainable=False, name="prototype_neutral")
+        faces_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name="faces")
+        self.sanitize_faces = tf.function(self._sanitize_faces, input_signature=[faces_spec])
+        self.classify_gender = tf.function(self._male_probability, input_signature=[faces_spec])
+        self.sanitize_image_bytes = tf.function(
+            self._sanitize_image_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        )
+
+    def _male_probability(self, faces):
+        return {"male_probability": self.classifier(faces, training=False)[:, 1]}
+
+    def _sanitize_faces(self, faces):
+        male_probability = self._male_probability(faces)["male_probability"]
+        y = tf.reshape(tf.cast(male_probability >= 0.5, tf.float32), [-1, 1, 1, 1])
+        same = y * self.prototype_male + (1.0 - y) * self.prototype_female
+        opposite = (1.0 - y) * self.prototype_male + y * self.prototype_female
+        neutral = tf.zeros_like(same) + self.prototype_neutral
+        outputs = self.san({"face": faces, "same": same, "neutral": neutral, "opposite": opposite}, training=False)
+        sanitized_png = tf.map_fn(
+            lambda face: tf.io.encode_png(tf.image.convert_image_dtype(face, tf.uint8, saturate=True)),
+            outputs["opposite"], fn_output_signature=tf.string,
+        )
+        return {
+            "sanitized": outputs["opposite"],
+            "same": outputs["same"],
+            "neutral": outputs["neutral"],
+            "sanitized_png": sanitized_png,
+            "male_probability": male_probability,
+        }
+
+    def _sanitize_image_bytes(self, image_bytes):
+        return self._sanitize_faces(to_model_input(decode_face_images(image_bytes, self.image_size)))
+
+
+def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> None:
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            "serving_default": module.sanitize_image_bytes,
+            "sanitize_faces": module.sanitize_faces,
+            "classify_gender": module.classify_gender,
+        },
+    )
+    record = {"format_version": MODEL_FORMAT_VERSION, "image_size": module.image_size, **metadata}
+    with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as handle:
+        handle.write(json.dumps(record, indent=2, sort_keys=True))
+
+
+def load_metadata(export_dir: str) -> dict:
+    with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE)) as handle:
+        return json.loads(handle.read())

@@ -1,0 +1,56 @@
+"""SAN loss terms as plain functions of tensors, composed by weight.
+
+Each term is a separate function so further privacy objectives (identity suppression as in
+FaDeNet, keeping named attributes while suppressing others) can be added as new terms without
+restructuring the training step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import tensorflow as tf
+
+_EPSILON = 1e-7
+
+
+def reconstruction_l1(original: tf.Tensor, reconstructed: tf.Tensor) -> tf.Tensor:
+    """Mean absolute pixel difference (the public code's reconstruction term)."""
+    return tf.reduce_mean(tf.abs(original - reconstructed))
+
+
+def reconstruction_cross_entropy(original: tf.Tensor, reconstructed: tf.Tensor) -> tf.Tensor:
+    """Pixel-wise binary cross-entropy between X and X' (the paper's pre-training loss)."""
+    reconstructed = tf.clip_by_value(reconstructed, _EPSILON, 1.0 - _EPSILON)
+    return -tf.reduce_mean(original * tf.math.log(reconstructed) + (1.0 - original) * tf.math.log(1.0 - reconstructed))
+
+
+def gender_cross_entropy(male_probability: tf.Tensor, target_male: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy of a classifier's male probability [N] against 0/1 targets [N]."""
+    target = tf.cast(target_male, tf.float32)
+    probability = tf.clip_by_value(male_probability, _EPSILON, 1.0 - _EPSILON)
+    return -tf.reduce_mean(target * tf.math.log(probability) + (1.0 - target) * tf.math.log(1.0 - probability))
+
+
+RECONSTRUCTION_LOSSES = {"l1": reconstruction_l1, "cross_entropy": reconstruction_cross_entropy}
+
+
+@dataclass
+class LossTerm:
+    """One weighted objective. `compute(batch, outputs)` returns a scalar.
+
+    batch: dict with at least 'face' [N,S,S,1] and 'male' [N]; outputs: the SAN's dict of
+    'same', 'neutral', 'opposite' faces. The weight is a tf.Variable so a schedule (pre-training,
+    a term that starts at a later epoch) changes it without retracing the training step.
+    """
+
+    name: str
+    weight: tf.Variable
+    compute: Callable[[dict, dict], tf.Tensor]
+
+
+def total_loss(terms: list[LossTerm], batch: dict, outputs: dict) -> tuple[tf.Tensor, dict]:
+    values = {term.name: term.compute(batch, outputs) for term in terms}
+    total = tf.add_n([term.weight * values[term.name] for term in terms])
+    return total, values
