@@ -12,6 +12,7 @@ import json
 import posixpath
 
 import apache_beam as beam
+from apache_beam.io import fileio
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -175,7 +176,7 @@ def ReadCelebA(pipeline, data_root: str, image_size: int, attribute_names: list[
     streams["image_file"] = (
         pipeline
         | "ListImages" >> beam.Create([fmt.join(data_root, fmt.IMAGES_DIR, "*")])
-        | "MatchImages" >> beam.io.fileio.MatchAll()
+        | "MatchImages" >> fileio.MatchAll()
         | "KeyImages" >> beam.Map(lambda metadata: (posixpath.basename(metadata.path), metadata.path))
     )
     joined = (

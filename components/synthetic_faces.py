@@ -12,6 +12,7 @@ facial hair, lipstick/makeup, neck width); none of them decides it alone.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -160,7 +161,8 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
     young = bool(rng.random() < 0.76)
     # Skin: a light..dark continuum plus a little hue jitter.
     t = float(np.clip(rng.beta(2.0, 2.6) + 0.04 * g, 0, 1))
-    skin = np.array([248, 218, 198]) * (1 - t) + np.array([105, 70, 50]) * t
+    # Piecewise-linear through a warm mid tone (a straight light->dark blend looks grey).
+    skin = np.array([np.interp(t, [0, 0.5, 1], ch) for ch in ((246, 208, 100), (216, 152, 66), (194, 118, 46))])
     skin = _jitter(rng, skin + np.array([4, -2, -4]) * g, 5)
     face_w_mean = 45.0 + 2.2 * g
     face_w = float(rng.normal(face_w_mean, 2.6))
@@ -300,6 +302,11 @@ def _ellipse(cx, cy, rx, ry, n=28, a0=0.0, a1=2 * math.pi):
     return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1)
 
 
+def _outer_arc(side):
+    """Angle range of the half ellipse that bulges away from the mid-line on `side` (-1 / +1)."""
+    return (-math.pi / 2, math.pi / 2) if side > 0 else (math.pi / 2, 3 * math.pi / 2)
+
+
 def _stroke(pts, w0, w1=None, closed=False):
     """Polygon of a polyline with width tapering linearly from w0 to w1."""
     pts = np.asarray(pts, float)
@@ -324,16 +331,16 @@ def _outline_xy(ident: Identity, t):
 class _Geo:
     """Canonical-frame anchor points of one image (identity shape + yaw + expression)."""
 
-    def __init__(self, ident: Identity, im: ImageParams):
+    def __init__(self, ident: Identity, im: ImageParams | None):
         self.outline = _outline_xy(ident, np.linspace(0, 2 * math.pi, 96, endpoint=False))
         right = _outline_xy(ident, np.linspace(-math.pi / 2, math.pi / 2, 61))
         self._hw_y, self._hw_x = right[:, 1], right[:, 0] - CX
-        yaw = im.yaw
+        yaw, smile = (im.yaw, im.smile) if im is not None else (0.0, 0.0)
         self.eyes = [(CX - ident.eye_half + 3.0 * yaw, ident.eye_y), (CX + ident.eye_half + 3.0 * yaw, ident.eye_y)]
         self.nose = (CX + 7.0 * yaw, ident.eye_y + ident.nose_len)
         mx = CX + 3.5 * yaw
-        half = ident.mouth_w / 2 * (1 + 0.08 * im.smile)
-        cy = ident.mouth_y - 3.0 * im.smile
+        half = ident.mouth_w / 2 * (1 + 0.08 * smile)
+        cy = ident.mouth_y - 3.0 * smile
         self.mouth_l, self.mouth_r, self.mouth_x = (mx - half, cy), (mx + half, cy), mx
         self.mouth_half = half
         self.landmarks = np.array([self.eyes[0], self.eyes[1], self.nose, self.mouth_l, self.mouth_r])
@@ -345,9 +352,9 @@ class _Geo:
 
 # ---------------------------------------------------------------- canvas
 
-_GY, _GX = np.mgrid[0:HEIGHT * SS, 0:WIDTH * SS].astype(np.float32)
-_GX = _GX / (WIDTH * SS) * 2 - 1
-_GY = _GY / (HEIGHT * SS) * 2 - 1
+_GY, _GX = np.mgrid[0:HEIGHT // 4, 0:WIDTH // 4].astype(np.float32)  # background gradient grid
+_GX = _GX / (WIDTH // 4) * 2 - 1
+_GY = _GY / (HEIGHT // 4) * 2 - 1
 _LY, _LX = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
 _LX = (_LX - WIDTH / 2) / (WIDTH / 2)
 _LY = (_LY - HEIGHT / 2) / (HEIGHT / 2)
@@ -364,8 +371,8 @@ def _scale(colour, k):
 class _Canvas:
     """A supersampled RGB image whose drawing calls take canonical-frame points."""
 
-    def __init__(self, bg: np.ndarray, im: ImageParams, rng: np.random.Generator):
-        self.img = Image.fromarray(bg)
+    def __init__(self, bg: Image.Image, im: ImageParams, rng: np.random.Generator):
+        self.img = bg
         self.draw = ImageDraw.Draw(self.img)
         self.rng = rng
         a = math.radians(im.roll_deg)
@@ -386,6 +393,8 @@ class _Canvas:
     def blend(self, polys, colour, alpha, density=None):
         """Alpha-blends polygons; with density, only a random fraction of pixels (hair texture)."""
         qs = [self._xy(p) for p in polys]
+        if not qs:
+            return
         allq = np.vstack(qs)
         x0, y0 = np.maximum(np.floor(allq.min(0)).astype(int) - 1, 0)
         x1 = min(int(math.ceil(allq[:, 0].max())) + 2, self.img.width)
@@ -409,11 +418,13 @@ class _Canvas:
             self.blend([poly], colour, alpha)
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
+def _background(rng: np.random.Generator) -> Image.Image:
+    """Two-colour gradient in a random direction; computed small and upsampled (it is linear)."""
     c1, c2 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
     a = rng.uniform(0, 2 * math.pi)
     t = np.clip(0.5 + 0.5 * (math.cos(a) * _GX + math.sin(a) * _GY), 0, 1)[..., None]
-    return (c1 + (c2 - c1) * t).astype(np.uint8)
+    small = Image.fromarray((c1 + (c2 - c1) * t + 0.5).astype(np.uint8))
+    return small.resize((WIDTH * SS, HEIGHT * SS), Image.BILINEAR)
 
 
 def _background_shapes(cv: _Canvas, rng: np.random.Generator):
@@ -429,3 +440,334 @@ def _background_shapes(cv: _Canvas, rng: np.random.Generator):
             d.rectangle([x - w, y - h, x + w, y + h], fill=col)
         else:
             d.line([x - w, y - h, x + w, y + h], fill=col, width=int(rng.integers(3, 14)))
+
+
+# ---------------------------------------------------------------- face parts
+
+def _hair_outer(ident: Identity, geo: _Geo, hair_rng, y_end: float, flare: float):
+    """Outer hair contour: left side bottom -> over the top -> right side bottom."""
+    a_w, a_h, cy = ident.face_w + ident.hair_vol, ident.face_top + 0.8 * ident.hair_vol, ident.face_cy
+    th = np.linspace(math.pi, 2 * math.pi, 40)
+    r = 1.0 + ident.hair_wave / a_w * np.sin(9 * th + hair_rng.uniform(0, 6.3))
+    top = np.stack([CX + a_w * r * np.cos(th), cy + a_h * r * np.sin(th)], 1)
+    if y_end <= cy:
+        return top
+    ys = np.linspace(cy, y_end, 16)
+    frac = (ys - cy) / (y_end - cy)
+    wave = ident.hair_wave * np.sin(ys / 6.0 + hair_rng.uniform(0, 6.3))
+    xr = CX + a_w + flare * frac + wave
+    xl = CX - a_w - flare * frac - wave
+    return np.vstack([np.stack([xl, ys], 1)[::-1], top, np.stack([xr, ys], 1)])
+
+
+def _hairline(ident: Identity, geo: _Geo, temple_y: float, cover: float, n=21):
+    """Hairline across the forehead, left temple -> right temple (M-shaped when receding)."""
+    hwt = geo.hw(temple_y) - cover
+    u = np.linspace(-1, 1, n)
+    rec = 9.0 if ident.receding else 0.0
+    y = ident.hairline_y + (temple_y - ident.hairline_y) * u**4 - rec * np.exp(-(((np.abs(u) - 0.55) / 0.22) ** 2))
+    return np.stack([CX + hwt * u, y], 1)
+
+
+def _side_lock(ident: Identity, geo: _Geo, side: int, temple_y: float, y_end: float, cover: float, flare: float):
+    """Hair falling beside the face (side -1 left, +1 right), overlapping the face edge by `cover`."""
+    ys = np.linspace(temple_y, y_end, 18)
+    frac = (ys - temple_y) / max(y_end - temple_y, 1.0)
+    outer = ident.face_w + ident.hair_vol + flare * frac + ident.hair_wave * np.sin(ys / 6.0)
+    inner = np.maximum(geo.hw(ys) - cover, ident.neck_w + 1.0)
+    inner = np.minimum(inner, outer - 1.0)
+    return np.vstack([np.stack([CX + side * outer, ys], 1), np.stack([CX + side * inner, ys], 1)[::-1]])
+
+
+@functools.lru_cache(maxsize=1024)
+def _hair_geometry(ident: Identity):
+    """Hair polygons depend on the identity only; cached because images of a person repeat them."""
+    geo = _Geo(ident, None)
+    hair_rng = np.random.default_rng(ident.hair_seed)  # same strands/waves in every image of a person
+    temple_y = ident.eye_y - 16.0
+    if ident.hair_len == "long":
+        y_end, flare, cover = ident.chin_y + 30 + 15 * hair_rng.random(), 6.0 + 6 * hair_rng.random(), 3.0 + 5 * hair_rng.random()
+    elif ident.hair_len == "medium":
+        y_end, flare, cover = ident.mouth_y + 5 * hair_rng.random(), 2.0, 2.0 + 2 * hair_rng.random()
+    else:
+        y_end, flare, cover = ident.eye_y + 2.0, 0.0, 1.5
+    back = _hair_outer(ident, geo, hair_rng, y_end, flare)
+    cap_outer = _hair_outer(ident, geo, hair_rng, ident.face_cy - 1.0, 0.0)
+    keep = cap_outer[:, 1] <= temple_y + 1.0
+    line = _hairline(ident, geo, temple_y, cover)
+    cap = np.vstack([cap_outer[keep], line[::-1]])
+    locks = [_side_lock(ident, geo, s, temple_y, y_end, cover, flare) for s in (-1, 1)]
+    bangs = None
+    if ident.bangs:
+        yb = ident.eye_y - ident.brow_gap - 3.5 - 2 * hair_rng.random()
+        xs = np.linspace(-1, 1, 15) * (geo.hw(yb) - cover)
+        teeth = yb + np.where(np.arange(15) % 2 == 0, 0.0, -3.0) + hair_rng.uniform(-1, 1, 15)
+        bangs = np.vstack([_hairline(ident, geo, temple_y, cover) + (0, -2.0), np.stack([CX + xs, teeth], 1)[::-1]])
+    strands = {0.65: [], 1.35: []}
+    for _ in range(int(hair_rng.integers(10, 22))):
+        u0, u1 = hair_rng.uniform(-0.7, 0.7), hair_rng.uniform(-0.9, 0.9)
+        p0 = (CX + u0 * ident.face_w * 0.6, ident.face_cy - ident.face_top - ident.hair_vol * 0.3)
+        p2 = (CX + u1 * (geo.hw(temple_y) - cover), ident.hairline_y + 2.0 - 5 * u1**2)
+        curve = _bezier(p0, ((p0[0] + p2[0]) / 2 + hair_rng.normal(0, 4), (p0[1] + p2[1]) / 2), p2, 10)
+        width = hair_rng.uniform(0.6, 1.3)
+        strands[0.65 if hair_rng.random() < 0.6 else 1.35].append(_stroke(curve, width, width * 0.4))
+    return back, cap, locks, bangs, strands, temple_y
+
+
+def _draw_body(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    skin = ident.skin
+    cy = ident.chin_y
+    nw = ident.neck_w
+    cv.fill([(CX - nw, cy - 25), (CX + nw, cy - 25), (CX + nw * 1.12, 240), (CX - nw * 1.12, 240)], _scale(skin, 0.82))
+    cc = im.clothes_colour
+    left = np.vstack([[(CX - 110, 260), (CX - 110, cy + 40)],
+                      _bezier((CX - 100, cy + 36), (CX - 60, cy + 14), (CX - nw - 2, cy + 16), 8)])
+    neckline = _bezier((CX - nw - 2, cy + 16), (CX, cy + 40), (CX + nw + 2, cy + 16), 10)
+    right = left[::-1] * (-1, 1) + (2 * CX, 0)
+    cv.fill(np.vstack([left, neckline, right]), cc)
+    if ident.necktie:
+        cv.fill([(CX - nw + 1, cy + 17), (CX, cy + 30), (CX - 3, cy + 33), (CX - nw - 4, cy + 20)], (238, 238, 235))
+        cv.fill([(CX + nw - 1, cy + 17), (CX, cy + 30), (CX + 3, cy + 33), (CX + nw + 4, cy + 20)], (238, 238, 235))
+        tie = [(CX - 3, cy + 27), (CX + 3, cy + 27), (CX + 5, cy + 55), (CX, cy + 60), (CX - 5, cy + 55)]
+        cv.fill(tie, _scale(np.asarray(cc)[::-1], 0.6))
+    if ident.necklace:
+        chain = _bezier((CX - nw, cy + 6), (CX, cy + 32), (CX + nw, cy + 6), 16)
+        cv.line(chain, 1.1, ident.earring_colour)
+        cv.fill(_ellipse(CX, cy + 20, 2.2, 2.8, 12), ident.earring_colour)
+    for side in (-1, 1):  # ears, partly covered by the face drawn next
+        ex = CX + side * (geo.hw(ident.eye_y + 12) - 0.5)
+        ear = _ellipse(ex, ident.eye_y + 13, 5.0, 10.5, 20)
+        cv.fill(ear, _scale(skin, 0.93))
+        cv.line(_ellipse(ex + side * 1.2, ident.eye_y + 13, 2.6, 7.0, 12, *_outer_arc(side)), 0.8, _scale(skin, 0.7), 0.6)
+        if ident.earrings:
+            cv.fill(_ellipse(ex + side * 0.5, ident.eye_y + 25, 2.0, 2.4, 12), ident.earring_colour)
+
+
+def _draw_skin(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    skin = ident.skin
+    if ident.double_chin:
+        cv.fill(_ellipse(CX, ident.chin_y + 1.5, 17, 6, 20), skin)
+    cv.fill(geo.outline, skin)
+    cv.line(geo.outline, 3.0, _scale(skin, 0.72), 0.22, closed=True)  # soft edge shading
+    if ident.double_chin:
+        cv.line(_bezier((CX - 15, ident.chin_y + 1), (CX, ident.chin_y + 10), (CX + 15, ident.chin_y + 1)),
+                1.0, _scale(skin, 0.7), 0.5)
+    (lx, ly), (rx, ry) = geo.eyes
+    if ident.rosy:
+        cv.blend([_ellipse(lx - 2, ly + 19, 8, 5.5), _ellipse(rx + 2, ry + 19, 8, 5.5)], (225, 95, 105), 0.32)
+    if not ident.young:  # forehead lines
+        for k in range(2 + ident.hair_seed % 2):
+            y = ident.eye_y - 24 - 5.5 * k
+            cv.line(_bezier((CX - 17, y + 1), (CX, y - 1.5), (CX + 17, y + 1), 10), 0.8, _scale(skin, 0.7), 0.35)
+    # Nasolabial folds: deeper with age and with a smile.
+    alpha = min(0.6, (0.0 if ident.young else 0.3) + 0.35 * im.smile)
+    if alpha > 0.05:
+        nx, ny = geo.nose
+        for side, corner in ((-1, geo.mouth_l), (1, geo.mouth_r)):
+            p0 = (nx + side * (ident.nose_w + 2), ny - 2)
+            p2 = (corner[0] + side * 3, corner[1] + 4)
+            cv.line(_bezier(p0, (p0[0] + side * 7, (p0[1] + p2[1]) / 2), p2, 10), 0.9, _scale(skin, 0.68), alpha)
+
+
+def _draw_facial_hair(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    nx, ny = geo.nose
+    lower = geo.outline[geo.outline[:, 1] > ny - 3]
+    lower = lower[np.argsort(np.arctan2(lower[:, 1] - ident.face_cy, lower[:, 0] - CX))[::-1]]  # left -> right
+    top = [(CX + geo.hw(ny - 3) - 1, ny - 3), (nx + ident.nose_w + 3, ny + 2), (nx - ident.nose_w - 3, ny + 2),
+           (CX - geo.hw(ny - 3) + 1, ny - 3)]
+    region = np.vstack([lower, top])  # jaw left -> right, then back along the cheeks
+    col = ident.beard_colour
+    if ident.stubble:
+        cv.blend([region], _scale(col, 0.8), 0.55, density=0.45)
+    if ident.beard:
+        out = lower + (lower - (CX, ident.face_cy)) * 0.04
+        mouth_hole = _bezier((geo.mouth_r[0] + 4, geo.mouth_r[1] - 3), (geo.mouth_x, ident.mouth_y + 22),
+                             (geo.mouth_l[0] - 4, geo.mouth_l[1] - 3), 12)
+        left_cheek = (CX - geo.hw(ny + 2) + 5, ny + 2)
+        right_cheek = (CX + geo.hw(ny + 2) - 5, ny + 2)
+        beard = np.vstack([out, [right_cheek], mouth_hole, [left_cheek]])
+        cv.blend([beard], col, 0.9)
+        cv.blend([beard], _scale(col, 0.6), 0.6, density=0.3)
+    if ident.goatee:
+        y0 = ident.mouth_y + ident.lip_bot + 2.5 + im.mouth_open
+        w = ident.mouth_w * 0.28
+        goatee = [(geo.mouth_x - w, y0), (geo.mouth_x + w, y0), (geo.mouth_x + w * 0.8, ident.chin_y - 1),
+                  (geo.mouth_x, ident.chin_y + 1.5), (geo.mouth_x - w * 0.8, ident.chin_y - 1)]
+        cv.blend([np.asarray(goatee)], col, 0.9)
+
+
+def _draw_eyes(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    skin = ident.skin
+    for side, (ex, ey) in zip((-1, 1), geo.eyes):
+        rx = ident.eye_rx * (1 - 0.1 * im.yaw * side)  # the far eye looks narrower
+        ry = ident.eye_ry
+        cv.blend([_ellipse(ex, ey - 1, rx + 3.5, ry + 4.5, 20)], _scale(skin, 0.78), 0.25)  # socket shadow
+        if ident.makeup:
+            cv.blend([_ellipse(ex, ey - ry - 1.5, rx + 1.5, ry + 1.0, 20)], ident.shadow_colour, 0.38)
+        outer, inner = (ex + side * rx, ey - 0.6), (ex - side * rx, ey + 0.3)
+        upper = _bezier(outer, (ex, ey - 2 * ry), inner, 16)
+        lower = _bezier(inner, (ex, ey + 1.5 * ry), outer, 16)
+        cv.fill(np.vstack([upper, lower]), (236, 232, 226))
+
+        def clipped_disc(r):  # a disc clipped by the lids, so the iris never spills onto skin
+            xs = np.linspace(ex - r, ex + r, 17)
+            h = np.sqrt(np.clip(r**2 - (xs - ex) ** 2, 0, None))
+            order_u, order_l = np.argsort(upper[:, 0]), np.argsort(lower[:, 0])
+            lid_u = np.interp(xs, upper[order_u, 0], upper[order_u, 1])
+            lid_l = np.interp(xs, lower[order_l, 0], lower[order_l, 1])
+            top = np.maximum(ey - h, lid_u)
+            bot = np.maximum(np.minimum(ey + h, lid_l), top)
+            return np.vstack([np.stack([xs, top], 1), np.stack([xs, bot], 1)[::-1]])
+
+        cv.fill(clipped_disc(0.46 * ident.eye_rx), ident.iris)
+        cv.fill(clipped_disc(0.21 * ident.eye_rx), (14, 12, 12))
+        liner = (25, 20, 22) if ident.makeup else _scale(skin, 0.38)
+        cv.line(upper, 1.5 if ident.makeup else 0.9, liner)
+        cv.line(lower, 0.5, _scale(skin, 0.65), 0.7)
+        if ident.bags:
+            cv.line(_bezier((ex - side * rx * 0.7, ey + ry + 1.5), (ex, ey + ry + 5.5), (ex + side * rx * 0.9, ey + ry + 1.0)),
+                    1.0, _scale(skin, 0.72), 0.45)
+        # Eyebrow: thick at the inner end, tapering outwards, arch peak toward the outer end.
+        by = ey - ident.brow_gap
+        b_in, b_out = (ex - side * rx * 0.9, by + 1.0), (ex + side * rx * 1.3, by + 2.0)
+        ctrl = (ex + side * rx * 0.3, 2 * (by - ident.brow_arch) - (b_in[1] + b_out[1]) / 2)
+        cv.line(_bezier(b_in, ctrl, b_out, 14), ident.brow_thick, ident.brow_colour, 0.92, ident.brow_thick * 0.5)
+
+
+def _draw_nose(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    skin = ident.skin
+    nx, ny = geo.nose
+    w = ident.nose_w
+    shade = _scale(skin, 0.6)
+    side = 1 if im.yaw < 0 else -1  # draw the bridge line on the side turned away
+    bridge = _bezier((CX + 4.0 * im.yaw + side * 4.5, ident.eye_y + 3), (nx + side * w * 0.5, ny - 10),
+                     (nx + side * w * 0.85, ny - 5), 10)
+    cv.line(bridge, 1.1, shade, 0.35)
+    cv.blend([_ellipse(nx, ny - 3.5, w * 0.45, 2.2, 14)], _scale(skin, 1.12), 0.3)  # tip highlight
+    base = _bezier((nx - w, ny - 2.5), (nx, ny + 2.5), (nx + w, ny - 2.5), 14)  # passes through the tip (nx, ny)
+    cv.line(base, 1.0, shade, 0.6)
+    for s in (-1, 1):
+        cv.fill(_ellipse(nx + s * w * 0.48, ny - 0.9, 1.7, 0.95, 12), _scale(skin, 0.35))
+        cv.line(_ellipse(nx + s * w, ny - 3.5, 2.0, 2.6, 10, *_outer_arc(s)), 0.8, shade, 0.5)  # alar wing
+
+
+def _draw_mouth(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
+    (lx, ly), (rx, ry), mx = geo.mouth_l, geo.mouth_r, geo.mouth_x
+    mid = ident.mouth_y + 1.5 * im.smile
+    o = im.mouth_open
+
+    def curve(centre_y, n=17):
+        # Quadratic through both corners with its middle at centre_y.
+        return _bezier((lx, ly), (mx, 2 * centre_y - (ly + ry) / 2), (rx, ry), n)
+
+    upper_in, lower_in = curve(mid - 0.4 * o), curve(mid + 0.6 * o)
+    upper_out = curve(mid - 0.4 * o - ident.lip_top)
+    u = (upper_out[:, 0] - mx) / geo.mouth_half
+    upper_out[:, 1] += 0.9 * np.exp(-((u / 0.18) ** 2))  # cupid's bow dip
+    lower_out = curve(mid + 0.6 * o + ident.lip_bot)
+    if o > 0:
+        cv.fill(np.vstack([upper_in, lower_in[::-1]]), (70, 24, 30))
+        if im.smiling:
+            teeth = np.vstack([upper_in, (upper_in + (0, min(0.55 * o, 2.5)))[::-1]])
+            cv.fill(teeth, (235, 232, 222))
+    cv.fill(np.vstack([upper_out, upper_in[::-1]]), _scale(ident.lip_colour, 0.92))
+    cv.fill(np.vstack([lower_in, lower_out[::-1]]), ident.lip_colour)
+    cv.line(upper_in if o == 0 else lower_in, 0.8, _scale(ident.lip_colour, 0.45), 0.8)
+    if ident.mustache:
+        top = upper_out + (0, -0.6)
+        ny = geo.nose[1]
+        thick = np.clip(top[:, 1] - (ny + 2.2), 2.0, 5.5)
+        band = np.vstack([(lx - 2.5, ly + 1.5), top, (rx + 2.5, ry + 1.5), (top - np.stack([0 * thick, thick], 1))[::-1]])
+        cv.blend([band], ident.beard_colour, 0.92)
+
+
+def _draw_hair(cv: _Canvas, ident: Identity, hair, front: bool):
+    back, cap, locks, bangs, strands, _ = hair
+    col = ident.hair_colour
+    if not front:
+        if not ident.bald:
+            cv.fill(back, _scale(col, 0.82))
+        return
+    if ident.bald:
+        if not ident.young:  # the horseshoe of hair that stays
+            for s in (-1, 1):
+                x0 = CX + s * (ident.face_w + 1.5)
+                cv.blend([_ellipse(x0, ident.eye_y - 2, 3.5, 12, 16)], col, 0.85, density=0.7)
+        return
+    cv.fill(cap, col)
+    for lock in locks:
+        cv.fill(lock, col)
+    if ident.sideburns:
+        for s in (-1, 1):
+            x = CX + s * (ident.face_w - 1.5)
+            cv.fill([(x - 2.5, ident.eye_y - 8), (x + 2.5, ident.eye_y - 8), (x + 2, ident.eye_y + 22), (x - 2, ident.eye_y + 22)], col)
+    if bangs is not None:
+        cv.fill(bangs, col)
+    for k, group in strands.items():  # one blend per shade: strands are many and cheap to batch
+        cv.blend(group, _scale(col, k), 0.3)
+
+
+def _draw_hat(cv: _Canvas, ident: Identity, im: ImageParams):
+    y = ident.hairline_y + im.hat_drop
+    w = ident.face_w + ident.hair_vol + 3
+    crown = np.vstack([_ellipse(CX, y, w, im.hat_height, 30, math.pi, 2 * math.pi), [(CX + w, y + 2), (CX - w, y + 2)]])
+    cv.fill(crown, im.hat_colour)
+    cv.fill(_ellipse(CX, y + 1, w + 12, 5.0, 30), _scale(im.hat_colour, 0.8))
+    cv.line(_ellipse(CX, y - 6, w * 0.99, 3.0, 24, 0, math.pi), 3.0, _scale(im.hat_colour, 0.55), 0.8)
+
+
+def _draw_glasses(cv: _Canvas, ident: Identity, geo: _Geo):
+    gx, gy = ident.glasses_gap
+    fw = ident.glasses_width
+    rims = []
+    for side, (ex, ey) in zip((-1, 1), geo.eyes):
+        a = np.linspace(0, 2 * math.pi, 32, endpoint=False)
+        e = 1.0 if ident.glasses_round else 0.45  # superellipse: round or rounded-rectangle lenses
+        c, s = np.cos(a), np.sin(a)
+        rim = np.stack([ex + (ident.eye_rx + gx) * np.sign(c) * np.abs(c) ** e,
+                        ey + 1.0 + (ident.eye_ry + gy) * np.sign(s) * np.abs(s) ** e], 1)
+        rims.append(rim)
+        if ident.glasses_tint > 0.02:
+            cv.blend([rim], (60, 70, 80), ident.glasses_tint)
+        # Temple arm from the outer rim edge to the side of the face.
+        x0 = ex + side * (ident.eye_rx + gx)
+        cv.line([(x0, ey - 1), (CX + side * (geo.hw(ey) + 1), ey - 2)], fw, ident.glasses_colour)
+    for rim in rims:
+        cv.line(rim, fw, ident.glasses_colour, closed=True)
+    (lx, ly), (rx, ry) = geo.eyes
+    bridge = _bezier((lx + ident.eye_rx + gx - 0.5, ly - 1), ((lx + rx) / 2, (ly + ry) / 2 - 5), (rx - ident.eye_rx - gx + 0.5, ry - 1), 10)
+    cv.line(bridge, fw, ident.glasses_colour)
+
+
+def render(ident: Identity, im: ImageParams, clean: bool = False) -> tuple[Image.Image, np.ndarray]:
+    """Draws one 178x218 RGB face. Returns (image, landmarks) with landmarks a (5, 2) float array
+    of pixel coordinates: left eye, right eye, nose tip, left and right mouth corner (pupil centres
+    and the drawn tip / corner points). clean=True skips blur, lighting and pixel noise."""
+    rng = np.random.default_rng(im.texture_seed)
+    geo = _Geo(ident, im)
+    cv = _Canvas(_background(rng), im, rng)
+    _background_shapes(cv, rng)
+    hair = _hair_geometry(ident)
+    _draw_hair(cv, ident, hair, front=False)
+    _draw_body(cv, ident, im, geo)
+    _draw_skin(cv, ident, im, geo)
+    _draw_facial_hair(cv, ident, im, geo)
+    _draw_eyes(cv, ident, im, geo)
+    _draw_nose(cv, ident, im, geo)
+    _draw_mouth(cv, ident, im, geo)
+    _draw_hair(cv, ident, hair, front=True)
+    if im.hat:
+        _draw_hat(cv, ident, im)
+    if im.glasses:
+        _draw_glasses(cv, ident, geo)
+    img = cv.img.reduce(SS)
+    landmarks = cv.pose(geo.landmarks)
+    if clean:
+        return img, landmarks
+    if im.blur > 0:
+        img = img.filter(ImageFilter.GaussianBlur(im.blur))
+    # Directional light gradient, exposure and sensor noise, all in one float pass.
+    light = im.exposure * (1 + im.light_strength * (math.cos(im.light_angle) * _LX + math.sin(im.light_angle) * _LY))
+    noise = rng.standard_normal((HEIGHT, WIDTH, 3), dtype=np.float32) * np.float32(im.noise)
+    arr = np.asarray(img, np.float32) * light[..., None].astype(np.float32) + noise
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)), landmarks
