@@ -49,6 +49,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         fmt.check_layout(data_root)
         attribute_names = fmt.read_attribute_names(data_root)
+        examples.split_names = artifact_utils.encode_split_names(_SPLIT_ORDER)
         logging.info("CelebAExampleGen: reading %s, aligning faces to %dx%d", data_root, image_size, image_size)
 
         pipeline = self._make_beam_pipeline()
@@ -75,7 +76,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         report = _build_report(data_root, image_size, examples.uri, result)
         io_utils.write_string_file(os.path.join(examples.uri, REPORT_FILE), json.dumps(report, indent=2))
-        examples.split_names = artifact_utils.encode_split_names(_SPLIT_ORDER)
         examples.span = 0
         examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         examples.set_int_custom_property("num_rejected", report["rejected_total"])

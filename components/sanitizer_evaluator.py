@@ -6,7 +6,6 @@ come with the evaluator issue). Metrics per output (original, SM, NT, OP) on the
 gender error rate of the judge, and SSIM / PSNR of the perturbed face against the original.
 """
 
-from __future__ import annotations
 
 import dataclasses
 import json

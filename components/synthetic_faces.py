@@ -291,15 +291,26 @@ def drawn_attributes(ident: Identity, im: ImageParams) -> dict[str, bool]:
 
 # ---------------------------------------------------------------- geometry helpers (canonical frame)
 
-def _bezier(p0, c, p2, n=14):
+# Small cached bases: the drawing makes thousands of tiny curves, so numpy call overhead matters.
+@functools.lru_cache(maxsize=None)
+def _bezier_basis(n):
     t = np.linspace(0.0, 1.0, n)[:, None]
-    p0, c, p2 = (np.asarray(v, float) for v in (p0, c, p2))
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * c + t**2 * p2
+    return np.hstack([(1 - t) ** 2, 2 * (1 - t) * t, t**2])
+
+
+@functools.lru_cache(maxsize=None)
+def _unit_circle(n, a0, a1):
+    a = np.linspace(a0, a1, n, endpoint=abs(a1 - a0 - 2 * math.pi) > 1e-9)
+    return np.stack([np.cos(a), np.sin(a)], 1)
+
+
+def _bezier(p0, c, p2, n=14):
+    """Quadratic Bezier from p0 to p2 with control point c, n samples."""
+    return _bezier_basis(n) @ np.array([p0, c, p2], float)
 
 
 def _ellipse(cx, cy, rx, ry, n=28, a0=0.0, a1=2 * math.pi):
-    a = np.linspace(a0, a1, n, endpoint=abs(a1 - a0 - 2 * math.pi) > 1e-9)
-    return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1)
+    return _unit_circle(n, a0, a1) * (rx, ry) + (cx, cy)
 
 
 def _outer_arc(side):
@@ -312,9 +323,11 @@ def _stroke(pts, w0, w1=None, closed=False):
     pts = np.asarray(pts, float)
     if closed:
         pts = np.vstack([pts, pts[:1]])
-    d = np.gradient(pts, axis=0)
-    nrm = np.stack([-d[:, 1], d[:, 0]], 1) / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-9)
-    w = np.linspace(w0, w0 if w1 is None else w1, len(pts))[:, None] / 2
+    d = np.empty_like(pts)  # central differences (one-sided at the ends)
+    d[1:-1] = pts[2:] - pts[:-2]
+    d[0], d[-1] = pts[1] - pts[0], pts[-1] - pts[-2]
+    nrm = d[:, ::-1] * (-1.0, 1.0) / (np.sqrt((d * d).sum(1))[:, None] + 1e-9)
+    w = (w0 if w1 is None else np.linspace(w0, w1, len(pts))[:, None]) / 2
     return np.vstack([pts + nrm * w, (pts - nrm * w)[::-1]])
 
 
@@ -352,16 +365,15 @@ class _Geo:
 
 # ---------------------------------------------------------------- canvas
 
-_GY, _GX = np.mgrid[0:HEIGHT // 4, 0:WIDTH // 4].astype(np.float32)  # background gradient grid
-_GX = _GX / (WIDTH // 4) * 2 - 1
-_GY = _GY / (HEIGHT // 4) * 2 - 1
+_NOISE = np.random.default_rng(12345).standard_normal((HEIGHT + 64, WIDTH + 64, 3), dtype=np.float32)
 _LY, _LX = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
 _LX = (_LX - WIDTH / 2) / (WIDTH / 2)
 _LY = (_LY - HEIGHT / 2) / (HEIGHT / 2)
 
 
 def _rgb(colour):
-    return tuple(int(round(min(255.0, max(0.0, v)))) for v in colour)
+    r, g, b = colour
+    return (int(min(255.0, max(0.0, r)) + 0.5), int(min(255.0, max(0.0, g)) + 0.5), int(min(255.0, max(0.0, b)) + 0.5))
 
 
 def _scale(colour, k):
@@ -384,8 +396,9 @@ class _Canvas:
         return (np.asarray(pts, float) - POSE_CENTRE) @ self._m.T + self._t
 
     def _xy(self, pts):
-        # A 1x pixel index l covers supersampled pixels SS*l .. SS*l+SS-1, centred at SS*l+(SS-1)/2.
-        return self.pose(pts) * SS + (SS - 1) / 2
+        # PIL polygon coordinates are continuous (pixel i spans [i, i+1)), so the centre of output
+        # pixel l, i.e. supersampled pixels SS*l .. SS*l+SS-1, sits at SS*l + SS/2.
+        return self.pose(pts) * SS + SS / 2
 
     def fill(self, pts, colour):
         self.draw.polygon(self._xy(pts).ravel().tolist(), fill=_rgb(colour))
@@ -418,13 +431,21 @@ class _Canvas:
             self.blend([poly], colour, alpha)
 
 
+@functools.lru_cache(maxsize=None)
+def _gradient(direction: int) -> Image.Image:
+    """0..255 ramp across the supersampled canvas in one of 32 directions (built once, reused)."""
+    a = direction * 2 * math.pi / 32
+    gy, gx = np.mgrid[0:HEIGHT * SS, 0:WIDTH * SS].astype(np.float32)
+    t = (math.cos(a) * (gx / (WIDTH * SS) * 2 - 1) + math.sin(a) * (gy / (HEIGHT * SS) * 2 - 1))
+    return Image.fromarray(np.clip(127.5 + 127.5 * t, 0, 255).astype(np.uint8))
+
+
 def _background(rng: np.random.Generator) -> Image.Image:
-    """Two-colour gradient in a random direction; computed small and upsampled (it is linear)."""
+    """Two-colour gradient in a random direction, coloured through per-channel lookup tables."""
     c1, c2 = rng.uniform(20, 235, 3), rng.uniform(20, 235, 3)
-    a = rng.uniform(0, 2 * math.pi)
-    t = np.clip(0.5 + 0.5 * (math.cos(a) * _GX + math.sin(a) * _GY), 0, 1)[..., None]
-    small = Image.fromarray((c1 + (c2 - c1) * t + 0.5).astype(np.uint8))
-    return small.resize((WIDTH * SS, HEIGHT * SS), Image.BILINEAR)
+    ramp = _gradient(int(rng.integers(32)))
+    k = np.arange(256) / 255.0
+    return Image.merge("RGB", [ramp.point([int(a + (b - a) * v + 0.5) for v in k]) for a, b in zip(c1, c2)])
 
 
 def _background_shapes(cv: _Canvas, rng: np.random.Generator):
@@ -620,8 +641,8 @@ def _draw_eyes(cv: _Canvas, ident: Identity, im: ImageParams, geo: _Geo):
             return np.vstack([np.stack([xs, top], 1), np.stack([xs, bot], 1)[::-1]])
 
         cv.fill(clipped_disc(0.46 * ident.eye_rx), ident.iris)
-        cv.fill(clipped_disc(0.21 * ident.eye_rx), (14, 12, 12))
-        liner = (25, 20, 22) if ident.makeup else _scale(skin, 0.38)
+        cv.fill(clipped_disc(0.21 * ident.eye_rx), (6, 5, 6))  # darkest thing in the face: the landmark
+        liner = (45, 32, 36) if ident.makeup else _scale(skin, 0.38)
         cv.line(upper, 1.5 if ident.makeup else 0.9, liner)
         cv.line(lower, 0.5, _scale(skin, 0.65), 0.7)
         if ident.bags:
@@ -768,6 +789,7 @@ def render(ident: Identity, im: ImageParams, clean: bool = False) -> tuple[Image
         img = img.filter(ImageFilter.GaussianBlur(im.blur))
     # Directional light gradient, exposure and sensor noise, all in one float pass.
     light = im.exposure * (1 + im.light_strength * (math.cos(im.light_angle) * _LX + math.sin(im.light_angle) * _LY))
-    noise = rng.standard_normal((HEIGHT, WIDTH, 3), dtype=np.float32) * np.float32(im.noise)
+    oy, ox = rng.integers(0, 64, 2)  # a random crop of a fixed noise bank: same statistics, much cheaper
+    noise = _NOISE[oy:oy + HEIGHT, ox:ox + WIDTH] * np.float32(im.noise * (1 if rng.random() < 0.5 else -1))
     arr = np.asarray(img, np.float32) * light[..., None].astype(np.float32) + noise
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8)), landmarks

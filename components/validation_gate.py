@@ -4,7 +4,6 @@ ExampleValidator only records anomalies; a data engineer wants the run to stop t
 message that says which split and feature broke which rule of schemas/schema.pbtxt.
 """
 
-from __future__ import annotations
 
 import os
 

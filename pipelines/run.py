@@ -94,7 +94,9 @@ def ensure_synthetic_data(config: Config) -> str:
     from components import synthetic_celeba
 
     root = config.data_root
-    wanted = dataclasses.asdict(config.synthetic)
+    wanted = {"num_identities": config.synthetic.identities,
+              "images_per_identity": config.synthetic.images_per_identity,
+              "seed": config.synthetic.seed, "complete": True}
     metadata_path = os.path.join(root, synthetic_celeba.METADATA_FILE)
     if os.path.exists(metadata_path):
         with open(metadata_path) as handle:
@@ -102,7 +104,7 @@ def ensure_synthetic_data(config: Config) -> str:
         if all(existing.get(key) == value for key, value in wanted.items()):
             logging.info("using the embedded SYNTHETIC CelebA already generated in %s", root)
             return root
-    print(f"Generating the embedded SYNTHETIC CelebA-layout data set in {root} ({wanted}) ...", flush=True)
+    print(f"Generating the embedded SYNTHETIC CelebA-layout data set in {root} ({dataclasses.asdict(config.synthetic)}) ...", flush=True)
     synthetic_celeba.generate(root, num_identities=config.synthetic.identities,
                               images_per_identity=config.synthetic.images_per_identity, seed=config.synthetic.seed)
     return root
