@@ -113,22 +113,22 @@ def _readme(meta: dict) -> str:
     return f"""# SYNTHETIC data - this is NOT CelebA
 
 Every image and label in this folder was generated procedurally by `{GENERATOR}`
-(format version {FORMAT_VERSION}) with seed {meta['seed']}: {meta['num_identities']} synthetic identities x
-{meta['images_per_identity']} images = {meta['num_images']} images. No real person is depicted and no
-CelebA file was used. Regenerate byte-identically with
+(format version {FORMAT_VERSION}). No real person is depicted and no CelebA file was used.
 
-    python -m components.synthetic_celeba --out DIR --identities {meta['num_identities']} \\
-        --images-per-identity {meta['images_per_identity']} --seed {meta['seed']}
+- Seed: {meta['seed']}
+- Size: {meta['num_identities']} synthetic identities x {meta['images_per_identity']} images = {meta['num_images']} images
+- Regenerate byte-identically with:
+  `python -m components.synthetic_celeba --out DIR --identities {meta['num_identities']} --images-per-identity {meta['images_per_identity']} --seed {meta['seed']}`
 
 The files follow the CelebA "aligned" layout and formats exactly (img_align_celeba/NNNNNN.jpg at
 178x218, list_attr_celeba.txt, identity_CelebA.txt, list_eval_partition.txt,
-list_landmarks_align_celeba.txt) so the same ingestion code reads both.
+list_landmarks_align_celeba.txt), so the same ingestion code reads both.
 
-- Partitions (0 train / 1 validation / 2 test) hold disjoint identities: {parts['train']} / {parts['validation']} /
-  {parts['test']} images.
-- Male: {meta['male_fraction_identities']:.3f} of identities. Gender shows through several overlapping cues
-  (jaw shape, face size, brow thickness, hair length, facial hair, lipstick/makeup, neck width);
-  no single cue decides it.
+- Partitions (0 train / 1 validation / 2 test) hold disjoint identities; images per partition:
+  {parts['train']} / {parts['validation']} / {parts['test']}.
+- Male fraction of identities: {meta['male_fraction_identities']:.3f}. Gender shows through several overlapping
+  cues (jaw shape, face size, brow thickness, hair length, facial hair, lipstick/makeup, neck
+  width); no single cue decides it.
 - Landmarks are the exact drawn positions (pupil centres, nose tip, mouth corners) after the
   per-image pose transform, rounded to whole pixels.
 - Nuisance per image: pose (roll, scale, shift, small yaw), expression, lighting gradient and
@@ -137,10 +137,12 @@ list_landmarks_align_celeba.txt) so the same ingestion code reads both.
 ## Attributes
 
 Driven by the drawing (the label matches what is drawn): {drawn}.
-Of these, {per_image} can change from image to image of one identity; the rest are fixed per identity.
-Young is drawn indirectly (older identities get gray hair, wrinkles, eye bags, receding/bald more often).
 
-Random labels (not visible in the image; drawn per identity from the seeded RNG): {random_}.
+Of these, {per_image} can change between images of one identity (Bald because a hat hides the
+head); the rest are fixed per identity. Young is shown indirectly: older identities get gray
+hair, wrinkles, eye bags, receding hairlines and baldness more often.
+
+Random labels, not visible in the images (drawn per identity from the seeded RNG): {random_}.
 """
 
 

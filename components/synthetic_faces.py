@@ -164,10 +164,10 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
     # Piecewise-linear through a warm mid tone (a straight light->dark blend looks grey).
     skin = np.array([np.interp(t, [0, 0.5, 1], ch) for ch in ((246, 208, 100), (216, 152, 66), (194, 118, 46))])
     skin = _jitter(rng, skin + np.array([4, -2, -4]) * g, 5)
-    face_w_mean = 45.0 + 2.2 * g
+    face_w_mean = 45.0 + 3.0 * g
     face_w = float(rng.normal(face_w_mean, 2.6))
-    chubby = face_w > face_w_mean + CHUBBY_Z * 2.6
-    jaw_n = _clip(rng, 2.25 + 0.75 * g, 0.35, 1.8, 4.0)
+    chubby = face_w > face_w_mean + CHUBBY_Z * 2.6  # (per-gender z-score)
+    jaw_n = _clip(rng, 2.25 + 0.9 * g, 0.35, 1.8, 4.0)
     chin_taper = _clip(rng, 0.24 - 0.08 * g, 0.07, 0.0, 0.42)
     eye_y = EYE_Y + rng.normal(0, 1.2)
     mouth_y = eye_y + rng.normal(41.0, 1.6)
@@ -178,7 +178,7 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
     nose_z = ((nose_len - 23.0 - 1.2 * g) / 1.8 + (nose_w - 7.0 - 0.8 * g) / 0.8) / math.sqrt(2) + 0.5 * g
     lip_top = _clip(rng, 2.7 - 0.4 * g, 0.45, 1.4, 4.5)
     lip_bot = _clip(rng, 3.7 - 0.5 * g, 0.55, 1.8, 5.5)
-    lipstick = bool(rng.random() < (0.015 if male else 0.58))
+    lipstick = bool(rng.random() < (0.015 if male else 0.62))
     makeup = (not male) and bool(rng.random() < (0.7 if lipstick else 0.1))
     if lipstick:
         lip_colour = _jitter(rng, LIPSTICKS[rng.integers(len(LIPSTICKS))], 10)
@@ -194,7 +194,7 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
     hair_kind = kinds[rng.choice(5, p=p / p.sum())]
     hair_colour = _jitter(rng, HAIR_COLOURS[hair_kind], 8)
     lengths = ["short", "medium", "long"]
-    hair_len = lengths[rng.choice(3, p=[0.72, 0.22, 0.06] if male else [0.1, 0.22, 0.68])]
+    hair_len = lengths[rng.choice(3, p=[0.76, 0.2, 0.04] if male else [0.08, 0.2, 0.72])]
     wave_u = rng.random()
     wavy, straight = bool(wave_u < 0.3), bool(wave_u > 0.55)
     hair_wave = float(rng.uniform(2.2, 3.8) if wavy else (0.0 if straight else 1.0))
@@ -202,10 +202,10 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
     receding = (not bald) and bool(rng.random() < (0.35 if male and not young else 0.06 if male else 0.02))
     hairline_y = eye_y - rng.normal(45.0, 2.5) - (8.0 if receding else 0.0)
     sideburns = male and hair_len != "long" and not bald and bool(rng.random() < 0.15)
-    beard = male and bool(rng.random() < 0.2)
+    beard = male and bool(rng.random() < 0.22)
     goatee = male and not beard and bool(rng.random() < 0.12)
     mustache = male and bool(rng.random() < (0.6 if beard else 0.18))
-    stubble = male and not beard and bool(rng.random() < 0.35)
+    stubble = male and not beard and bool(rng.random() < 0.45)
     if bald:
         beard_colour = _jitter(rng, HAIR_COLOURS[["black", "brown", "gray"][rng.integers(3)]], 8)
     else:
@@ -222,7 +222,7 @@ def sample_identity(rng: np.random.Generator, male: bool) -> Identity:
         eye_y=float(eye_y), eye_half=_clip(rng, 19.5, 1.2, 16.5, 22.5),
         eye_rx=_clip(rng, 8.0, 0.6, 6.5, 9.5), eye_ry=eye_ry,
         iris=_jitter(rng, IRIS_COLOURS[rng.choice(5, p=IRIS_P)], 8),
-        brow_thick=_clip(rng, 2.2 + 1.0 * g, 0.55, 1.2, 4.6), brow_arch=_clip(rng, 2.3 - 0.9 * g, 0.8, 0.0, 4.2),
+        brow_thick=_clip(rng, 2.2 + 1.2 * g, 0.55, 1.2, 4.6), brow_arch=_clip(rng, 2.3 - 0.9 * g, 0.8, 0.0, 4.2),
         brow_gap=_clip(rng, 10.5, 1.1, 8.0, 13.5), brow_colour=_jitter(rng, brow_base, 6),
         nose_len=nose_len, nose_w=nose_w, big_nose=bool(nose_z > BIG_NOSE),
         mouth_y=float(mouth_y), mouth_w=_clip(rng, 32.0 + 1.5 * g, 2.2, 25, 40),

@@ -1,0 +1,99 @@
+"""The real pipeline, end to end, on tiny embedded synthetic data with LocalDagRunner.
+
+Checks the artifacts and the ML Metadata executions, then runs again to check caching, then once
+more with an impossible release gate to check that an unblessed model is not pushed.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.celeba_example_gen import REPORT_FILE
+from pipelines import run
+from pipelines.results import run_outcome
+
+NODES = {"CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
+         "Transform", "GenderClassifierTrainer", "SanTrainer", "SanitizerEvaluator", "Pusher"}
+TINY = ["--synthetic-identities", "24", "--synthetic-images-per-identity", "3", "--image-size", "32",
+        "--classifier-epochs", "1", "--pretrain-epochs", "1", "--san-epochs", "1"]
+# The gate's own logic is unit-tested; here it is opened (then shut) to test the wiring around it.
+OPEN_GATE = ["--min-op-gender-error", "0", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]
+SHUT_GATE = ["--min-op-gender-error", "1.01", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]
+
+
+def _executions_by_node(config):
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    result = {}
+    for context in store.get_contexts_by_type("node"):
+        node = context.name.split(".")[-1]
+        result[node] = sorted(store.get_executions_by_context(context.id), key=lambda e: e.id)
+    return result
+
+
+def _state(execution):
+    return metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("pipeline"))
+
+
+def _run(work_dir, gate):
+    config = run.config_from_args(["--work-dir", work_dir, *TINY, *gate])
+    run.ensure_synthetic_data(config)
+    run.run_local(config)
+    return config
+
+
+def test_pipeline_runs_caches_and_gates(work_dir):
+    config = _run(work_dir, OPEN_GATE)
+    executions = _executions_by_node(config)
+    assert set(executions) == NODES
+    assert {node: [_state(e) for e in runs] for node, runs in executions.items()} == {
+        node: ["COMPLETE"] for node in NODES}
+
+    outcome = run_outcome(config)
+    report = json.loads(open(outcome["ingestion_report"]).read())
+    assert report["rejected_total"] == 0
+    assert report["examples"] == {"train": 60, "eval": 6, "test": 6}  # 20/2/2 identities x 3 images
+    metrics = outcome["metrics"]
+    assert metrics["num_examples"] == 6 and metrics["blessed"] is True
+    assert set(metrics["gender_error_rate"]) == {"original", "same", "neutral", "opposite"}
+
+    # The pushed model is the self-contained sanitizer: JPEG bytes in, sanitized faces out.
+    pushed = outcome["pushed_model"]
+    assert pushed.startswith(config.serving_dir)
+    model = tf.saved_model.load(pushed)
+    image_dir = os.path.join(config.data_root, "img_align_celeba")
+    jpegs = [open(os.path.join(image_dir, name), "rb").read() for name in sorted(os.listdir(image_dir))[:3]]
+    outputs = model.signatures["serving_default"](image_bytes=tf.constant(jpegs))
+    assert outputs["sanitized"].shape == (3, 32, 32, 1)
+    assert outputs["sanitized_png"].shape == (3,)
+    values = outputs["sanitized"].numpy()
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
+    assert json.loads(open(os.path.join(pushed, "sanitizer_metadata.json")).read())["image_size"] == 32
+
+    # Same configuration again: every node is served from the ML Metadata cache.
+    _run(work_dir, OPEN_GATE)
+    executions = _executions_by_node(config)
+    assert {node: _state(runs[-1]) for node, runs in executions.items()} == {node: "CACHED" for node in NODES}
+
+    # An impossible gate: the evaluator runs again, refuses, and the Pusher pushes nothing new.
+    pushed_before = sorted(os.listdir(config.serving_dir))
+    _run(work_dir, SHUT_GATE)
+    executions = _executions_by_node(config)
+    assert _state(executions["SanitizerEvaluator"][-1]) == "COMPLETE"
+    assert _state(executions["SanTrainer"][-1]) == "CACHED"
+    outcome = run_outcome(config)
+    assert outcome["metrics"]["blessed"] is False
+    assert "min_op_gender_error" in outcome["metrics"]["failed_thresholds"][0]
+    assert "pushed_model" not in outcome
+    assert sorted(os.listdir(config.serving_dir)) == pushed_before
