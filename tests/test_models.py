@@ -76,3 +76,15 @@ def test_training_step_changes_san_but_not_the_frozen_classifier():
     for old, new in zip(before, classifier.get_weights()):
         np.testing.assert_array_equal(old, new)
     assert any(not np.array_equal(old, new) for old, new in zip(san_before, san.get_weights()))
+
+
+def test_disabled_terms_are_skipped_and_weights_compose():
+    terms = [
+        losses.LossTerm("a", tf.Variable(2.0), lambda batch, outputs: tf.constant(3.0)),
+        losses.LossTerm("nan_when_computed", tf.Variable(0.0), lambda batch, outputs: tf.constant(float("nan"))),
+    ]
+    total, values = losses.total_loss(terms, {}, {})
+    assert float(total) == 6.0 and float(values["nan_when_computed"]) == 0.0
+    terms[1].weight.assign(1.0)
+    total, _ = losses.total_loss(terms, {}, {})
+    assert np.isnan(float(total))

@@ -51,6 +51,14 @@ class LossTerm:
 
 
 def total_loss(terms: list[LossTerm], batch: dict, outputs: dict) -> tuple[tf.Tensor, dict]:
-    values = {term.name: term.compute(batch, outputs) for term in terms}
+    """Weighted sum of the terms; a term whose weight is 0 is not computed (and reads 0)."""
+    values = {
+        term.name: tf.cond(
+            term.weight > 0.0,
+            lambda term=term: tf.cast(term.compute(batch, outputs), tf.float32),
+            lambda: tf.constant(0.0),
+        )
+        for term in terms
+    }
     total = tf.add_n([term.weight * values[term.name] for term in terms])
     return total, values

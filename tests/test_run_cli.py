@@ -1,0 +1,45 @@
+import pytest
+
+from pipelines import run
+from pipelines.config import Config
+
+
+def test_defaults_are_the_laptop_config():
+    config = run.config_from_args([])
+    assert config == Config()
+    assert config.data is None and config.data_root.endswith("synthetic_celeba")
+
+
+def test_flags_map_onto_the_config_and_unknown_flags_go_to_beam():
+    config = run.config_from_args([
+        "--data", "gs://bucket/celeba", "--work-dir", "/tmp/w", "--image-size", "96", "--san-epochs", "3",
+        "--min-op-gender-error", "0.4", "--synthetic-identities", "50", "--direct_num_workers=2",
+    ])
+    assert config.data_root == "gs://bucket/celeba"
+    assert config.metadata_path == "/tmp/w/metadata.sqlite"
+    assert config.training.image_size == 96 and config.training.san_epochs == 3
+    assert config.training.batch_size == Config().training.batch_size
+    assert config.gate.min_op_gender_error == 0.4
+    assert config.synthetic.identities == 50
+    assert config.beam_pipeline_args == ["--direct_num_workers=2"]
+
+
+def test_production_takes_the_paper_values_unless_overridden():
+    config = run.config_from_args(["--production", "--san-epochs", "5"])
+    assert (config.training.image_size, config.training.batch_size, config.training.classifier_epochs) == (224, 8, 20)
+    assert config.training.san_epochs == 5
+
+
+def test_image_size_must_suit_the_classifier():
+    with pytest.raises(SystemExit, match="multiple of 32"):
+        run.config_from_args(["--image-size", "100"])
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        run.config_from_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--runner", "--data", "--work-dir", "--production", "--image-size", "--batch-size",
+                 "--classifier-epochs", "--pretrain-epochs", "--san-epochs", "--min-op-gender-error",
+                 "--synthetic-identities"):
+        assert flag in text
