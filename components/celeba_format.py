@@ -20,6 +20,14 @@ LABEL_FILES = (ATTRIBUTES_FILE, IDENTITY_FILE, PARTITION_FILE, LANDMARKS_FILE)
 # Header lines (count line + names line) before the rows.
 HEADER_LINES = {ATTRIBUTES_FILE: 2, LANDMARKS_FILE: 2, IDENTITY_FILE: 0, PARTITION_FILE: 0}
 
+CELEBA_ATTRIBUTE_NAMES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
+    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open",
+    "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
 PARTITION_NAMES = {0: "train", 1: "eval", 2: "test"}  # list_eval_partition.txt: 0/1/2
 LANDMARK_NAMES = (
     "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",

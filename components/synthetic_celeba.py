@@ -25,25 +25,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from components import synthetic_faces as faces
-
-CELEBA_ATTRIBUTE_NAMES: tuple[str, ...] = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
-    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open",
-    "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
-    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)
-LANDMARK_NAMES = (
-    "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",
-    "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y",
+from components.celeba_format import (  # the one definition of the CelebA layout
+    ATTRIBUTES_FILE, CELEBA_ATTRIBUTE_NAMES, IDENTITY_FILE, IMAGES_DIR, LANDMARK_NAMES, LANDMARKS_FILE, PARTITION_FILE,
 )
 
-IMAGES_DIR = "img_align_celeba"
-ATTRIBUTES_FILE = "list_attr_celeba.txt"
-IDENTITY_FILE = "identity_CelebA.txt"
-PARTITION_FILE = "list_eval_partition.txt"
-LANDMARKS_FILE = "list_landmarks_align_celeba.txt"
 METADATA_FILE = "synthetic_celeba.json"
 README_FILE = "README.md"
 

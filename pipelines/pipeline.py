@@ -41,26 +41,21 @@ def create_components(config: Config) -> list:
     )
     transform.add_upstream_node(validation_gate)
 
-    gender_trainer = tfx.components.Trainer(
-        run_fn=GENDER_CLASSIFIER_RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=training_config,
-    ).with_id("GenderClassifierTrainer")
+    def trainer(node_id: str, run_fn: str, **inputs) -> tfx.components.Trainer:
+        return tfx.components.Trainer(
+            run_fn=run_fn,
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+            custom_config=training_config,
+            **inputs,
+        ).with_id(node_id)
 
-    san_trainer = tfx.components.Trainer(
-        run_fn=SAN_RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        base_model=gender_trainer.outputs["model"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=training_config,
-    ).with_id("SanTrainer")
+    gender_trainer = trainer("GenderClassifierTrainer", GENDER_CLASSIFIER_RUN_FN)
+    # The SAN trains against the frozen classifier, handed over as the Trainer's base model.
+    san_trainer = trainer("SanTrainer", SAN_RUN_FN, base_model=gender_trainer.outputs["model"])
 
     evaluator = SanitizerEvaluator(
         examples=example_gen.outputs["examples"],

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--classifier-epochs", type=int,
                        help=f"auxiliary gender classifier epochs ({training.classifier_epochs} / 20)")
     group.add_argument("--pretrain-epochs", type=int,
-                       help=f"SAN reconstruction-only pre-training epochs ({training.pretrain_epochs})")
+                       help=f"SAN reconstruction-only pre-training epochs ({training.pretrain_epochs} / 2)")
     group.add_argument("--san-epochs", type=int, help=f"SAN semi-adversarial epochs ({training.san_epochs} / 20)")
     group.add_argument("--seed", type=int, help=f"training random seed ({training.seed})")
     group = parser.add_argument_group("release gate")
