@@ -80,6 +80,8 @@ def test_pipeline_runs_caches_and_gates(work_dir):
     values = outputs["sanitized"].numpy()
     assert np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1
     assert json.loads(open(os.path.join(pushed, "sanitizer_metadata.json")).read())["image_size"] == 32
+    prototypes = tf.io.decode_png(open(os.path.join(pushed, "prototypes.png"), "rb").read())
+    assert prototypes.shape == (32, 96, 3)
 
     # Same configuration again: every node is served from the ML Metadata cache.
     _run(work_dir, OPEN_GATE)

@@ -21,6 +21,7 @@ import tensorflow as tf
 from trainer.preprocessing import decode_face_images, to_model_input
 
 METADATA_FILE = "sanitizer_metadata.json"
+PROTOTYPES_FILE = "prototypes.png"  # female | neutral | male prototype, for a person to look at
 MODEL_FORMAT_VERSION = "1"
 
 
@@ -79,6 +80,9 @@ def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> 
     record = {"format_version": MODEL_FORMAT_VERSION, "image_size": module.image_size, **metadata}
     with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True))
+    strip = tf.concat([module.prototype_female, module.prototype_neutral, module.prototype_male], axis=1)
+    with tf.io.gfile.GFile(os.path.join(export_dir, PROTOTYPES_FILE), "wb") as handle:
+        handle.write(tf.io.encode_png(tf.image.convert_image_dtype(strip, tf.uint8, saturate=True)).numpy())
 
 
 def load_metadata(export_dir: str) -> dict:
