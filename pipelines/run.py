@@ -105,8 +105,10 @@ def ensure_synthetic_data(config: Config) -> str:
             logging.info("using the embedded SYNTHETIC CelebA already generated in %s", root)
             return root
     print(f"Generating the embedded SYNTHETIC CelebA-layout data set in {root} ({dataclasses.asdict(config.synthetic)}) ...", flush=True)
-    synthetic_celeba.generate(root, num_identities=config.synthetic.identities,
-                              images_per_identity=config.synthetic.images_per_identity, seed=config.synthetic.seed)
+    synthetic_celeba.generate(
+        root, num_identities=config.synthetic.identities, images_per_identity=config.synthetic.images_per_identity,
+        seed=config.synthetic.seed, progress=lambda done, total: print(f"  {done}/{total} images", flush=True),
+    )
     return root
 
 
