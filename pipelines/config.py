@@ -48,6 +48,14 @@ class TrainingConfig:
     # synthetic data (SSIM 0.34), at 10 it keeps each face (SSIM 0.50). See README "Results".
     reconstruction_loss_weight: float = 10.0
     reconstruction_loss: str = "l1"  # "l1" (public code) or "cross_entropy" (paper's pre-training)
+    matcher_epochs: int = 4  # auxiliary face matcher (identity softmax) epochs
+    matcher_learning_rate: float = 1e-3
+    matcher_embedding_dim: int = 128
+    matcher_loss_weight: float = 8.0  # lambda_M (public code: 8)
+    # 0-based epoch of the whole SAN run (pre-training included) from which J_M is added;
+    # production: 5 (the public code).
+    matcher_start_epoch: int = 1
+    checkpoint_every_epoch: bool = True  # resume a preempted SAN run from its last epoch
     shuffle_buffer: int = 2048
     seed: int = 0
 
@@ -77,6 +85,9 @@ class Config:
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    # A face-matcher SavedModel to use as R(X) instead of training one (local dir or gs://): it
+    # must map float32 gray faces [N, S, S, 1] in [0, 1] to embeddings [N, D].
+    matcher_model: str | None = None
     # Passed to every Beam-based component; e.g. ["--direct_running_mode=multi_processing",
     # "--direct_num_workers=2"] locally, or Dataflow options in production.
     beam_pipeline_args: list[str] = field(default_factory=list)
@@ -106,6 +117,6 @@ class Config:
         """The paper's settings for real CelebA on a GPU."""
         config = cls(training=TrainingConfig(
             image_size=224, batch_size=8, classifier_epochs=20, pretrain_epochs=2, san_epochs=20,
-            san_learning_rate=2e-4,
+            san_learning_rate=2e-4, matcher_epochs=20, matcher_start_epoch=5,
         ))
         return dataclasses.replace(config, **overrides)

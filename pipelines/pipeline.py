@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.celeba_example_gen import CelebAExampleGen
+from components.san_trainer import SanTrainer
 from components.sanitizer_evaluator import SanitizerEvaluator
 from components.validation_gate import ValidationGate
 from pipelines.config import REPO_ROOT, Config
@@ -17,6 +18,7 @@ from pipelines.config import REPO_ROOT, Config
 SCHEMA_FILE = os.path.join(REPO_ROOT, "schemas", "schema.pbtxt")
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 GENDER_CLASSIFIER_RUN_FN = "trainer.gender_classifier.run_fn"
+MATCHER_RUN_FN = "trainer.matcher.run_fn"
 SAN_RUN_FN = "trainer.san.run_fn"
 
 
@@ -41,7 +43,7 @@ def create_components(config: Config) -> list:
     )
     transform.add_upstream_node(validation_gate)
 
-    def trainer(node_id: str, run_fn: str, **inputs) -> tfx.components.Trainer:
+    def trainer(node_id: str, run_fn: str) -> tfx.components.Trainer:
         return tfx.components.Trainer(
             run_fn=run_fn,
             examples=example_gen.outputs["examples"],
@@ -50,12 +52,28 @@ def create_components(config: Config) -> list:
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
             custom_config=training_config,
-            **inputs,
         ).with_id(node_id)
 
     gender_trainer = trainer("GenderClassifierTrainer", GENDER_CLASSIFIER_RUN_FN)
-    # The SAN trains against the frozen classifier, handed over as the Trainer's base model.
-    san_trainer = trainer("SanTrainer", SAN_RUN_FN, base_model=gender_trainer.outputs["model"])
+    if config.matcher_model:
+        matcher = tfx.dsl.Importer(
+            source_uri=config.matcher_model, artifact_type=tfx.types.standard_artifacts.Model
+        ).with_id("MatcherImporter")
+    else:
+        matcher = trainer("MatcherTrainer", MATCHER_RUN_FN)
+    # The SAN trains against both frozen networks: the classifier as the Trainer's base model,
+    # the matcher on the extra input of the SanTrainer component.
+    san_trainer = SanTrainer(
+        run_fn=SAN_RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        base_model=gender_trainer.outputs["model"],
+        matcher_model=matcher.outputs["result" if config.matcher_model else "model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=training_config,
+    )
 
     evaluator = SanitizerEvaluator(
         examples=example_gen.outputs["examples"],
@@ -71,7 +89,7 @@ def create_components(config: Config) -> list:
         ),
     )
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
-            gender_trainer, san_trainer, evaluator, pusher]
+            gender_trainer, matcher, san_trainer, evaluator, pusher]
 
 
 def create_pipeline(config: Config, metadata_connection_config=None) -> tfx_pipeline.Pipeline:

@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--pretrain-epochs", type=int,
                        help=f"SAN reconstruction-only pre-training epochs ({training.pretrain_epochs} / 2)")
     group.add_argument("--san-epochs", type=int, help=f"SAN semi-adversarial epochs ({training.san_epochs} / 20)")
+    group.add_argument("--matcher-epochs", type=int,
+                       help=f"auxiliary face matcher epochs ({training.matcher_epochs} / 20)")
     group.add_argument("--seed", type=int, help=f"training random seed ({training.seed})")
+    group.add_argument("--matcher-model", default=None,
+                       help="use this face-matcher SavedModel (local or gs://; float32 gray faces [N,S,S,1] in "
+                       "[0,1] -> embeddings [N,D]) as R(X) instead of training the auxiliary matcher")
     group = parser.add_argument_group("release gate")
     group.add_argument("--min-op-gender-error", type=float, default=gate.min_op_gender_error,
                        help="bless only if the judge's gender error on the sanitized (OP) faces is at least this")
@@ -65,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "seed")
+TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
+                  "seed")
 
 
 def config_from_args(argv: list[str] | None = None) -> Config:
@@ -82,6 +88,7 @@ def config_from_args(argv: list[str] | None = None) -> Config:
         base,
         data=args.data,
         work_dir=args.work_dir,
+        matcher_model=args.matcher_model,
         training=training,
         gate=GateConfig(args.min_op_gender_error, args.max_original_gender_error, args.max_sm_gender_error),
         synthetic=SyntheticDataConfig(args.synthetic_identities, args.synthetic_images_per_identity, args.synthetic_seed),

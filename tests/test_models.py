@@ -4,8 +4,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer import features, losses
-from trainer.models import SemiAdversarialNetwork, build_gender_classifier, build_san_autoencoder
-from trainer.san import SanTrainer, gender_loss_terms, prototypes_for_labels, reconstruction_term
+from pipelines.config import TrainingConfig
+from trainer.models import SemiAdversarialNetwork, build_face_matcher, build_gender_classifier, build_san_autoencoder
+from trainer.san import LossSchedule, build_san_trainer, prototypes_for_labels
 
 
 @pytest.mark.parametrize("size", [32, 224])
@@ -55,27 +56,54 @@ def test_loss_terms_zero_and_positive_where_they_must_be():
     assert float(losses.gender_cross_entropy(tf.constant([0.1, 0.9]), tf.constant([1, 0]))) > 2.0
 
 
-def test_training_step_changes_san_but_not_the_frozen_classifier():
-    size = 32
+def _tiny_trainer(size=32, with_matcher=True):
     tf.keras.utils.set_random_seed(0)
     classifier = build_gender_classifier(size, dropout=0.5)
     classifier.trainable = False
-    before = [w.copy() for w in classifier.get_weights()]
-    san = SemiAdversarialNetwork(size)
+    matcher = build_face_matcher(size, embedding_dim=16)
+    matcher.trainable = False
     prototypes = {"male": tf.fill((size, size, 3), 0.7), "female": tf.fill((size, size, 3), 0.3),
                   "neutral": tf.fill((size, size, 3), 0.5)}
-    trainer = SanTrainer(san, prototypes, [reconstruction_term("l1", 1.0), *gender_loss_terms(classifier, 1.0)])
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    config = TrainingConfig(image_size=size, pretrain_epochs=1, matcher_start_epoch=1)
+    trainer, terms = build_san_trainer(
+        config, prototypes, classifier, (lambda faces: matcher(faces, training=False)) if with_matcher else None)
     batch = {features.FACE_GRAY_KEY: tf.random.uniform((4, size, size, 1), seed=2),
              features.LABEL_KEY: tf.constant([0, 1, 1, 0], tf.int64)}
-    dataset = tf.data.Dataset.from_tensors(batch)
-    san_before = [w.copy() for w in san.get_weights()]
-    history = trainer.fit(dataset, epochs=2, verbose=0)
-    assert set(history.history) >= {"loss", "reconstruction", "gender_same", "gender_opposite"}
-    assert all(value > 0 for value in history.history["gender_opposite"])
-    for old, new in zip(before, classifier.get_weights()):
+    return trainer, terms, classifier, matcher, config, tf.data.Dataset.from_tensors(batch)
+
+
+def test_training_step_changes_san_but_not_the_frozen_networks():
+    trainer, terms, classifier, matcher, config, dataset = _tiny_trainer()
+    frozen_before = [w.copy() for w in classifier.get_weights() + matcher.get_weights()]
+    san_before = [w.copy() for w in trainer.san.get_weights()]
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    assert set(history.history) >= {"loss", "reconstruction", "gender_same", "gender_opposite", "matcher"}
+    # Epoch 0 is pre-training (adversarial terms off), epoch 1 adds J_G and J_M.
+    assert history.history["gender_opposite"][0] == 0.0 and history.history["gender_opposite"][1] > 0
+    assert history.history["matcher"][0] == 0.0 and history.history["matcher"][1] > 0
+    for old, new in zip(frozen_before, classifier.get_weights() + matcher.get_weights()):
         np.testing.assert_array_equal(old, new)
-    assert any(not np.array_equal(old, new) for old, new in zip(san_before, san.get_weights()))
+    assert any(not np.array_equal(old, new) for old, new in zip(san_before, trainer.san.get_weights()))
+
+
+def test_loss_schedule_follows_the_config():
+    trainer, terms, *_ = _tiny_trainer()
+    schedule = LossSchedule(terms, TrainingConfig(pretrain_epochs=2, matcher_start_epoch=4,
+                                                  gender_loss_weight=1.0, matcher_loss_weight=8.0,
+                                                  reconstruction_loss_weight=10.0))
+    assert schedule.weights_for_epoch(0) == {"reconstruction": 10.0, "gender_same": 0.0, "gender_opposite": 0.0,
+                                             "matcher": 0.0}
+    assert schedule.weights_for_epoch(2)["gender_opposite"] == 1.0 and schedule.weights_for_epoch(3)["matcher"] == 0.0
+    assert schedule.weights_for_epoch(4)["matcher"] == 8.0
+
+
+def test_matcher_embeddings_are_unit_length():
+    matcher = build_face_matcher(32, embedding_dim=16)
+    embedding = matcher(tf.random.uniform((3, 32, 32, 1), seed=3)).numpy()
+    assert embedding.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+    assert float(losses.embedding_distance(embedding, embedding)) == 0.0
+    assert float(losses.embedding_distance(embedding, -embedding)) == pytest.approx(4.0, abs=1e-4)
 
 
 def test_disabled_terms_are_skipped_and_weights_compose():

@@ -19,9 +19,9 @@ from pipelines import run
 from pipelines.results import run_outcome
 
 NODES = {"CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
-         "Transform", "GenderClassifierTrainer", "SanTrainer", "SanitizerEvaluator", "Pusher"}
+         "Transform", "GenderClassifierTrainer", "MatcherTrainer", "SanTrainer", "SanitizerEvaluator", "Pusher"}
 TINY = ["--synthetic-identities", "24", "--synthetic-images-per-identity", "3", "--image-size", "32",
-        "--classifier-epochs", "1", "--pretrain-epochs", "1", "--san-epochs", "1"]
+        "--classifier-epochs", "1", "--matcher-epochs", "1", "--pretrain-epochs", "1", "--san-epochs", "1"]
 # The gate's own logic is unit-tested; here it is opened (then shut) to test the wiring around it.
 OPEN_GATE = ["--min-op-gender-error", "0", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]
 SHUT_GATE = ["--min-op-gender-error", "1.01", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]

@@ -14,6 +14,8 @@ PROTOTYPE_FEMALE_KEY = "prototype_female"  # float32 [S, S, 3]: mean aligned fem
 PROTOTYPE_NEUTRAL_KEY = "prototype_neutral"  # float32 [S, S, 3]: a_F * P_F + a_M * P_M
 MALE_FRACTION_KEY = "male_fraction"  # float32 scalar: a_M, the training set's male proportion
 LABEL_KEY = "male"  # the transformed label keeps the raw name
+IDENTITY_INDEX_KEY = "identity_index"  # int64: 0..K-1 over training identities, -1 for others
+IDENTITY_VOCABULARY = "identity"  # tf.Transform vocabulary of training identities
 
 
 def attribute_feature_name(celeba_attribute: str) -> str:

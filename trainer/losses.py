@@ -33,6 +33,12 @@ def gender_cross_entropy(male_probability: tf.Tensor, target_male: tf.Tensor) ->
     return -tf.reduce_mean(target * tf.math.log(probability) + (1.0 - target) * tf.math.log(1.0 - probability))
 
 
+def embedding_distance(perturbed: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of the squared L2 distance between embeddings [N, D] (J_M)."""
+    difference = tf.cast(perturbed, tf.float32) - tf.cast(original, tf.float32)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(difference), axis=-1))
+
+
 RECONSTRUCTION_LOSSES = {"l1": reconstruction_l1, "cross_entropy": reconstruction_cross_entropy}
 
 

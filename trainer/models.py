@@ -6,6 +6,7 @@ Keras 2 (`tf_keras`) is used because TFX 1.16 / tf.Transform 1.16 require it.
 
 from __future__ import annotations
 
+import tensorflow as tf
 import tf_keras as keras
 
 LEAKY_SLOPE = 0.2
@@ -91,3 +92,42 @@ def build_gender_classifier(image_size: int, dropout: float = 0.25) -> keras.Mod
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     probabilities = keras.layers.Dense(2, activation="softmax", name="gender")(x)
     return keras.Model(face, probabilities, name="gender_classifier")
+
+
+def build_face_matcher(image_size: int, embedding_dim: int = 128) -> keras.Model:
+    """Gray face [S,S,1] -> L2-normalised identity embedding [D] (R(X) of the paper).
+
+    A compact CNN: four 3x3 convolutions (32, 64, 128, 256) with LeakyReLU and max-pooling,
+    global average pooling and a linear embedding (cheap enough to run twice per SAN step on a CPU).
+    """
+    if image_size % 16:
+        raise ValueError(f"image_size must be a multiple of 16 for the matcher's four poolings, got {image_size}")
+    face = keras.Input((image_size, image_size, 1), name="face")
+    x = face
+    for block, filters in enumerate((32, 64, 128, 256), start=1):
+        x = _conv(filters, 3, f"block{block}_conv")(x)
+        x = keras.layers.LeakyReLU(LEAKY_SLOPE)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dense(embedding_dim, name="embedding")(x)
+    embedding = keras.layers.UnitNormalization(name="l2_normalize")(x)
+    return keras.Model(face, embedding, name="face_matcher")
+
+
+class CosineSoftmaxHead(keras.layers.Layer):
+    """Identity logits = scale * cos(embedding, class centre): a normalised-softmax training head."""
+
+    def __init__(self, num_classes: int, scale: float = 16.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.scale = scale
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(
+            name="centres", shape=(int(input_shape[-1]), self.num_classes), initializer="glorot_uniform")
+
+    def call(self, embedding):
+        return self.scale * tf.matmul(embedding, tf.math.l2_normalize(self.centres, axis=0))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale}

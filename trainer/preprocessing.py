@@ -59,12 +59,18 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     male_fraction = male_count / tf.cast(total_count, tf.float32)
     prototype_neutral = (1.0 - male_fraction) * prototype_female + male_fraction * prototype_male
 
+    identity = _dense(inputs[features.IDENTITY_KEY])
+    # Contiguous class ids for the matcher's softmax; identities outside the train split get -1.
+    identity_index = tft.compute_and_apply_vocabulary(
+        tf.strings.as_string(identity), vocab_filename=features.IDENTITY_VOCABULARY)
+
     # Analyzer results are per-dataset constants; TFT outputs need a batch dimension.
     zeros = tf.zeros_like(rgb)
     return {
         features.FACE_GRAY_KEY: to_model_input(rgb),
         features.LABEL_KEY: male,
-        features.IDENTITY_KEY: _dense(inputs[features.IDENTITY_KEY]),
+        features.IDENTITY_KEY: identity,
+        features.IDENTITY_INDEX_KEY: identity_index,
         features.PROTOTYPE_MALE_KEY: zeros + prototype_male,
         features.PROTOTYPE_FEMALE_KEY: zeros + prototype_female,
         features.PROTOTYPE_NEUTRAL_KEY: zeros + prototype_neutral,

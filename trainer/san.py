@@ -1,14 +1,16 @@
 """TFX Trainer run_fn for the Semi-Adversarial Network.
 
 Pre-training on reconstruction of X'_SM, then semi-adversarial training against the frozen
-auxiliary gender classifier: J = lambda_G [CE(y, f_G(X'_SM)) + CE(1 - y, f_G(X'_OP))] + reconstruction.
-The auxiliary nets are frozen: only the SAN's own variables get gradients.
+auxiliary networks: J = lambda_G [CE(y, f_G(X'_SM)) + CE(1 - y, f_G(X'_OP))]
++ lambda_M ||R(X'_SM) - R(X)||^2 (from `matcher_start_epoch`) + lambda_D reconstruction.
+Only the SAN's own variables get gradients.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -18,8 +20,11 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from pipelines.config import TrainingConfig
 from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
+from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.models import SemiAdversarialNetwork
+
+MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
 
 
 def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
@@ -33,36 +38,54 @@ def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
 
 def male_probability(classifier: keras.Model, faces: tf.Tensor) -> tf.Tensor:
     """Frozen classifier, inference mode (dropout off): [N,S,S,1] -> [N]."""
-    return classifier(faces, training=False)[:, 1]
+    return tf.cast(classifier(faces, training=False)[:, 1], tf.float32)
 
 
-def gender_loss_terms(classifier: keras.Model, weight: float) -> list[losses.LossTerm]:
-    weight_variable = tf.Variable(weight, trainable=False, dtype=tf.float32, name="gender_weight")
-    return [
-        losses.LossTerm(
-            "gender_same", weight_variable,
-            lambda batch, outputs: losses.gender_cross_entropy(
-                male_probability(classifier, outputs["same"]), batch["male"]),
-        ),
-        losses.LossTerm(
-            "gender_opposite", weight_variable,
-            lambda batch, outputs: losses.gender_cross_entropy(
-                male_probability(classifier, outputs["opposite"]), 1 - batch["male"]),
-        ),
-    ]
+def load_frozen_matcher(path: str):
+    """R(X): a Keras matcher from the MatcherTrainer, or any SavedModel mapping faces to embeddings."""
+    try:
+        matcher = keras.models.load_model(path, compile=False)
+        matcher.trainable = False
+        return lambda faces: matcher(faces, training=False)
+    except (OSError, ValueError, TypeError):
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        return lambda faces: next(iter(signature(faces).values()))
+
+
+def _weight(value: float, name: str) -> tf.Variable:
+    return tf.Variable(value, trainable=False, dtype=tf.float32, name=name)
 
 
 def reconstruction_term(kind: str, weight: float) -> losses.LossTerm:
     reconstruction = losses.RECONSTRUCTION_LOSSES[kind]
-    return losses.LossTerm(
-        "reconstruction",
-        tf.Variable(weight, trainable=False, dtype=tf.float32, name="reconstruction_weight"),
-        lambda batch, outputs: reconstruction(batch["face"], outputs["same"]),
-    )
+    return losses.LossTerm("reconstruction", _weight(weight, "reconstruction_weight"),
+                           lambda batch, outputs: reconstruction(batch["face"], outputs["same"]))
+
+
+def gender_loss_terms(classifier: keras.Model, weight: float) -> list[losses.LossTerm]:
+    """J_G: X'_SM keeps the true gender, X'_OP gets the flipped one."""
+    return [
+        losses.LossTerm("gender_same", _weight(weight, "gender_same_weight"),
+                        lambda batch, outputs: losses.gender_cross_entropy(
+                            male_probability(classifier, outputs["same"]), batch["male"])),
+        losses.LossTerm("gender_opposite", _weight(weight, "gender_opposite_weight"),
+                        lambda batch, outputs: losses.gender_cross_entropy(
+                            male_probability(classifier, outputs["opposite"]), 1 - batch["male"])),
+    ]
+
+
+def matcher_term(matcher, weight: float) -> losses.LossTerm:
+    """J_M: X'_SM keeps the identity embedding of X."""
+    return losses.LossTerm("matcher", _weight(weight, "matcher_weight"),
+                           lambda batch, outputs: losses.embedding_distance(
+                               matcher(outputs["same"]), matcher(batch["face"])))
 
 
 class SanTrainer(keras.Model):
-    """Wraps the SAN for `fit`: a custom train_step over composable loss terms."""
+    """Wraps the SAN for `fit`: a custom train_step over composable loss terms.
+
+    Only the SAN's own variables get gradients: the auxiliary networks stay frozen.
+    """
 
     def __init__(self, san: SemiAdversarialNetwork, prototypes: dict, terms: list[losses.LossTerm], **kwargs):
         super().__init__(**kwargs)
@@ -74,14 +97,15 @@ class SanTrainer(keras.Model):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
         outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
                            training=training)
-        total, values = losses.total_loss(self.terms, inputs, outputs)
-        return total, values
+        outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+        return losses.total_loss(self.terms, inputs, outputs)
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
             total, values = self._forward(batch, training=True)
-        variables = self.san.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+            # Each replica's mean loss; gradients are summed over replicas, so divide here.
+            replica_loss = total / tf.distribute.get_strategy().num_replicas_in_sync
+        self.optimizer.minimize(replica_loss, self.san.trainable_variables, tape=tape)
         return {"loss": total, **values}
 
     def test_step(self, batch):
@@ -89,42 +113,83 @@ class SanTrainer(keras.Model):
         return {"loss": total, **values}
 
 
-def set_gender_terms_enabled(terms: list[losses.LossTerm], enabled: bool, weight: float) -> None:
-    for term in terms:
-        if term.name.startswith("gender_"):
-            term.weight.assign(weight if enabled else 0.0)
+class LossSchedule(keras.callbacks.Callback):
+    """Pre-training (reconstruction only), then J_G, then J_M from `matcher_start_epoch`."""
+
+    def __init__(self, terms: list[losses.LossTerm], config: TrainingConfig):
+        super().__init__()
+        self.terms = {term.name: term for term in terms}
+        self.config = config
+
+    def weights_for_epoch(self, epoch: int) -> dict:
+        adversarial = epoch >= self.config.pretrain_epochs
+        matcher_on = adversarial and epoch >= self.config.matcher_start_epoch
+        weights = {
+            "reconstruction": self.config.reconstruction_loss_weight,
+            "gender_same": self.config.gender_loss_weight if adversarial else 0.0,
+            "gender_opposite": self.config.gender_loss_weight if adversarial else 0.0,
+            "matcher": self.config.matcher_loss_weight if matcher_on else 0.0,
+        }
+        return {name: value for name, value in weights.items() if name in self.terms}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        weights = self.weights_for_epoch(epoch)
+        for name, value in weights.items():
+            self.terms[name].weight.assign(value)
+        logging.info("SAN epoch %d loss weights: %s", epoch, weights)
+
+
+def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher) -> tuple[SanTrainer, list]:
+    san = SemiAdversarialNetwork(config.image_size, name="san")
+    terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
+             *gender_loss_terms(classifier, config.gender_loss_weight)]
+    if matcher is not None:
+        terms.append(matcher_term(matcher, config.matcher_loss_weight))
+    trainer = SanTrainer(san, prototypes, terms)
+    trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
+    return trainer, terms
 
 
 def run_fn(fn_args: FnArgs) -> None:
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     tf.keras.utils.set_random_seed(config.seed)
+    strategy = distribution_strategy()
+    on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    if on_gpu:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        _train_and_export(fn_args, config, strategy)
+    finally:
+        if on_gpu:
+            keras.mixed_precision.set_global_policy("float32")
+
+
+def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.distribute.Strategy) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = transformed_dataset(fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer, config.seed)
-    evaluation = transformed_dataset(fn_args.eval_files, tft_output, config.batch_size)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    train = transformed_dataset(fn_args.train_files, tft_output, global_batch, config.shuffle_buffer, config.seed)
+    evaluation = transformed_dataset(fn_args.eval_files, tft_output, global_batch)
     prototypes = prototypes_from(tft_output, fn_args.train_files)
 
-    classifier = keras.models.load_model(fn_args.base_model, compile=False)
-    classifier.trainable = False
-    san = SemiAdversarialNetwork(config.image_size, name="san")
-    terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
-             *gender_loss_terms(classifier, config.gender_loss_weight)]
-    trainer = SanTrainer(san, prototypes, terms)
-    trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
-    callbacks = [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
-
-    if config.pretrain_epochs:
-        logging.info("SAN: %d reconstruction-only pre-training epochs", config.pretrain_epochs)
-        set_gender_terms_enabled(terms, False, config.gender_loss_weight)
-        trainer.fit(train, validation_data=evaluation, epochs=config.pretrain_epochs, callbacks=callbacks, verbose=2)
-    logging.info("SAN: %d semi-adversarial epochs", config.san_epochs)
-    set_gender_terms_enabled(terms, True, config.gender_loss_weight)
+    with strategy.scope():
+        classifier = keras.models.load_model(fn_args.base_model, compile=False)
+        classifier.trainable = False
+        matcher_path = (fn_args.custom_config or {}).get(MATCHER_MODEL_KEY)
+        matcher = load_frozen_matcher(matcher_path) if matcher_path else None
+        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher)
+    if matcher is None:
+        logging.warning("SAN: no face matcher given: training without J_M")
+    callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+    if config.checkpoint_every_epoch:
+        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(fn_args.model_run_dir, "backup")))
     trainer.fit(train, validation_data=evaluation, epochs=config.pretrain_epochs + config.san_epochs,
-                initial_epoch=config.pretrain_epochs, callbacks=callbacks, verbose=2)
+                callbacks=callbacks, verbose=2)
 
     save_sanitizer(
-        SanitizerModule(san, classifier, prototypes, config.image_size),
+        SanitizerModule(trainer.san, classifier, prototypes, config.image_size),
         fn_args.serving_model_dir,
         metadata={"training_config": config.to_custom_config(),
-                  "male_fraction": float(prototypes["male_fraction"])},
+                  "male_fraction": float(prototypes["male_fraction"]),
+                  "matcher": matcher_path},
     )
     logging.info("SAN: exported sanitizer to %s (%s)", fn_args.serving_model_dir, json.dumps(config.to_custom_config()))
