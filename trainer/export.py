@@ -4,6 +4,7 @@ Signatures (N images, S = the trained image size):
 - `serving_default(image_bytes: string [N])`: encoded aligned faces (JPEG/PNG, any size; resized
   to S) -> sanitized (OP) faces.
 - `sanitize_faces(faces: float32 [N,S,S,1] in [0,1])`: aligned gray faces -> sanitized faces.
+- `sanitize_labelled_faces(faces, male: int64 [N])`: the same, with the true gender given.
 - `classify_gender(faces: float32 [N,S,S,1])`: the auxiliary classifier's male probability.
 
 Outputs of the sanitize signatures: `sanitized` (X'_OP), `same` (X'_SM), `neutral` (X'_NT), each
@@ -13,6 +14,7 @@ unknown at inference: the auxiliary classifier predicts it and the prototypes fo
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 
@@ -37,6 +39,9 @@ class SanitizerModule(tf.Module):
         faces_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name="faces")
         self.sanitize_faces = tf.function(self._sanitize_faces, input_signature=[faces_spec])
         self.classify_gender = tf.function(self._male_probability, input_signature=[faces_spec])
+        self.sanitize_labelled_faces = tf.function(
+            self._sanitize_labelled_faces, input_signature=[faces_spec, tf.TensorSpec([None], tf.int64, name="male")]
+        )
         self.sanitize_image_bytes = tf.function(
             self._sanitize_image_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
         )
@@ -46,7 +51,14 @@ class SanitizerModule(tf.Module):
 
     def _sanitize_faces(self, faces):
         male_probability = self._male_probability(faces)["male_probability"]
-        y = tf.reshape(tf.cast(male_probability >= 0.5, tf.float32), [-1, 1, 1, 1])
+        return self._sanitize_with_gender(faces, tf.cast(male_probability >= 0.5, tf.int64), male_probability)
+
+    def _sanitize_labelled_faces(self, faces, male):
+        """When the true gender is known (e.g. evaluation), the prototypes follow it."""
+        return self._sanitize_with_gender(faces, male, self._male_probability(faces)["male_probability"])
+
+    def _sanitize_with_gender(self, faces, male, male_probability):
+        y = tf.reshape(tf.cast(male, tf.float32), [-1, 1, 1, 1])
         same = y * self.prototype_male + (1.0 - y) * self.prototype_female
         opposite = (1.0 - y) * self.prototype_male + y * self.prototype_female
         neutral = tf.zeros_like(same) + self.prototype_neutral
@@ -68,16 +80,20 @@ class SanitizerModule(tf.Module):
 
 
 def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> None:
+    record = {"format_version": MODEL_FORMAT_VERSION, "image_size": module.image_size,
+              "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **metadata}
+    # Inside the SavedModel too, so a copy without the JSON file still says what it is.
+    module.metadata_json = tf.Variable(json.dumps(record, sort_keys=True), trainable=False, name="metadata_json")
     tf.saved_model.save(
         module,
         export_dir,
         signatures={
             "serving_default": module.sanitize_image_bytes,
             "sanitize_faces": module.sanitize_faces,
+            "sanitize_labelled_faces": module.sanitize_labelled_faces,
             "classify_gender": module.classify_gender,
         },
     )
-    record = {"format_version": MODEL_FORMAT_VERSION, "image_size": module.image_size, **metadata}
     with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True))
     strip = tf.concat([module.prototype_female, module.prototype_neutral, module.prototype_male], axis=1)
