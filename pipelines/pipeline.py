@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import os
 
 from tfx import v1 as tfx
@@ -14,6 +14,7 @@ from components.san_trainer import SanTrainer
 from components.sanitizer_evaluator import SanitizerEvaluator
 from components.validation_gate import ValidationGate
 from pipelines.config import REPO_ROOT, Config
+from trainer.san import CHECKPOINT_ROOT_KEY
 
 SCHEMA_FILE = os.path.join(REPO_ROOT, "schemas", "schema.pbtxt")
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
@@ -72,7 +73,7 @@ def create_components(config: Config) -> list:
         matcher_model=matcher.outputs["result" if config.matcher_model else "model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=training_config,
+        custom_config={**training_config, CHECKPOINT_ROOT_KEY: os.path.join(config.work_dir, "checkpoints")},
     )
 
     evaluator = SanitizerEvaluator(

@@ -116,3 +116,38 @@ def test_disabled_terms_are_skipped_and_weights_compose():
     terms[1].weight.assign(1.0)
     total, _ = losses.total_loss(terms, {}, {})
     assert np.isnan(float(total))
+
+
+class _Preempted(Exception):
+    pass
+
+
+def test_preempted_san_training_resumes_from_its_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from trainer.san import checkpoint_dir
+
+    config = TrainingConfig(image_size=32)
+    fn_args = SimpleNamespace(custom_config={"checkpoint_root": str(tmp_path)}, train_files=["a/*"],
+                              transform_output="t", base_model="c", model_run_dir=str(tmp_path / "run1"))
+    backup = checkpoint_dir(fn_args, config, "m")
+    assert backup == checkpoint_dir(SimpleNamespace(**{**vars(fn_args), "model_run_dir": "run2"}), config, "m")
+    assert backup != checkpoint_dir(fn_args, TrainingConfig(image_size=32, san_epochs=9), "m")
+    assert backup != checkpoint_dir(fn_args, config, "another matcher")
+
+    class PreemptAfterEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise _Preempted()
+
+    trainer, terms, _, _, config, dataset = _tiny_trainer()
+    with pytest.raises(_Preempted):
+        trainer.fit(dataset, epochs=4, verbose=0,
+                    callbacks=[LossSchedule(terms, config), keras.callbacks.BackupAndRestore(backup),
+                               PreemptAfterEpoch()])
+    trainer, terms, _, _, config, dataset = _tiny_trainer()
+    epochs_run = []
+    trainer.fit(dataset, epochs=4, verbose=0,
+                callbacks=[keras.callbacks.BackupAndRestore(backup), LossSchedule(terms, config),
+                           keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs_run.append(epoch))])
+    assert epochs_run == [2, 3]

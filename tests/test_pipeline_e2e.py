@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.celeba_example_gen import REPORT_FILE
-from pipelines import run
+from pipelines import run, san_effect
 from pipelines.results import run_outcome
 
 NODES = {"CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
@@ -82,6 +82,13 @@ def test_pipeline_runs_caches_and_gates(work_dir):
     assert json.loads(open(os.path.join(pushed, "sanitizer_metadata.json")).read())["image_size"] == 32
     prototypes = tf.io.decode_png(open(os.path.join(pushed, "prototypes.png"), "rb").read())
     assert prototypes.shape == (32, 96, 3)
+
+    # The white-box effect script reads the same run back from ML Metadata.
+    effect = san_effect.measure(work_dir)
+    assert effect["test_faces"] == 6 and effect["test_identities"] == 2
+    assert set(effect["gender_accuracy"]) == {"original", "same", "neutral", "opposite"}
+    assert all(0.0 <= value <= 1.0 for value in effect["gender_accuracy"].values())
+    assert effect["matcher"]["original"]["genuine_pairs"] == 2 * 3 * 2  # 2 identities x 3 x 2 ordered pairs
 
     # Same configuration again: every node is served from the ML Metadata cache.
     _run(work_dir, OPEN_GATE)

@@ -8,6 +8,7 @@ Only the SAN's own variables get gradients.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from trainer.export import SanitizerModule, save_sanitizer
 from trainer.models import SemiAdversarialNetwork
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
+CHECKPOINT_ROOT_KEY = "checkpoint_root"  # custom_config key: where resumable epoch backups live
 
 
 def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
@@ -79,6 +81,20 @@ def matcher_term(matcher, weight: float) -> losses.LossTerm:
     return losses.LossTerm("matcher", _weight(weight, "matcher_weight"),
                            lambda batch, outputs: losses.embedding_distance(
                                matcher(outputs["same"]), matcher(batch["face"])))
+
+
+def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | None) -> str:
+    """Where epoch checkpoints go: stable across retries of the same training, distinct otherwise.
+
+    TFX gives every execution (so every retry) a fresh ModelRun directory, so a resumable backup
+    lives under `checkpoint_root` (custom_config), keyed by the inputs and the configuration.
+    """
+    root = (fn_args.custom_config or {}).get(CHECKPOINT_ROOT_KEY)
+    if not root:
+        return os.path.join(fn_args.model_run_dir, "backup")
+    key = json.dumps([sorted(fn_args.train_files), fn_args.transform_output, fn_args.base_model, matcher_path,
+                      config.to_custom_config()], sort_keys=True)
+    return os.path.join(root, "san", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
 class SanTrainer(keras.Model):
@@ -181,7 +197,9 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
     if config.checkpoint_every_epoch:
-        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(fn_args.model_run_dir, "backup")))
+        backup = checkpoint_dir(fn_args, config, matcher_path)
+        logging.info("SAN: epoch checkpoints in %s (a retried run with the same inputs resumes there)", backup)
+        callbacks.append(keras.callbacks.BackupAndRestore(backup))
     trainer.fit(train, validation_data=evaluation, epochs=config.pretrain_epochs + config.san_epochs,
                 callbacks=callbacks, verbose=2)
 

@@ -1,0 +1,64 @@
+"""SAN training throughput (images/s) of one semi-adversarial step, on random faces.
+
+    python benchmarks/san_training_throughput.py --image-size 224 --batch-size 8 --steps 10
+
+Runs the full training step (SAN forward, frozen classifier and matcher on X'_SM / X'_OP / X,
+all loss terms on, gradients for the SAN) under the strategy the Trainer would pick (MirroredStrategy
+on GPUs, mixed precision on GPU). Prints the device, the settings and the measured images/s after
+a warm-up step. Random pixels: this measures speed only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from pipelines.config import TrainingConfig  # noqa: E402
+from trainer import features  # noqa: E402
+from trainer.distribution import distribution_strategy  # noqa: E402
+from trainer.models import build_face_matcher, build_gender_classifier  # noqa: E402
+from trainer.san import build_san_trainer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=8, help="per replica")
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = distribution_strategy()
+    size, batch = args.image_size, args.batch_size * strategy.num_replicas_in_sync
+    config = TrainingConfig(image_size=size, batch_size=args.batch_size, pretrain_epochs=0, matcher_start_epoch=0)
+    prototypes = {name: tf.random.uniform((size, size, 3), seed=i) for i, name in enumerate(("male", "female", "neutral"))}
+    with strategy.scope():
+        classifier = build_gender_classifier(size)
+        classifier.trainable = False
+        matcher = build_face_matcher(size)
+        matcher.trainable = False
+        trainer, _ = build_san_trainer(config, prototypes, classifier, lambda faces: matcher(faces, training=False))
+    data = {features.FACE_GRAY_KEY: tf.random.uniform((batch, size, size, 1), seed=7),
+            features.LABEL_KEY: tf.cast(tf.range(batch) % 2, tf.int64)}
+    dataset = tf.data.Dataset.from_tensors(data).repeat()
+    trainer.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)  # warm-up: tracing and allocation
+    start = time.perf_counter()
+    trainer.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    device = ", ".join(g.name for g in gpus) if gpus else f"CPU ({os.cpu_count()} cores)"
+    print(f"device: {device}; precision: {keras.mixed_precision.global_policy().name}; "
+          f"image {size}x{size}; global batch {batch}; {args.steps} steps")
+    print(f"SAN training throughput: {args.steps * batch / seconds:.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
