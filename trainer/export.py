@@ -47,7 +47,7 @@ class SanitizerModule(tf.Module):
         )
 
     def _male_probability(self, faces):
-        return {"male_probability": self.classifier(faces, training=False)[:, 1]}
+        return {"male_probability": tf.cast(self.classifier(faces, training=False)[:, 1], tf.float32)}
 
     def _sanitize_faces(self, faces):
         male_probability = self._male_probability(faces)["male_probability"]
@@ -63,6 +63,8 @@ class SanitizerModule(tf.Module):
         opposite = (1.0 - y) * self.prototype_male + y * self.prototype_female
         neutral = tf.zeros_like(same) + self.prototype_neutral
         outputs = self.san({"face": faces, "same": same, "neutral": neutral, "opposite": opposite}, training=False)
+        # float32 out even when the SAN computes in float16 (mixed precision on GPU).
+        outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         sanitized_png = tf.map_fn(
             lambda face: tf.io.encode_png(tf.image.convert_image_dtype(face, tf.uint8, saturate=True)),
             outputs["opposite"], fn_output_signature=tf.string,
