@@ -9,6 +9,7 @@ from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.dsl.io import fileio
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
@@ -58,3 +59,16 @@ class SanTrainer(base_component.BaseComponent):
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
         ))
+
+
+class VertexExecutor(vertex_trainer_executor.GenericExecutor):
+    """Runs the SanTrainer executor above as a Vertex AI Training job (GPU), like TFX's Vertex Trainer."""
+
+    def _GetExecutorClass(self):
+        return Executor
+
+
+class VertexSanTrainer(SanTrainer):
+    """SanTrainer on Vertex AI Training: needs the ai_platform_* entries in custom_config."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VertexExecutor)

@@ -78,6 +78,43 @@ class GateConfig:
 
 
 @dataclass
+class VertexTrainingConfig:
+    """Runs the Trainers as Vertex AI Training custom jobs (TFX's Vertex training extension).
+
+    The job runs the same run_fn in `image_uri` (the pipeline image built from infra/, with this
+    project installed) on `machine_type` with `accelerator_count` x `accelerator_type` GPUs.
+    """
+
+    project: str
+    region: str = "us-central1"
+    image_uri: str = ""
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str = "NVIDIA_TESLA_T4"
+    accelerator_count: int = 1
+
+    def trainer_custom_config(self) -> dict:
+        """The custom_config entries TFX's Vertex trainer executor reads."""
+        if not self.image_uri:
+            raise ValueError("VertexTrainingConfig.image_uri is required: the pipeline image with this project "
+                             "installed (see infra/)")
+        machine_spec = {"machine_type": self.machine_type}
+        if self.accelerator_count:
+            machine_spec.update(accelerator_type=self.accelerator_type, accelerator_count=self.accelerator_count)
+        return {
+            "ai_platform_enable_vertex": True,
+            "ai_platform_vertex_region": self.region,
+            "ai_platform_training_args": {
+                "project": self.project,
+                "job_spec": {"worker_pool_specs": [{
+                    "machine_spec": machine_spec,
+                    "replica_count": 1,
+                    "container_spec": {"image_uri": self.image_uri},
+                }]},
+            },
+        }
+
+
+@dataclass
 class Config:
     pipeline_name: str = "facesan"
     work_dir: str = DEFAULT_WORK_DIR  # local dir or gs://bucket/prefix
@@ -88,6 +125,8 @@ class Config:
     # A face-matcher SavedModel to use as R(X) instead of training one (local dir or gs://): it
     # must map float32 gray faces [N, S, S, 1] in [0, 1] to embeddings [N, D].
     matcher_model: str | None = None
+    # None: the Trainers run where the pipeline runs; set: on Vertex AI Training (GPU).
+    vertex_training: VertexTrainingConfig | None = None
     # Passed to every Beam-based component; e.g. ["--direct_running_mode=multi_processing",
     # "--direct_num_workers=2"] locally, or Dataflow options in production.
     beam_pipeline_args: list[str] = field(default_factory=list)

@@ -10,7 +10,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.celeba_example_gen import CelebAExampleGen
-from components.san_trainer import SanTrainer
+from components.san_trainer import SanTrainer, VertexSanTrainer
 from components.sanitizer_evaluator import SanitizerEvaluator
 from components.validation_gate import ValidationGate
 from pipelines.config import REPO_ROOT, Config
@@ -33,6 +33,10 @@ def create_components(config: Config) -> list:
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
 
     training_config = config.training.to_custom_config()
+    # On Vertex AI Training, TFX's Vertex trainer executors read the job spec from custom_config.
+    on_vertex = config.vertex_training is not None
+    trainer_config = {**training_config, **(config.vertex_training.trainer_custom_config() if on_vertex else {})}
+    trainer_component = tfx.extensions.google_cloud_ai_platform.Trainer if on_vertex else tfx.components.Trainer
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -45,14 +49,14 @@ def create_components(config: Config) -> list:
     transform.add_upstream_node(validation_gate)
 
     def trainer(node_id: str, run_fn: str) -> tfx.components.Trainer:
-        return tfx.components.Trainer(
+        return trainer_component(
             run_fn=run_fn,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=["train"]),
             eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-            custom_config=training_config,
+            custom_config=trainer_config,
         ).with_id(node_id)
 
     gender_trainer = trainer("GenderClassifierTrainer", GENDER_CLASSIFIER_RUN_FN)
@@ -64,7 +68,7 @@ def create_components(config: Config) -> list:
         matcher = trainer("MatcherTrainer", MATCHER_RUN_FN)
     # The SAN trains against both frozen networks: the classifier as the Trainer's base model,
     # the matcher on the extra input of the SanTrainer component.
-    san_trainer = SanTrainer(
+    san_trainer = (VertexSanTrainer if on_vertex else SanTrainer)(
         run_fn=SAN_RUN_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -73,8 +77,8 @@ def create_components(config: Config) -> list:
         matcher_model=matcher.outputs["result" if config.matcher_model else "model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={**training_config, CHECKPOINT_ROOT_KEY: os.path.join(config.work_dir, "checkpoints")},
-    )
+        custom_config={**trainer_config, CHECKPOINT_ROOT_KEY: os.path.join(config.work_dir, "checkpoints")},
+    ).with_id("SanTrainer")
 
     evaluator = SanitizerEvaluator(
         examples=example_gen.outputs["examples"],
