@@ -151,3 +151,22 @@ def test_preempted_san_training_resumes_from_its_checkpoint(tmp_path):
                 callbacks=[keras.callbacks.BackupAndRestore(backup), LossSchedule(terms, config),
                            keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs_run.append(epoch))])
     assert epochs_run == [2, 3]
+
+
+def test_an_imported_matcher_savedmodel_is_used_through_its_serving_signature(tmp_path):
+    from trainer.san import load_frozen_matcher
+
+    class MeanPoolMatcher(tf.Module):
+        """Not Keras: a plain SavedModel mapping gray faces to a 4-d embedding, as a user might bring."""
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 32, 32, 1], tf.float32)])
+        def embed(self, faces):
+            pooled = tf.nn.avg_pool2d(faces, 16, 16, "VALID")
+            return {"embedding": tf.reshape(pooled, [-1, 4])}
+
+    module = MeanPoolMatcher()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.embed})
+    matcher = load_frozen_matcher(str(tmp_path))
+    faces = tf.random.uniform((2, 32, 32, 1), seed=4)
+    expected = faces.numpy().reshape(2, 2, 16, 2, 16).mean(axis=(2, 4)).reshape(2, 4)
+    np.testing.assert_allclose(matcher(faces).numpy(), expected, atol=1e-6)

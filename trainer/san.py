@@ -44,14 +44,17 @@ def male_probability(classifier: keras.Model, faces: tf.Tensor) -> tf.Tensor:
 
 
 def load_frozen_matcher(path: str):
-    """R(X): a Keras matcher from the MatcherTrainer, or any SavedModel mapping faces to embeddings."""
-    try:
-        matcher = keras.models.load_model(path, compile=False)
-        matcher.trainable = False
-        return lambda faces: matcher(faces, training=False)
-    except (OSError, ValueError, TypeError):
-        signature = tf.saved_model.load(path).signatures["serving_default"]
-        return lambda faces: next(iter(signature(faces).values()))
+    """R(X): a Keras matcher from the MatcherTrainer, or any SavedModel whose serving signature
+    maps gray faces [N,S,S,1] to embeddings [N,D] (its first output is used)."""
+    loaded = keras.models.load_model(path, compile=False)  # a plain SavedModel loads as a non-Keras object
+    if isinstance(loaded, keras.Model):
+        loaded.trainable = False
+        return lambda faces: loaded(faces, training=False)
+    signatures = getattr(loaded, "signatures", None) or tf.saved_model.load(path).signatures
+    if "serving_default" not in signatures:
+        raise ValueError(f"matcher SavedModel {path} has no serving_default signature mapping faces to embeddings")
+    signature = signatures["serving_default"]
+    return lambda faces: next(iter(signature(faces).values()))
 
 
 def _weight(value: float, name: str) -> tf.Variable:
