@@ -114,6 +114,37 @@ class VertexTrainingConfig:
         }
 
 
+IMAGE_CODE_ROOT = "/facesan"  # where infra/Dockerfile puts the project inside the pipeline image
+
+
+@dataclass
+class DataflowConfig:
+    """Beam options for the Beam-based components (ingestion, statistics, transform) on Dataflow."""
+
+    project: str
+    region: str
+    temp_location: str  # gs://...
+    sdk_container_image: str  # the pipeline image, so workers have the project and the same versions
+    machine_type: str = "n1-standard-4"
+    max_num_workers: int = 10
+    service_account: str | None = None
+
+    def beam_pipeline_args(self) -> list[str]:
+        args = [
+            "--runner=DataflowRunner",
+            f"--project={self.project}",
+            f"--region={self.region}",
+            f"--temp_location={self.temp_location}",
+            f"--machine_type={self.machine_type}",
+            f"--max_num_workers={self.max_num_workers}",
+            f"--sdk_container_image={self.sdk_container_image}",
+            "--experiments=use_runner_v2",
+        ]
+        if self.service_account:
+            args.append(f"--service_account_email={self.service_account}")
+        return args
+
+
 @dataclass
 class Config:
     pipeline_name: str = "facesan"
@@ -127,6 +158,9 @@ class Config:
     matcher_model: str | None = None
     # None: the Trainers run where the pipeline runs; set: on Vertex AI Training (GPU).
     vertex_training: VertexTrainingConfig | None = None
+    # Where the project's files (schemas/) are when the components run: this checkout locally,
+    # IMAGE_CODE_ROOT inside the pipeline image.
+    code_root: str = REPO_ROOT
     # Passed to every Beam-based component; e.g. ["--direct_running_mode=multi_processing",
     # "--direct_num_workers=2"] locally, or Dataflow options in production.
     beam_pipeline_args: list[str] = field(default_factory=list)
@@ -138,6 +172,10 @@ class Config:
     @property
     def data_root(self) -> str:
         return self.data or os.path.join(self.work_dir, "synthetic_celeba")
+
+    @property
+    def schema_file(self) -> str:
+        return os.path.join(self.code_root, "schemas", "schema.pbtxt")
 
     @property
     def pipeline_root(self) -> str:

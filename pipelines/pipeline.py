@@ -13,10 +13,9 @@ from components.celeba_example_gen import CelebAExampleGen
 from components.san_trainer import SanTrainer, VertexSanTrainer
 from components.sanitizer_evaluator import SanitizerEvaluator
 from components.validation_gate import ValidationGate
-from pipelines.config import REPO_ROOT, Config
+from pipelines.config import Config
 from trainer.san import CHECKPOINT_ROOT_KEY
 
-SCHEMA_FILE = os.path.join(REPO_ROOT, "schemas", "schema.pbtxt")
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 GENDER_CLASSIFIER_RUN_FN = "trainer.gender_classifier.run_fn"
 MATCHER_RUN_FN = "trainer.matcher.run_fn"
@@ -26,7 +25,7 @@ SAN_RUN_FN = "trainer.san.run_fn"
 def create_components(config: Config) -> list:
     example_gen = CelebAExampleGen(data_root=config.data_root, image_size=config.image_size)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=SCHEMA_FILE)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -98,8 +97,7 @@ def create_components(config: Config) -> list:
 
 
 def create_pipeline(config: Config, metadata_connection_config=None) -> tfx_pipeline.Pipeline:
-    if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    """The pipeline; `metadata_connection_config` is given by local runners (Vertex brings its own)."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

@@ -19,7 +19,7 @@ import sys
 
 from pipelines.config import Config, GateConfig, SyntheticDataConfig, TrainingConfig
 
-RUNNERS = ("DirectRunner",)
+RUNNERS = ("DirectRunner", "vertex")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--runner", choices=RUNNERS, default="DirectRunner",
-                        help="where the pipeline runs: DirectRunner = TFX LocalDagRunner with Beam's DirectRunner")
+                        help="DirectRunner: TFX LocalDagRunner with Beam's DirectRunner on this machine; vertex: "
+                        "compile for Vertex AI Pipelines (trainers on Vertex AI Training GPUs, Beam components on "
+                        "Dataflow) and submit")
     parser.add_argument("--data", default=None,
                         help="CelebA aligned layout (local dir or gs://...): img_align_celeba/ plus the four "
                         "label files. Default: the embedded synthetic data, generated on first use")
@@ -63,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bless only if the judge's gender error on the original faces is at most this")
     group.add_argument("--max-sm-gender-error", type=float, default=gate.max_sm_gender_error,
                        help="bless only if the judge's gender error on same-gender (SM) outputs is at most this")
+    group = parser.add_argument_group("Vertex AI (--runner vertex)")
+    group.add_argument("--compile-only", action="store_true", help="write the pipeline spec JSON and stop")
+    group.add_argument("--spec-file", default="facesan_vertex_pipeline.json", help="where the compiled spec goes")
+    group.add_argument("--project", default="", help="Google Cloud project")
+    group.add_argument("--region", default="us-central1", help="Vertex AI and Dataflow region")
+    group.add_argument("--bucket", default="", help="gs://bucket[/prefix] for the pipeline root and temp files")
+    group.add_argument("--image", default="", help="the pipeline image built from infra/Dockerfile")
+    group.add_argument("--service-account", default=None, help="service account the pipeline and workers run as")
+    group.add_argument("--trainer-machine-type", default="n1-standard-8", help="Vertex AI Training machine")
+    group.add_argument("--gpu-type", default="NVIDIA_TESLA_T4", help="Vertex AI Training accelerator type")
+    group.add_argument("--gpu-count", type=int, default=1, help="accelerators per training job (0: CPU only)")
+    group.add_argument("--dataflow-machine-type", default="n1-standard-4", help="Dataflow worker machine")
+    group.add_argument("--dataflow-max-workers", type=int, default=10, help="Dataflow autoscaling limit")
     group = parser.add_argument_group("embedded synthetic data (used when --data is not given)")
     group.add_argument("--synthetic-identities", type=int, default=synthetic.identities)
     group.add_argument("--synthetic-images-per-identity", type=int, default=synthetic.images_per_identity)
@@ -76,7 +91,21 @@ TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epo
 
 def config_from_args(argv: list[str] | None = None) -> Config:
     """Flags -> Config. Training flags left out keep the (laptop or --production) default."""
-    args, beam_args = build_parser().parse_known_args(argv)
+    return _config(*build_parser().parse_known_args(argv))
+
+
+def vertex_settings_from_args(args: argparse.Namespace):
+    from pipelines.vertex import VertexSettings
+
+    return VertexSettings(
+        project=args.project, region=args.region, bucket=args.bucket, image_uri=args.image,
+        service_account=args.service_account, trainer_machine_type=args.trainer_machine_type,
+        gpu_type=args.gpu_type, gpu_count=args.gpu_count, dataflow_machine_type=args.dataflow_machine_type,
+        dataflow_max_workers=args.dataflow_max_workers,
+    )
+
+
+def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     base = Config.production() if args.production else Config()
     training = dataclasses.replace(
         base.training, **{name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
@@ -124,12 +153,27 @@ def run_local(config: Config) -> None:
 
     from pipelines.pipeline import create_pipeline
 
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+
+
+def run_vertex(config: Config, args: argparse.Namespace) -> int:
+    from pipelines import vertex
+
+    settings = vertex_settings_from_args(args)
+    spec = vertex.compile_pipeline(config, settings, args.spec_file)
+    print(f"compiled the Vertex AI pipeline spec: {spec}")
+    if not args.compile_only:
+        print(f"submitted: {vertex.submit(spec, config, settings)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = config_from_args(argv)
+    args, beam_args = build_parser().parse_known_args(argv)
+    config = _config(args, beam_args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.runner == "vertex":
+        return run_vertex(config, args)
     if config.data is None:
         ensure_synthetic_data(config)
     print(f"Running pipeline {config.pipeline_name!r} on {config.data_root} "

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
 from components.validation_gate import DataValidationError, check_anomalies
-from pipelines.pipeline import SCHEMA_FILE
+from pipelines.config import Config
 
 
 def _example(male: int, with_image: bool = True) -> bytes:
@@ -23,7 +23,7 @@ def _example(male: int, with_image: bool = True) -> bytes:
 
 def _write_anomalies(uri, split, examples):
     """Statistics and anomalies as StatisticsGen/ExampleValidator compute them (TFDV)."""
-    schema = tfdv.load_schema_text(SCHEMA_FILE)
+    schema = tfdv.load_schema_text(Config().schema_file)
     # Only the features this test writes are required here.
     keep = {"image", "image_id", "identity", "male"}
     for feature in list(schema.feature):
