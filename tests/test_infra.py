@@ -1,0 +1,50 @@
+"""The pipeline image installs exactly the locked dependency set and lays the project out where
+the compiled pipeline expects it. (No Docker engine runs here, so the image itself is not built.)"""
+
+import importlib.metadata
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+from packaging.markers import Marker
+
+from pipelines.config import IMAGE_CODE_ROOT, REPO_ROOT
+
+DOCKERFILE = os.path.join(REPO_ROOT, "infra", "Dockerfile")
+
+
+def _instructions():
+    text = re.sub(r"\\\n", " ", open(DOCKERFILE).read())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_image_lays_out_the_project_where_the_pipeline_expects_it():
+    instructions = _instructions()
+    assert f"WORKDIR {IMAGE_CODE_ROOT}" in instructions
+    copied = {source for line in instructions if line.startswith("COPY ") and "--from" not in line
+              for source in line.split()[1:-1]}
+    assert {"pipelines", "trainer", "components", "schemas", "uv.lock"} <= copied
+    assert any(line.startswith("FROM python:3.10") for line in instructions)
+
+
+def test_image_installs_exactly_the_locked_versions(tmp_path):
+    assert shutil.which("uv"), "uv is needed (infra/with-env.sh installs it before running the tests)"
+    [export] = [line for line in _instructions() if "uv export" in line]
+    command = shlex.split(export.split("&&")[0].removeprefix("RUN ").strip())
+    assert "--frozen" in command  # the lock is used as it is, never re-resolved
+    output = tmp_path / "requirements.txt"
+    command[command.index("-o") + 1] = str(output)
+    subprocess.run(command, cwd=REPO_ROOT, check=True, capture_output=True)
+    pins = {}
+    for line in output.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)\s*(?:;\s*(.*))?$", line.strip())
+        if match and (match[3] is None or Marker(match[3]).evaluate()):  # packages for this platform
+            pins[match[1]] = match[2]
+    assert {"tfx", "tensorflow", "tensorflow-transform", "apache-beam", "pyarrow", "dill"} <= set(pins)
+    assert "pytest" not in pins  # the dev group stays out of the image
+    # This test environment was installed from the same uv.lock (uv sync --frozen): same versions.
+    mismatches = {name: (version, importlib.metadata.version(name)) for name, version in pins.items()
+                  if importlib.metadata.version(name) != version}
+    assert mismatches == {}
