@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pipelines.config import Config, GateConfig, SyntheticDataConfig, TrainingConfig
+from pipelines.config import Config, GateConfig, SyntheticDataConfig
 
 RUNNERS = ("DirectRunner", "vertex")
 

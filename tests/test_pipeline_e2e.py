@@ -14,7 +14,6 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components.celeba_example_gen import REPORT_FILE
 from pipelines import run, san_effect
 from pipelines.results import run_outcome
 
