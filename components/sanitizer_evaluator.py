@@ -17,26 +17,12 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from pipelines.config import GateConfig
-from trainer import features
-from trainer.data import list_files
+from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
-from trainer.preprocessing import decode_face_images, to_model_input
 
 METRICS_FILE = "metrics.json"
 OUTPUTS = ("original", "same", "neutral", "opposite")
 JUDGE = "auxiliary_gender_classifier (trained jointly, not independent)"
-
-
-def _raw_batches(file_patterns: list[str], batch_size: int) -> tf.data.Dataset:
-    spec = {
-        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-        features.MALE_KEY: tf.io.FixedLenFeature([1], tf.int64),
-    }
-    return (
-        tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
-        .batch(batch_size)
-        .map(lambda serialized: tf.io.parse_example(serialized, spec))
-    )
 
 
 def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int = 64) -> dict:
@@ -49,9 +35,8 @@ def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int
     ssim = {name: 0.0 for name in OUTPUTS[1:]}
     psnr = {name: 0.0 for name in OUTPUTS[1:]}
     count = 0
-    for batch in _raw_batches(file_patterns, batch_size):
-        faces = to_model_input(decode_face_images(tf.reshape(batch[features.IMAGE_KEY], [-1]), image_size))
-        male = tf.reshape(batch[features.MALE_KEY], [-1])
+    for batch in aligned_face_batches(file_patterns, image_size, batch_size):
+        faces, male = batch["face"], batch["male"]
         outputs = sanitize(faces=faces)
         images = {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
                   "opposite": outputs["sanitized"]}

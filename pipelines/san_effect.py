@@ -26,10 +26,8 @@ from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
 from pipelines.config import DEFAULT_WORK_DIR
-from trainer import features
-from trainer.data import list_files
+from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
-from trainer.preprocessing import decode_face_images, to_model_input
 
 OUTPUTS = ("original", "same", "neutral", "opposite")
 
@@ -45,18 +43,10 @@ def _latest_uri(store, type_name: str, producer: str) -> str:
 
 
 def load_test_split(examples_uri: str, image_size: int) -> dict:
-    spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-            features.MALE_KEY: tf.io.FixedLenFeature([1], tf.int64),
-            features.IDENTITY_KEY: tf.io.FixedLenFeature([1], tf.int64)}
-    faces, male, identity = [], [], []
-    dataset = tf.data.TFRecordDataset(list_files([os.path.join(examples_uri, "Split-test", "*")]),
-                                      compression_type="GZIP").batch(128)
-    for serialized in dataset:
-        batch = tf.io.parse_example(serialized, spec)
-        faces.append(to_model_input(decode_face_images(tf.reshape(batch[features.IMAGE_KEY], [-1]), image_size)))
-        male.append(batch[features.MALE_KEY].numpy().ravel())
-        identity.append(batch[features.IDENTITY_KEY].numpy().ravel())
-    return {"faces": tf.concat(faces, 0), "male": np.concatenate(male), "identity": np.concatenate(identity)}
+    batches = list(aligned_face_batches([os.path.join(examples_uri, "Split-test", "*")], image_size))
+    return {"faces": tf.concat([b["face"] for b in batches], 0),
+            "male": np.concatenate([b["male"].numpy() for b in batches]),
+            "identity": np.concatenate([b["identity"].numpy() for b in batches])}
 
 
 def genuine_impostor(probe: np.ndarray, gallery: np.ndarray, identity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

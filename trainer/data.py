@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
+from trainer.preprocessing import decode_face_images, to_model_input
 
 RAW_FEATURES_USED = (features.IMAGE_KEY, features.MALE_KEY, features.IDENTITY_KEY)
 
@@ -52,3 +53,27 @@ def prototypes_from(tft_output: tft.TFTransformOutput, file_patterns: list[str])
         "neutral": batch[features.PROTOTYPE_NEUTRAL_KEY][0],
         "male_fraction": batch[features.MALE_FRACTION_KEY][0],
     }
+
+
+def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: int = 64) -> tf.data.Dataset:
+    """Raw examples -> {'face': [N,S,S,1] gray in [0,1], 'male': [N], 'identity': [N]} batches.
+
+    Uses the same decoding as the transform graph and the exported model, without needing the
+    transform graph: for evaluating exported models on a split.
+    """
+    spec = {
+        features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+        features.MALE_KEY: tf.io.FixedLenFeature([1], tf.int64),
+        features.IDENTITY_KEY: tf.io.FixedLenFeature([1], tf.int64),
+    }
+
+    def decode(serialized):
+        batch = tf.io.parse_example(serialized, spec)
+        return {
+            "face": to_model_input(decode_face_images(tf.reshape(batch[features.IMAGE_KEY], [-1]), image_size)),
+            "male": tf.reshape(batch[features.MALE_KEY], [-1]),
+            "identity": tf.reshape(batch[features.IDENTITY_KEY], [-1]),
+        }
+
+    return (tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
+            .batch(batch_size).map(decode).prefetch(tf.data.AUTOTUNE))
