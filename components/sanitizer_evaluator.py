@@ -21,12 +21,22 @@ from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
 
 METRICS_FILE = "metrics.json"
+GRID_FILE = "examples_grid.png"  # rows: original, SM, NT, OP
 OUTPUTS = ("original", "same", "neutral", "opposite")
 JUDGE = "auxiliary_gender_classifier (trained jointly, not independent)"
 
 
-def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int = 64) -> dict:
-    """Runs the exported sanitizer over every example and returns the metrics dict."""
+def example_grid(images: dict, columns: int = 8) -> tf.Tensor:
+    """Up to `columns` faces per row, one row per output (original, SM, NT, OP), as in the paper's
+    Figure 5: uint8 [4*S, columns*S, 1]."""
+    rows = [tf.concat(tf.unstack(images[name][:columns]), axis=1) for name in OUTPUTS]
+    return tf.image.convert_image_dtype(tf.concat(rows, axis=0), tf.uint8, saturate=True)
+
+
+def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int = 64,
+                       grid_path: str | None = None) -> dict:
+    """Runs the exported sanitizer over every example and returns the metrics dict; writes an
+    example grid of the first batch's faces to `grid_path` if given."""
     model = tf.saved_model.load(model_dir)
     image_size = int(load_metadata(model_dir)["image_size"])
     sanitize = model.signatures["sanitize_faces"]
@@ -40,6 +50,9 @@ def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int
         outputs = sanitize(faces=faces)
         images = {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
                   "opposite": outputs["sanitized"]}
+        if grid_path and not count:
+            with tf.io.gfile.GFile(grid_path, "wb") as handle:
+                handle.write(tf.io.encode_png(example_grid(images)).numpy())
         for name, image in images.items():
             predicted = tf.cast(classify(faces=image)["male_probability"] >= 0.5, tf.int64)
             errors[name] += float(tf.reduce_sum(tf.cast(predicted != male, tf.float32)))
@@ -87,11 +100,12 @@ def SanitizerEvaluator(
     gate = GateConfig(**json.loads(gate_json))
     model_dir = os.path.join(model.uri, "Format-Serving")
     split_uri = artifact_utils.get_split_uri([examples], split)
-    metrics = evaluate_sanitizer(model_dir, [os.path.join(split_uri, "*")])
+    tf.io.gfile.makedirs(evaluation.uri)
+    grid_path = os.path.join(evaluation.uri, GRID_FILE)
+    metrics = evaluate_sanitizer(model_dir, [os.path.join(split_uri, "*")], grid_path=grid_path)
     blessed, failures = decide_blessing(metrics, gate)
     result = {**metrics, "split": split, "gate": dataclasses.asdict(gate), "blessed": blessed,
-              "failed_thresholds": failures, "model": model.uri}
-    tf.io.gfile.makedirs(evaluation.uri)
+              "failed_thresholds": failures, "model": model.uri, "example_grid": grid_path}
     with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
         handle.write(json.dumps(result, indent=2))
     tf.io.gfile.makedirs(blessing.uri)

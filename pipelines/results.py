@@ -58,6 +58,7 @@ def print_summary(config: Config) -> int:
                 f"  SSIM {metrics['ssim'][name]:.3f}  PSNR {metrics['psnr'][name]:.1f} dB")
             print(f"  {name:9s} gender error {error:6.1%}{quality}")
         print(f"evaluation result: {outcome['metrics_file']}")
+        print(f"example faces (rows: original, SM, NT, OP): {metrics['example_grid']}")
         if not metrics["blessed"]:
             print("model NOT blessed, so NOT pushed:\n  " + "\n  ".join(metrics["failed_thresholds"]))
     if outcome.get("pushed_model"):

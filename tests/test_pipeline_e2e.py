@@ -66,6 +66,8 @@ def test_pipeline_runs_caches_and_gates(work_dir):
     metrics = outcome["metrics"]
     assert metrics["num_examples"] == 6 and metrics["blessed"] is True
     assert set(metrics["gender_error_rate"]) == {"original", "same", "neutral", "opposite"}
+    grid = tf.io.decode_png(open(metrics["example_grid"], "rb").read())
+    assert grid.shape == (4 * 32, 6 * 32, 1)  # rows original/SM/NT/OP x the 6 test faces
 
     # The pushed model is the self-contained sanitizer: JPEG bytes in, sanitized faces out.
     pushed = outcome["pushed_model"]
