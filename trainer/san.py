@@ -100,7 +100,7 @@ def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | 
     return os.path.join(root, "san", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
-class SanTrainer(keras.Model):
+class SanTrainingModel(keras.Model):
     """Wraps the SAN for `fit`: a custom train_step over composable loss terms.
 
     Only the SAN's own variables get gradients: the auxiliary networks stay frozen.
@@ -158,13 +158,13 @@ class LossSchedule(keras.callbacks.Callback):
         logging.info("SAN epoch %d loss weights: %s", epoch, weights)
 
 
-def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher) -> tuple[SanTrainer, list]:
+def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher) -> tuple[SanTrainingModel, list]:
     san = SemiAdversarialNetwork(config.image_size, name="san")
     terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
              *gender_loss_terms(classifier, config.gender_loss_weight)]
     if matcher is not None:
         terms.append(matcher_term(matcher, config.matcher_loss_weight))
-    trainer = SanTrainer(san, prototypes, terms)
+    trainer = SanTrainingModel(san, prototypes, terms)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
 
