@@ -5,8 +5,10 @@ import tf_keras as keras
 
 from trainer import features, losses
 from pipelines.config import TrainingConfig
-from trainer.models import SemiAdversarialNetwork, build_face_matcher, build_gender_classifier, build_san_autoencoder
-from trainer.san import LossSchedule, build_san_trainer, prototypes_for_labels
+from trainer.models import (
+    SemiAdversarialNetwork, build_face_matcher, build_gender_classifier, build_san_autoencoder, prototypes_for_labels,
+)
+from trainer.san import LossSchedule, build_san_trainer
 
 
 @pytest.mark.parametrize("size", [32, 224])

@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from trainer.models import prototypes_for_labels
 from trainer.preprocessing import decode_face_images, to_model_input
 
 METADATA_FILE = "sanitizer_metadata.json"
@@ -58,11 +59,9 @@ class SanitizerModule(tf.Module):
         return self._sanitize_with_gender(faces, male, self._male_probability(faces)["male_probability"])
 
     def _sanitize_with_gender(self, faces, male, male_probability):
-        y = tf.reshape(tf.cast(male, tf.float32), [-1, 1, 1, 1])
-        same = y * self.prototype_male + (1.0 - y) * self.prototype_female
-        opposite = (1.0 - y) * self.prototype_male + y * self.prototype_female
-        neutral = tf.zeros_like(same) + self.prototype_neutral
-        outputs = self.san({"face": faces, "same": same, "neutral": neutral, "opposite": opposite}, training=False)
+        prototypes = prototypes_for_labels(male, {"male": self.prototype_male, "female": self.prototype_female,
+                                                  "neutral": self.prototype_neutral})
+        outputs = self.san({"face": faces, **prototypes}, training=False)
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         sanitized_png = tf.map_fn(

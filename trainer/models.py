@@ -73,6 +73,18 @@ class SemiAdversarialNetwork(keras.Model):
         }
 
 
+def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
+    """Per-example prototypes [N,S,S,3] for 0/1 labels [N]: SM = y Pm + (1-y) Pf, OP the reverse.
+
+    The one definition, used by SAN training and by the exported sanitizer alike.
+    """
+    y = tf.reshape(tf.cast(male, tf.float32), [-1, 1, 1, 1])
+    same = y * prototypes["male"] + (1.0 - y) * prototypes["female"]
+    opposite = (1.0 - y) * prototypes["male"] + y * prototypes["female"]
+    neutral = tf.zeros_like(same) + prototypes["neutral"]
+    return {"same": same, "neutral": neutral, "opposite": opposite}
+
+
 def build_gender_classifier(image_size: int, dropout: float = 0.25) -> keras.Model:
     """Gray face [S,S,1] -> [male probability] via softmax over (female, male).
 

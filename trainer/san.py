@@ -23,19 +23,10 @@ from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
-from trainer.models import SemiAdversarialNetwork
+from trainer.models import SemiAdversarialNetwork, prototypes_for_labels
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
 CHECKPOINT_ROOT_KEY = "checkpoint_root"  # custom_config key: where resumable epoch backups live
-
-
-def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
-    """Per-example prototypes [N,S,S,3] for 0/1 labels [N]: SM = y Pm + (1-y) Pf, OP the reverse."""
-    y = tf.reshape(tf.cast(male, tf.float32), [-1, 1, 1, 1])
-    same = y * prototypes["male"] + (1.0 - y) * prototypes["female"]
-    opposite = (1.0 - y) * prototypes["male"] + y * prototypes["female"]
-    neutral = tf.zeros_like(same) + prototypes["neutral"]
-    return {"same": same, "neutral": neutral, "opposite": opposite}
 
 
 def male_probability(classifier: keras.Model, faces: tf.Tensor) -> tf.Tensor:
