@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--gpu-count", type=int, default=1, help="accelerators per training job (0: CPU only)")
     group.add_argument("--dataflow-machine-type", default="n1-standard-4", help="Dataflow worker machine")
     group.add_argument("--dataflow-max-workers", type=int, default=10, help="Dataflow autoscaling limit")
+    group.add_argument("--schedule", default=None, metavar="CRON",
+                       help="instead of one run, create a recurring Vertex AI pipeline schedule with this five-field "
+                       "cron expression, e.g. '0 3 * * 1' (03:00 every Monday); one run at a time")
+    group.add_argument("--schedule-time-zone", default="Etc/UTC", help="IANA time zone of --schedule")
+    group.add_argument("--schedule-name", default=None, help="display name of the schedule (default: facesan-schedule)")
     group = parser.add_argument_group("embedded synthetic data (used when --data is not given)")
     group.add_argument("--synthetic-identities", type=int, default=synthetic.identities)
     group.add_argument("--synthetic-images-per-identity", type=int, default=synthetic.images_per_identity)
@@ -161,9 +166,16 @@ def run_vertex(config: Config, args: argparse.Namespace) -> int:
     from pipelines import vertex
 
     settings = vertex_settings_from_args(args)
+    if args.schedule is not None:
+        vertex.check_cron(args.schedule)  # before compiling, so a typo costs nothing
     spec = vertex.compile_pipeline(config, settings, args.spec_file)
     print(f"compiled the Vertex AI pipeline spec: {spec}")
-    if not args.compile_only:
+    if args.compile_only:
+        return 0
+    if args.schedule is not None:
+        created = vertex.schedule(spec, config, settings, args.schedule, args.schedule_time_zone, args.schedule_name)
+        print(f"created schedule: {created} (cron {args.schedule!r}, {args.schedule_time_zone})")
+    else:
         print(f"submitted: {vertex.submit(spec, config, settings)}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 
 from pipelines.config import IMAGE_CODE_ROOT, Config, DataflowConfig, VertexTrainingConfig
 
@@ -79,11 +80,9 @@ def compile_pipeline(config: Config, settings: VertexSettings, output_file: str)
     return output_file
 
 
-def submit(spec_file: str, config: Config, settings: VertexSettings) -> str:
-    """Submits a compiled spec to Vertex AI Pipelines; a clear error when there are no credentials."""
+def _require_credentials(spec_file: str) -> None:
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import aiplatform
 
     try:
         google.auth.default()
@@ -93,13 +92,51 @@ def submit(spec_file: str, config: Config, settings: VertexSettings) -> str:
             "authenticate (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS) and run "
             "again, or submit the spec yourself."
         ) from None
+
+
+def _pipeline_job(spec_file: str, config: Config, settings: VertexSettings):
+    from google.cloud import aiplatform
+
+    _require_credentials(spec_file)
     aiplatform.init(project=settings.project, location=settings.region)
-    job = aiplatform.PipelineJob(
+    return aiplatform.PipelineJob(
         display_name=config.pipeline_name,
         template_path=spec_file,
         pipeline_root=vertex_config(config, settings).pipeline_root,
         enable_caching=True,
     )
+
+
+def submit(spec_file: str, config: Config, settings: VertexSettings) -> str:
+    """Submits a compiled spec to Vertex AI Pipelines; a clear error when there are no credentials."""
+    job = _pipeline_job(spec_file, config, settings)
     job.submit(service_account=settings.service_account)
     logging.info("submitted Vertex AI pipeline job %s", job.resource_name)
     return job.resource_name
+
+
+def check_cron(cron: str) -> str:
+    """A five-field cron expression (minute hour day-of-month month day-of-week), or a clear error."""
+    fields = cron.split()
+    if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z?]+", field) for field in fields):
+        raise SystemExit(f"--schedule must be a five-field cron expression such as '0 3 * * 1' "
+                         f"(03:00 every Monday), got {cron!r}")
+    return cron
+
+
+def schedule(spec_file: str, config: Config, settings: VertexSettings, cron: str, time_zone: str,
+             display_name: str | None = None) -> str:
+    """Creates a Vertex AI pipeline schedule that runs the compiled spec on `cron` in `time_zone`.
+
+    One run at a time: a run that would start while the previous one still runs is skipped.
+    """
+    check_cron(cron)
+    job = _pipeline_job(spec_file, config, settings)
+    created = job.create_schedule(
+        cron=f"TZ={time_zone} {cron}",
+        display_name=display_name or f"{config.pipeline_name}-schedule",
+        max_concurrent_run_count=1,
+        service_account=settings.service_account,
+    )
+    logging.info("created Vertex AI pipeline schedule %s", created.resource_name)
+    return created.resource_name
