@@ -70,7 +70,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
             return DecodedImage(_to_rgb8(image), source_format)
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # PIL's own guard, at twice its pixel limit
+        raise ImageRejected("too_large", str(error)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageRejected("undecodable", f"{type(error).__name__}: {error}") from None
 
 
@@ -178,7 +180,7 @@ def unalign_face(pixels: np.ndarray, face: np.ndarray, left_eye, right_eye, feat
     mask = np.minimum(ramp[:, None], ramp[None, :])
 
     def warp(plane: np.ndarray) -> np.ndarray:
-        image = Image.fromarray(plane, mode="F").transform(
+        image = Image.fromarray(plane).transform(  # float32 -> mode "F"
             (x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(shifted.ravel()),
             resample=Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.float32)
