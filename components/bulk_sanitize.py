@@ -470,9 +470,10 @@ def build_sanitize(pipeline, plan: JobPlan, done_files: Sequence[str]):
     sanitized_rows = (prepared.faces
                       | "Sanitize" >> RunInference(handler)
                       | "ComposeAndWrite" >> beam.ParDo(ComposeAndWrite(plan)))
-    return ((sanitized_rows, prepared[PrepareFaces.ROWS])
-            | "AllRows" >> beam.Flatten()
-            | "RecordProgress" >> beam.ParDo(RecordProgress(plan)))
+    # Recorded on each branch, not after a Flatten: a runner may materialize a Flatten's inputs
+    # before its consumer runs, and rows must reach _progress/ while the work goes on.
+    _ = sanitized_rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan))
+    _ = prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))
 
 
 def _count(name):
