@@ -355,14 +355,21 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
     sanitizer is a plain SavedModel with signatures.)
     """
 
-    def __init__(self, model_path: str, max_batch_size: int, signature: str = "sanitize_faces"):
+    def __init__(self, model_path: str, max_batch_size: int, signature: str = "sanitize_faces", tf_threads: int = 0):
         self._model_path = model_path
         self._max_batch_size = max_batch_size
         self._signature = signature
+        self._tf_threads = tf_threads
 
     def load_model(self):
         import tensorflow as tf
 
+        if self._tf_threads:
+            try:  # several worker processes on one machine: share the cores instead of oversubscribing
+                tf.config.threading.set_intra_op_parallelism_threads(self._tf_threads)
+                tf.config.threading.set_inter_op_parallelism_threads(self._tf_threads)
+            except RuntimeError:  # TensorFlow already initialized in this process; keep its setting
+                pass
         return tf.saved_model.load(self._model_path)
 
     def update_model_path(self, model_path: str | None = None):
@@ -380,7 +387,8 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         return sum(faces.nbytes for faces in batch)
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+        # Full batches (a bundle's last one may be smaller): the forward pass dominates the cost.
+        return {"min_batch_size": self._max_batch_size, "max_batch_size": self._max_batch_size}
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE + "_inference"
@@ -466,7 +474,8 @@ def build_sanitize(pipeline, plan: JobPlan, done_files: Sequence[str]):
             | "SkipDone" >> beam.FlatMap(_skip_done)
             | "Spread" >> beam.Reshuffle())
     prepared = todo | "PrepareFaces" >> beam.ParDo(PrepareFaces(plan)).with_outputs(PrepareFaces.ROWS, main="faces")
-    handler = KeyedModelHandler(SanitizerModelHandler(plan.model.path, plan.settings.batch_size))
+    handler = KeyedModelHandler(SanitizerModelHandler(plan.model.path, plan.settings.batch_size,
+                                                      tf_threads=plan.settings.tf_threads))
     sanitized_rows = (prepared.faces
                       | "Sanitize" >> RunInference(handler)
                       | "ComposeAndWrite" >> beam.ParDo(ComposeAndWrite(plan)))

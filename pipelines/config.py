@@ -164,6 +164,9 @@ class Config:
     # Passed to every Beam-based component; e.g. ["--direct_running_mode=multi_processing",
     # "--direct_num_workers=2"] locally, or Dataflow options in production.
     beam_pipeline_args: list[str] = field(default_factory=list)
+    # Last step: run the bulk sanitization job (SanitizeJobConfig) on the test split with the
+    # model the Pusher pushed (BulkSanitizer component after the Pusher).
+    sanitize_test_split: bool = False
 
     @property
     def image_size(self) -> int:
@@ -226,6 +229,9 @@ class SanitizeJobConfig:
     detect_max_side: int = 1600  # (pinned) photos are searched for faces at most this large
     manifest_shards: int = 1  # (pinned) number of manifest Parquet files
     batch_size: int = 16  # images per RunInference batch (at most)
+    # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
+    # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
+    tf_threads: int = 0
     progress_every_s: float = 10.0  # local progress line interval
     beam_pipeline_args: list[str] = field(default_factory=list)
 

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="larger photos are searched for faces at this size (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help="at most this many images per model call (default %(default)s)")
+    parser.add_argument("--tf-threads", type=int, default=None,
+                        help="TensorFlow threads per worker process (default: cores / workers with the local "
+                             "DirectRunner, TensorFlow's own choice elsewhere)")
     parser.add_argument("--manifest-shards", type=int, default=d.manifest_shards,
                         help="number of manifest Parquet files (default %(default)s)")
     parser.add_argument("--progress-every", type=float, default=d.progress_every_s,
@@ -104,6 +107,7 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
         color=args.color, feather=args.feather, jpeg_quality=args.jpeg_quality, max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
         batch_size=args.batch_size, manifest_shards=args.manifest_shards, progress_every_s=args.progress_every,
+        tf_threads=args.tf_threads or 0,
         beam_pipeline_args=[f"--runner={args.runner}", *beam_args])
 
 
@@ -231,6 +235,17 @@ def beam_options(args: list[str]):
     return PipelineOptions(args), args
 
 
+def _local_threads_per_worker(args: list[str]) -> int:
+    """cores // workers for DirectRunner multi-processing on this machine; 0 (TF default) otherwise."""
+    values = dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+    if values.get("runner", "DirectRunner") not in ("DirectRunner", "direct"):
+        return 0
+    if values.get("direct_running_mode") != "multi_processing":
+        return 0
+    workers = int(values.get("direct_num_workers", "0") or 0) or (os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 class Progress:
     """Prints finished inputs and throughput while the pipeline runs (from the rows flushed to
     _progress/, so it works for any runner whose workers write where the driver can list)."""
@@ -300,13 +315,15 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         model_dir, how = resolve_model(settings.model)
     else:
         how = "given"
+    options, args = beam_options(settings.beam_pipeline_args)
+    if not settings.tf_threads:
+        settings = dataclasses.replace(settings, tf_threads=_local_threads_per_worker(args))
     plan = plan_job(settings, model_dir)
     if announce:
         print(f"model: {plan.model.path} (version {plan.model.version}, sha256 {plan.model.sha256[:16]}…, "
               f"{plan.model.image_size}x{plan.model.image_size}; {how})")
         print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
     claim_output(plan)
-    options, args = beam_options(settings.beam_pipeline_args)
     done_files = bulk.existing_row_files(plan)
     already_parts = sum(int(p.rsplit("-n", 1)[1].split(".")[0]) for p in done_files
                         if posixpath.basename(posixpath.dirname(p)) == bulk.PROGRESS_DIR)
