@@ -6,7 +6,6 @@ just pushed, and writes the job's output (images/, manifest/, dead_letter/) into
 When the Pusher did not push (the model was not blessed) it runs nothing and says so.
 """
 
-from __future__ import annotations
 
 import json
 import logging
