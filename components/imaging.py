@@ -40,28 +40,39 @@ class DecodedImage:
     source_format: str  # PIL format name, e.g. "JPEG", "PNG"
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
+                 formats: tuple[str, ...] | None = None) -> DecodedImage:
     """Decodes JPEG/PNG/... bytes to 8-bit RGB, applying the EXIF orientation.
 
     Grayscale, palette, CMYK, 16-bit and alpha images are converted to RGB (alpha is composited
-    on white). Raises ImageRejected with reason "empty", "undecodable" or "too_large".
+    on white). Raises ImageRejected with reason "empty", "undecodable", "too_large",
+    "too_small" (a side below `min_side`) or "unsupported_format" (a PIL format not in `formats`,
+    when given); the size checks use the declared size, before any pixel is decoded.
     """
     if not data:
         raise ImageRejected("empty", "the file has zero bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
+            if formats is not None and image.format not in formats:
+                raise ImageRejected(
+                    "unsupported_format", f"{image.format or 'unknown'} image; supported: {', '.join(formats)}")
             if width * height > max_pixels:
                 raise ImageRejected(
                     "too_large",
                     f"{width}x{height} pixels exceeds the limit of {max_pixels} pixels",
                 )
+            if min(width, height) < min_side:
+                raise ImageRejected("too_small", f"{width}x{height} pixels; each side must be at least {min_side}")
+            source_format = image.format or "UNKNOWN"  # exif_transpose returns a copy without it
             image.load()
             image = ImageOps.exif_transpose(image)
-            return DecodedImage(_to_rgb8(image), image.format or "UNKNOWN")
+            return DecodedImage(_to_rgb8(image), source_format)
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # PIL's own guard, at twice its pixel limit
+        raise ImageRejected("too_large", str(error)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageRejected("undecodable", f"{type(error).__name__}: {error}") from None
 
 
@@ -83,6 +94,20 @@ def encode_png(pixels: np.ndarray) -> bytes:
     """Lossless PNG bytes of an HxWx3 (or HxW) uint8 array, with no metadata chunks."""
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def encode_like(pixels: np.ndarray, source_format: str, jpeg_quality: int = 95) -> bytes:
+    """HxWx3 uint8 as `source_format` ("JPEG" or "PNG") bytes, written fresh: no EXIF (so no GPS),
+    no ICC profile, no comments or text chunks of any original survive."""
+    buffer = io.BytesIO()
+    image = Image.fromarray(pixels)
+    if source_format == "JPEG":
+        image.save(buffer, format="JPEG", quality=jpeg_quality, optimize=False)
+    elif source_format == "PNG":
+        image.save(buffer, format="PNG", optimize=False)
+    else:
+        raise ValueError(f"cannot re-encode as {source_format!r}; only JPEG and PNG")
     return buffer.getvalue()
 
 
@@ -124,3 +149,64 @@ def align_face(pixels: np.ndarray, left_eye, right_eye, size: int) -> np.ndarray
 def celeba_landmark_to_point(x: int, y: int) -> tuple[float, float]:
     """CelebA landmarks are integer pixel indices; their centre in continuous coordinates."""
     return (x + 0.5, y + 0.5)
+
+
+def unalign_face(pixels: np.ndarray, face: np.ndarray, left_eye, right_eye, feather: float = 0.08,
+                 keep_chroma: bool = False) -> np.ndarray:
+    """The inverse of `align_face`: warps an aligned S x S face back onto the photo and blends it.
+
+    `face` is S x S (or S x S x 1) float in [0, 1], e.g. the SAN's grayscale output for the crop that
+    `align_face(pixels, left_eye, right_eye, S)` produced. Inside the crop's footprint the photo is
+    replaced; the last `feather` * S pixels towards the crop's border fade linearly into the
+    original, so there is no hard seam. The SAN outputs luminance only: by default the face region
+    becomes gray (the original colour, which can carry gender cues such as make-up, is dropped);
+    `keep_chroma=True` keeps the original's chroma (YCbCr) and replaces only its luminance.
+    Only the footprint's bounding box is resampled, so cost follows the face, not the photo.
+    """
+    size = face.shape[0]
+    face = np.clip(np.asarray(face, dtype=np.float32).reshape(size, size), 0.0, 1.0)
+    forward = eye_alignment_matrix(left_eye, right_eye, size)
+    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))
+    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], dtype=np.float64)
+    height, width = pixels.shape[:2]
+    x0, y0 = max(int(np.floor(corners[0].min())), 0), max(int(np.floor(corners[1].min())), 0)
+    x1, y1 = min(int(np.ceil(corners[0].max())), width), min(int(np.ceil(corners[1].max())), height)
+    if x1 <= x0 or y1 <= y0:
+        return pixels.copy()
+    # Output pixel (x, y) of the box samples the aligned face at forward(x + x0, y + y0).
+    shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    ramp = np.minimum(np.arange(size) + 0.5, size - np.arange(size) - 0.5) / max(feather * size, 1e-6)
+    ramp = np.clip(ramp, 0.0, 1.0).astype(np.float32)
+    mask = np.minimum(ramp[:, None], ramp[None, :])
+
+    def warp(plane: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(plane).transform(  # float32 -> mode "F"
+            (x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(shifted.ravel()),
+            resample=Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.float32)
+
+    alpha = np.clip(warp(mask), 0.0, 1.0)[:, :, None]
+    luminance = warp(face * 255.0)[:, :, None]
+    box = pixels[y0:y1, x0:x1].astype(np.float32)
+    if keep_chroma:
+        ycbcr = np.asarray(Image.fromarray(pixels[y0:y1, x0:x1]).convert("YCbCr"), dtype=np.float32)
+        ycbcr[:, :, :1] = alpha * luminance + (1.0 - alpha) * ycbcr[:, :, :1]
+        blended_u8 = np.asarray(Image.fromarray(np.clip(ycbcr + 0.5, 0, 255).astype(np.uint8), mode="YCbCr")
+                                .convert("RGB"))
+        # Outside the footprint keep the original bytes exactly (YCbCr round trips are lossy).
+        blended = np.where(alpha > 0, blended_u8.astype(np.float32), box)
+    else:
+        blended = alpha * luminance + (1.0 - alpha) * box
+    out = pixels.copy()
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+# tf.image.rgb_to_grayscale's weights (ITU-R BT.601 luma), so a face prepared with numpy here is
+# the face trainer.preprocessing.to_model_input gives the SAN in training.
+_LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
+
+
+def to_gray_float(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> HxWx1 float32 gray in [0, 1], as trainer.preprocessing.to_model_input."""
+    return (rgb.astype(np.float32) / 255.0 @ _LUMA)[:, :, None]

@@ -92,8 +92,15 @@ def create_components(config: Config) -> list:
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)
         ),
     )
-    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
-            gender_trainer, matcher, san_trainer, evaluator, pusher]
+    components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
+                  gender_trainer, matcher, san_trainer, evaluator, pusher]
+    if config.sanitize_test_split:  # the bulk job (issue #5) on the test split with the pushed model
+        from components.bulk_sanitizer_component import BulkSanitizer
+
+        components.append(BulkSanitizer(examples=example_gen.outputs["examples"],
+                                        pushed_model=pusher.outputs["pushed_model"], split="test",
+                                        beam_args_json=json.dumps(list(config.beam_pipeline_args))))
+    return components
 
 
 def create_pipeline(config: Config, metadata_connection_config=None) -> tfx_pipeline.Pipeline:

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--matcher-model", default=None,
                        help="use this face-matcher SavedModel (local or gs://; float32 gray faces [N,S,S,1] in "
                        "[0,1] -> embeddings [N,D]) as R(X) instead of training the auxiliary matcher")
+    parser.add_argument("--sanitize-test-split", action="store_true",
+                        help="last step: sanitize the test split with the pushed model (the bulk job, "
+                        "python -m pipelines.sanitize) into the BulkSanitizer artifact")
     group = parser.add_argument_group("release gate")
     group.add_argument("--min-op-gender-error", type=float, default=gate.min_op_gender_error,
                        help="bless only if the judge's gender error on the sanitized (OP) faces is at least this")
@@ -123,6 +126,7 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
         data=args.data,
         work_dir=args.work_dir,
         matcher_model=args.matcher_model,
+        sanitize_test_split=args.sanitize_test_split,
         training=training,
         gate=GateConfig(args.min_op_gender_error, args.max_original_gender_error, args.max_sm_gender_error),
         synthetic=SyntheticDataConfig(args.synthetic_identities, args.synthetic_images_per_identity, args.synthetic_seed),

@@ -1,0 +1,100 @@
+"""Shared pieces of the bulk-job tests: a small exported sanitizer, images with metadata, checks."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageCms, PngImagePlugin
+
+SECRET = "SECRET-comment-42"
+
+
+def export_small_model(path: Path, size: int = 32) -> str:
+    """An untrained sanitizer with the real architecture at `size`, exported like the pipeline does."""
+    import tensorflow as tf
+
+    from trainer.export import SanitizerModule, save_sanitizer
+    from trainer.models import SemiAdversarialNetwork, build_gender_classifier
+
+    tf.keras.utils.set_random_seed(0)
+    prototypes = {"male": tf.fill((size, size, 3), 0.9), "female": tf.fill((size, size, 3), 0.1),
+                  "neutral": tf.fill((size, size, 3), 0.5)}
+    module = SanitizerModule(SemiAdversarialNetwork(size), build_gender_classifier(size), prototypes, size)
+    save_sanitizer(module, str(path), metadata={"training_config": {"image_size": size}, "note": "untrained, tests"})
+    return str(path)
+
+
+def _exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "SpyCam"
+    exif[ExifTags.Base.ImageDescription] = SECRET
+    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
+    gps[ExifTags.GPS.GPSLatitudeRef] = "N"
+    gps[ExifTags.GPS.GPSLatitude] = (52.0, 31.0, 12.0)
+    gps[ExifTags.GPS.GPSLongitudeRef] = "E"
+    gps[ExifTags.GPS.GPSLongitude] = (13.0, 24.0, 36.0)
+    return exif
+
+
+def _icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def save_with_metadata(image: Image.Image, path: Path) -> None:
+    """Saves as JPEG or PNG (by suffix) with EXIF incl. GPS, an ICC profile and a comment."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.convert("RGB").save(path, "JPEG", quality=95, exif=_exif(), icc_profile=_icc(), comment=SECRET.encode())
+    else:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", SECRET)
+        image.save(path, "PNG", exif=_exif(), icc_profile=_icc(), pnginfo=info)
+
+
+def metadata_found(data: bytes) -> list[str]:
+    """The kinds of metadata present in encoded image bytes (empty: none)."""
+    found = []
+    with Image.open(io.BytesIO(data)) as image:
+        if image.getexif():
+            found.append("exif")
+        if image.getexif().get_ifd(ExifTags.IFD.GPSInfo):
+            found.append("gps")
+        for key in ("exif", "icc_profile", "comment"):
+            if image.info.get(key):
+                found.append(key)
+        if image.format == "PNG" and getattr(image, "text", None):
+            found.append("png_text")
+    if SECRET.encode() in data:
+        found.append("secret_bytes")
+    if b"Exif\x00\x00" in data:
+        found.append("exif_bytes")
+    return sorted(set(found))
+
+
+def snapshot(root: Path) -> dict:
+    """path -> (inode, mtime_ns, size) for every file below root."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            stat = os.stat(os.path.join(folder, name))
+            out[os.path.relpath(os.path.join(folder, name), root)] = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return out
+
+
+def image_files(root: Path) -> dict:
+    """relative path -> decoded pixels of every file under root/images."""
+    images = root / "images"
+    return {str(p.relative_to(images)): np.asarray(Image.open(p).convert("RGB")) for p in sorted(images.rglob("*"))
+            if p.is_file()}
+
+
+def manifest_rows(root: Path) -> dict:
+    from components.bulk_sanitize import read_manifest
+
+    table = read_manifest(str(root))
+    rows = table.to_pylist()
+    keys = [row["input_key"] for row in rows]
+    assert len(keys) == len(set(keys)), "duplicate manifest rows"
+    return {row["input_key"]: row for row in rows}

@@ -1,0 +1,265 @@
+"""The bulk sanitization job end to end on real files: aligned synthetic faces (SYNTHETIC data),
+a corpus of bad inputs, re-runs, and a run interrupted part-way then re-run."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from bulk_helpers import export_small_model, image_files, manifest_rows, metadata_found, save_with_metadata, snapshot
+from components.bulk_sanitize import MANIFEST_SCHEMA, read_dead_letter
+from pipelines.config import SanitizeJobConfig
+from pipelines.sanitize import run_job
+
+REPO = Path(__file__).resolve().parents[1]
+IN_MEMORY = ["--direct_running_mode=in_memory"]
+MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return export_small_model(tmp_path_factory.mktemp("model") / "1700000000")
+
+
+@pytest.fixture(scope="module")
+def aligned_faces(tmp_path_factory):
+    """12 SYNTHETIC CelebA-style aligned faces in two sub-folders, JPEG and PNG, all carrying EXIF
+    (with GPS), an ICC profile and a comment."""
+    from components import synthetic_celeba
+
+    raw = tmp_path_factory.mktemp("synthetic")
+    synthetic_celeba.generate(str(raw), num_identities=4, images_per_identity=3, seed=3)
+    root = tmp_path_factory.mktemp("aligned")
+    for index, source in enumerate(sorted((raw / "img_align_celeba").glob("*.jpg"))):
+        folder = root / ("a" if index % 2 else "b/c")
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if index % 3 == 0 else ".jpg"
+        save_with_metadata(Image.open(source), folder / (source.stem + suffix))
+    return root
+
+
+def _settings(input_dir, output, args=IN_MEMORY, **overrides):
+    return SanitizeJobConfig(input=str(input_dir), output=str(output), beam_pipeline_args=list(args),
+                             progress_every_s=0, **overrides)
+
+
+def _face_box(width, height, eyes=SanitizeJobConfig().aligned_eyes):
+    """Central part of the aligned-face footprint in an aligned crop (inside the feathered border)."""
+    eye_distance = (eyes[2] - eyes[0]) * width
+    side = eye_distance / 0.3
+    cx, cy = (eyes[0] + eyes[2]) / 2 * width, eyes[1] * height + 0.1 * side
+    half = 0.3 * side
+    return int(cx - half), int(cy - half), int(cx + half), int(cy + half)
+
+
+def test_aligned_folder_end_to_end_on_two_processes(model, aligned_faces, tmp_path):
+    inputs = sorted(str(p.relative_to(aligned_faces)) for p in aligned_faces.rglob("*") if p.is_file())
+    for rel in inputs:  # the check below can fail: every input carries metadata
+        assert {"exif", "gps", "icc_profile"} <= set(metadata_found((aligned_faces / rel).read_bytes())), rel
+    out = tmp_path / "out"
+    summary = run_job(_settings(aligned_faces, out, MULTI), model_dir=model)
+    assert summary["inputs"] == len(inputs) == summary["sanitized"] and summary["rejected"] == 0
+    assert summary["inputs_listed_this_run"] == len(inputs)
+    rows = manifest_rows(out)
+    assert sorted(rows) == inputs
+    for rel in inputs:
+        row = rows[rel]
+        assert (row["status"], row["faces"], row["output_key"], row["model_version"]) == ("sanitized", 1, rel,
+                                                                                          "1700000000")
+        data = (out / "images" / rel).read_bytes()
+        assert metadata_found(data) == [], rel
+        original = Image.open(aligned_faces / rel)
+        sanitized = Image.open(io.BytesIO(data))
+        assert sanitized.format == original.format and sanitized.size == original.size
+        before, after = np.asarray(original.convert("RGB"), float), np.asarray(sanitized.convert("RGB"), float)
+        x0, y0, x1, y1 = _face_box(*original.size)
+        assert np.abs(after[y0:y1, x0:x1] - before[y0:y1, x0:x1]).mean() > 10, rel  # the face changed
+        # gray face region (the SAN outputs luminance; --color gray)
+        assert np.abs(after[y0:y1, x0:x1, 0] - after[y0:y1, x0:x1, 2]).mean() < 3
+        # far from the face (top-left corner) the photo is kept (up to JPEG re-encoding)
+        assert np.abs(after[:12, :12] - before[:12, :12]).mean() < 6
+    assert read_dead_letter(str(out)) == []
+    job = json.loads((out / "job.json").read_text())
+    assert job["model"]["sha256"] == rows[inputs[0]]["model_sha256"] and job["settings"]["faces"] == "aligned"
+
+
+def _png_declaring(width, height) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _encoded(image, fmt, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    """Name -> (status, reason) expected; the files are in the returned folder."""
+    root = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    face = Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8))
+    good_jpeg = _encoded(face, "JPEG", quality=90)
+    files = {
+        "good.jpg": (good_jpeg, ("sanitized", "")),
+        "truncated.jpg": (good_jpeg[: len(good_jpeg) // 3], ("rejected", "undecodable")),
+        "zero.jpg": (b"", ("rejected", "empty")),
+        "text.jpg": (b"this is not an image\n", ("rejected", "undecodable")),
+        "alpha.png": (_encoded(face.convert("RGBA"), "PNG"), ("sanitized", "")),
+        "sixteen.png": (_encoded(Image.fromarray((rng.integers(0, 65535, (218, 178))).astype(np.uint16)), "PNG"),
+                        ("sanitized", "")),
+        "cmyk.jpg": (_encoded(face.convert("CMYK"), "JPEG"), ("sanitized", "")),
+        "huge.png": (_png_declaring(60_000, 60_000), ("rejected", "too_large")),
+        "gray.jpg": (_encoded(face.convert("L"), "JPEG"), ("sanitized", "")),
+        "tiny.png": (_encoded(face.resize((6, 6)), "PNG"), ("rejected", "too_small")),
+        "anim.gif": (_encoded(face.convert("P"), "GIF"), ("rejected", "unsupported_format")),
+        "notes/readme.txt": (b"a stray text file\n", ("rejected", "undecodable")),
+    }
+    for name, (data, _) in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root, {name: expected for name, (_, expected) in files.items()}
+
+
+def test_bad_inputs_end_up_exactly_in_sanitized_plus_dead_letter(model, bad_corpus, tmp_path):
+    root, expected = bad_corpus
+    out = tmp_path / "out"
+    summary = run_job(_settings(root, out), model_dir=model)
+    rows = manifest_rows(out)
+    assert {key: (row["status"], row["reason"]) for key, row in rows.items()} == expected
+    rejected = {name for name, (status, _) in expected.items() if status == "rejected"}
+    sanitized = set(expected) - rejected
+    assert summary["inputs"] == len(expected) == summary["sanitized"] + summary["rejected"]
+    assert summary["rejected_by_reason"] == {"empty": 1, "too_large": 1, "too_small": 1, "undecodable": 3,
+                                             "unsupported_format": 1}
+    dead = {row["input_key"]: row for row in read_dead_letter(str(out))}
+    assert set(dead) == rejected
+    assert all(dead[name]["reason"] == expected[name][1] and dead[name]["detail"] for name in rejected)
+    assert set(image_files(out)) == sanitized
+    for name in sanitized:
+        original, written = Image.open(root / name), Image.open(out / "images" / name)
+        assert written.size == original.size and written.format == original.format
+
+
+def test_second_run_writes_nothing_new(model, bad_corpus, tmp_path):
+    root, expected = bad_corpus
+    out = tmp_path / "out"
+    run_job(_settings(root, out), model_dir=model)
+    before = snapshot(out)
+    summary = run_job(_settings(root, out), model_dir=model)
+    assert snapshot(out) == before  # same files, same inodes, same mtimes
+    assert summary["already_done"] == len(expected) and summary["this_run"]["images_read"] == 0
+    assert summary["inputs"] == len(expected)
+
+
+def test_rerun_with_other_settings_or_model_is_refused(model, bad_corpus, tmp_path):
+    root, _ = bad_corpus
+    out = tmp_path / "out"
+    run_job(_settings(root, out), model_dir=model)
+    with pytest.raises(SystemExit, match="color: output has 'gray', this run 'keep-chroma'"):
+        run_job(_settings(root, out, color="keep-chroma"), model_dir=model)
+    other = export_small_model(tmp_path / "other" / "1800000000")
+    with pytest.raises(SystemExit, match="sha256"):
+        run_job(_settings(root, out), model_dir=other)
+
+
+def _same_output(a: Path, b: Path):
+    assert manifest_rows(a) == manifest_rows(b)
+    assert sorted(map(json.dumps, read_dead_letter(str(a)))) == sorted(map(json.dumps, read_dead_letter(str(b))))
+    images_a, images_b = image_files(a), image_files(b)
+    assert sorted(images_a) == sorted(images_b)
+    for name in images_a:
+        np.testing.assert_array_equal(images_a[name], images_b[name], err_msg=name)
+    files = {rel for rel in snapshot(b)}
+    assert not any(rel.startswith(("_progress/", "_tmp/")) for rel in files), files
+
+
+def test_state_left_by_a_crash_is_completed_to_the_uninterrupted_output(model, aligned_faces, bad_corpus, tmp_path):
+    """Builds exactly what a killed run leaves (rows of half the inputs flushed to _progress/, some
+    images written whose rows were not flushed yet, a half-written temporary file, no manifest) and
+    re-runs: the result equals an uninterrupted run, and images already there are not rewritten."""
+    root = tmp_path / "in"
+    shutil.copytree(aligned_faces, root)
+    shutil.copytree(bad_corpus[0], root / "bad")
+    full = tmp_path / "full"
+    run_job(_settings(root, full), model_dir=model)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(full, crashed)
+    rows = sorted(manifest_rows(full).values(), key=lambda row: row["input_key"])
+    flushed, unflushed = rows[::2], rows[1::2]
+    shutil.rmtree(crashed / "manifest")
+    shutil.rmtree(crashed / "dead_letter")
+    (crashed / "_progress").mkdir(exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(flushed, schema=MANIFEST_SCHEMA),
+                   crashed / "_progress" / f"part-deadbeef-n{len(flushed):06d}.parquet")
+    kept_unrecorded = [row["output_key"] for row in unflushed if row["output_key"]][:2]
+    for row in unflushed:
+        if row["output_key"] and row["output_key"] not in kept_unrecorded:
+            (crashed / "images" / row["output_key"]).unlink()
+    (crashed / "_tmp").mkdir(exist_ok=True)
+    (crashed / "_tmp" / "0123abcd").write_bytes(b"half a JPEG")
+    before = snapshot(crashed)
+
+    summary = run_job(_settings(root, crashed), model_dir=model)
+    assert summary["already_done"] == len(flushed)
+    assert summary["this_run"]["images_already_present"] == len(kept_unrecorded)
+    _same_output(full, crashed)
+    after = snapshot(crashed)
+    for row in flushed:  # done before the crash: untouched
+        if row["output_key"]:
+            rel = os.path.join("images", row["output_key"])
+            assert after[rel] == before[rel]
+    for key in kept_unrecorded:
+        rel = os.path.join("images", key)
+        assert after[rel] == before[rel]
+
+
+def test_killed_run_then_rerun_matches_uninterrupted(model, tmp_path):
+    """A real SIGKILL of the job process part-way, then the same command again."""
+    from components import synthetic_celeba
+
+    raw = tmp_path / "raw"
+    synthetic_celeba.generate(str(raw), num_identities=30, images_per_identity=5, seed=5)
+    root = raw / "img_align_celeba"
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    command = [sys.executable, "-m", "pipelines.sanitize", "--model", model, "--input", str(root), "--batch-size", "2",
+               "--direct_running_mode=in_memory", "--progress-every", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(command + ["--output", str(killed)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if list((killed / "_progress").glob("part-*.parquet")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the job ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "manifest").exists()  # killed before it finished
+    partial = len(list((killed / "images").glob("*")))
+    assert 0 < partial < 150
+
+    subprocess.run(command + ["--output", str(killed)], cwd=REPO, env=env, check=True, capture_output=True)
+    subprocess.run(command + ["--output", str(full)], cwd=REPO, env=env, check=True, capture_output=True)
+    _same_output(full, killed)
+    assert len(manifest_rows(killed)) == 150

@@ -1,0 +1,105 @@
+"""In-the-wild photos (real photos from the face-recognition sdist): dlib finds the faces, each
+is aligned, sanitized, warped back and blended; photos without a face follow --no-face."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bulk_helpers import export_small_model, manifest_rows, metadata_found, save_with_metadata
+from components.bulk_sanitize import read_dead_letter
+from pipelines.config import SanitizeJobConfig
+from pipelines.sanitize import run_job
+
+pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return export_small_model(tmp_path_factory.mktemp("model") / "1")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Real photos at half size, re-saved with EXIF/GPS/ICC/comment; a two-face composite; a
+    photo without a face. Name -> expected faces."""
+    from components.face_models import real_test_photos
+
+    real = real_test_photos()
+    root = tmp_path_factory.mktemp("photos")
+
+    def half(name):
+        image = Image.open(real[name])
+        return image.resize((image.width // 2, image.height // 2), Image.Resampling.BILINEAR)
+
+    expected = {}
+    for name in ("obama.jpg", "biden.jpg", "obama2.jpg"):
+        save_with_metadata(half(name).convert("RGB"), root / name)
+        expected[name] = 1
+    save_with_metadata(half("32bit.png"), root / "rgba.png")  # RGBA PNG
+    expected["rgba.png"] = 1
+    obama, biden = half("obama.jpg").convert("RGB"), half("biden.jpg").convert("RGB")
+    pair = Image.new("RGB", (obama.width + biden.width, max(obama.height, biden.height)), (90, 90, 90))
+    pair.paste(obama, (0, 0))
+    pair.paste(biden, (obama.width, 0))
+    save_with_metadata(pair, root / "group" / "pair.jpg") if (root / "group").mkdir() is None else None
+    expected["group/pair.jpg"] = 2
+    ys, xs = np.mgrid[0:300, 0:400]
+    landscape = np.stack([xs * 255 // 400, ys * 255 // 300, np.full_like(xs, 120)], axis=2).astype(np.uint8)
+    save_with_metadata(Image.fromarray(landscape), root / "landscape.jpg")
+    expected["landscape.jpg"] = 0
+    return root, expected
+
+
+def _boxes(path):
+    from components.face_detection import FaceFinder
+    from components.imaging import decode_image
+
+    return [face.box for face in FaceFinder().find(decode_image(path.read_bytes()).pixels)]
+
+
+def test_real_photos_all_faces_sanitized_and_no_face_copied(model, photos, tmp_path):
+    root, expected = photos
+    out = tmp_path / "out"
+    settings = SanitizeJobConfig(input=str(root), output=str(out), faces="wild", progress_every_s=0,
+                                 beam_pipeline_args=["--direct_running_mode=multi_processing",
+                                                     "--direct_num_workers=2"])
+    summary = run_job(settings, model_dir=model)
+    rows = manifest_rows(out)
+    assert {key: row["faces"] for key, row in rows.items()} == expected
+    assert rows["landscape.jpg"]["status"] == "copied_no_face"
+    assert summary["sanitized"] == 5 and summary["copied_no_face"] == 1 and summary["rejected"] == 0
+    for name, faces in expected.items():
+        assert metadata_found((root / name).read_bytes()), name  # the inputs do carry metadata
+        data = (out / "images" / name).read_bytes()
+        assert metadata_found(data) == [], name
+        original, written = Image.open(root / name), Image.open(io.BytesIO(data))
+        assert written.size == original.size and written.format == original.format
+        before = np.asarray(original.convert("RGB"), float)
+        after = np.asarray(written.convert("RGB"), float)
+        boxes = _boxes(root / name)
+        assert len(boxes) == faces
+        for left, top, right, bottom in boxes:  # every face changed
+            assert np.abs(after[top:bottom, left:right] - before[top:bottom, left:right]).mean() > 10, name
+        # away from the faces, the photo is kept (up to JPEG re-encoding)
+        mask = np.ones(before.shape[:2], bool)
+        for left, top, right, bottom in boxes:
+            w, h = right - left, bottom - top  # the aligned crop is about 1.7 detector boxes wide
+            mask[max(top - h, 0):bottom + h, max(left - w, 0):right + w] = False
+        assert mask.mean() > 0.2, name
+        assert np.abs(after[mask] - before[mask]).mean() < 3, name
+
+
+def test_no_face_reject_goes_to_dead_letter(model, photos, tmp_path):
+    root, expected = photos
+    out = tmp_path / "out"
+    settings = SanitizeJobConfig(input=str(root / "landscape.jpg"), output=str(out), faces="wild",
+                                 no_face="reject", progress_every_s=0,
+                                 beam_pipeline_args=["--direct_running_mode=in_memory"])
+    summary = run_job(settings, model_dir=model)
+    assert (summary["inputs"], summary["rejected"], summary["rejected_by_reason"]) == (1, 1, {"no_face": 1})
+    assert [row["input_key"] for row in read_dead_letter(str(out))] == ["landscape.jpg"]
+    assert not (out / "images").exists() or not any((out / "images").iterdir())
