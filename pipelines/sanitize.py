@@ -99,8 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def hyphenate_known_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--input_format=x` -> `--input-format=x` for this job's own flags.
+
+    The Dataflow flex-template launcher passes its parameters (infra/dataflow/sanitize_metadata.json)
+    as `--name=value` with underscore names; Beam's own options (also underscores) stay as they are.
+    """
+    known = {option for action in parser._actions for option in action.option_strings}
+    rewritten = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        hyphenated = flag.replace("_", "-")
+        rewritten.append(hyphenated + sep + value if flag.startswith("--") and flag not in known
+                         and hyphenated in known else arg)
+    return rewritten
+
+
 def config_from_args(argv=None) -> SanitizeJobConfig:
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parser.parse_known_args(hyphenate_known_flags(parser, argv))
     return SanitizeJobConfig(
         input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,

@@ -49,3 +49,31 @@ def test_image_installs_exactly_the_locked_versions(tmp_path):
     mismatches = {name: (version, importlib.metadata.version(name)) for name, version in pins.items()
                   if importlib.metadata.version(name) != version}
     assert mismatches == {}
+
+
+def test_flex_template_parameters_are_flags_of_the_bulk_job():
+    import json
+
+    from pipelines import sanitize
+
+    metadata = json.load(open(os.path.join(REPO_ROOT, "infra", "dataflow", "sanitize_metadata.json")))
+    parser = sanitize.build_parser()
+    flags = {option: action for action in parser._actions for option in action.option_strings}
+    parameters = {parameter["name"]: parameter for parameter in metadata["parameters"]}
+    for name, parameter in parameters.items():
+        action = flags.get("--" + name.replace("_", "-"))
+        assert action is not None, f"flex-template parameter {name} is not a flag of pipelines.sanitize"
+        if action.choices:  # the template's regex admits exactly the flag's choices
+            assert all(any(re.fullmatch(rx, c) for rx in parameter["regexes"]) for c in action.choices), name
+            assert not any(re.fullmatch(rx, "no-such-choice") for rx in parameter["regexes"]), name
+    required = {action.dest for action in parser._actions if action.required}
+    assert required <= {name for name, p in parameters.items() if not p["isOptional"]}
+    assert parameters["model"]["isOptional"] is False  # no local pipeline to fall back on in the cloud
+    # The launcher passes `--input_format=tfrecord`: the job must read it as its own flag.
+    config = sanitize.config_from_args(["--input=gs://b/in", "--output=gs://b/out", "--model=gs://b/m",
+                                        "--input_format=tfrecord", "--no_face=reject", "--batch_size=4",
+                                        "--temp_location=gs://b/tmp"])
+    assert (config.input_format, config.no_face, config.batch_size) == ("tfrecord", "reject", 4)
+    assert "--temp_location=gs://b/tmp" in config.beam_pipeline_args  # Beam's own options untouched
+    # The image runs pipelines/sanitize.py as the flex template's Python file.
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/facesan/pipelines/sanitize.py" in " ".join(_instructions())
