@@ -21,6 +21,7 @@ The judges for real photos (dlib ResNet matcher, ONNX gender CNN) are in trainer
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -186,8 +187,10 @@ def save_synthetic_judges(models: dict, directory: str) -> None:
     for name, model in models.items():
         if name.startswith("_"):
             continue
+        buffer = io.BytesIO()  # joblib writes memoryviews, which GFile does not take
+        joblib.dump(model, buffer)
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "wb") as handle:
-            joblib.dump(model, handle)
+            handle.write(buffer.getvalue())
     manifest = {"gender": ["eigenfaces_logistic", "eigenfaces_svm"], "matcher": ["fisherfaces"],
                 "descriptions": DESCRIPTIONS, "training": models.get("_report", {})}
     with tf.io.gfile.GFile(os.path.join(directory, MANIFEST_FILE), "w") as handle:
@@ -206,7 +209,7 @@ def load_synthetic_judges(directory: str) -> tuple[list[SklearnGenderJudge], lis
 
     def load(name):
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "rb") as handle:
-            return joblib.load(handle)
+            return joblib.load(io.BytesIO(handle.read()))
 
     gender = [SklearnGenderJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["gender"]]
     matcher = [SklearnMatcherJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["matcher"]]
