@@ -58,20 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--matcher-model", default=None,
                        help="use this face-matcher SavedModel (local or gs://; float32 gray faces [N,S,S,1] in "
                        "[0,1] -> embeddings [N,D]) as R(X) instead of training the auxiliary matcher")
-    group = parser.add_argument_group("release gate")
-    group.add_argument("--min-op-gender-error", type=float, default=gate.min_op_gender_error,
-                       help="bless only if every gender judge's error on the sanitized (OP) faces is at least this")
-    group.add_argument("--max-original-gender-error", type=float, default=gate.max_original_gender_error,
-                       help="bless only if every gender judge's error on the original faces is at most this")
-    group.add_argument("--max-sm-gender-error", type=float, default=gate.max_sm_gender_error,
-                       help="bless only if every gender judge's error on same-gender (SM) outputs is at most this")
-    group.add_argument("--max-tmr-drop-sm", type=float, default=gate.max_tmr_drop_sm,
-                       help=f"bless only if every matcher judge's TMR at FMR {gate.tmr_fmr:g} with X'_SM probes is at "
-                       "most this below the originals' TMR")
-    group.add_argument("--max-tmr-drop-op", type=float, default=gate.max_tmr_drop_op,
-                       help="the same for X'_OP (sanitized) probes")
-    group.add_argument("--min-ssim-op", type=float, default=gate.min_ssim_op,
-                       help="bless only if the mean SSIM of X'_OP against the original is at least this")
+    group = parser.add_argument_group("release gate (laptop default / --production value)")
+    production_gate = Config.production().gate
+
+    def gate_flag(name: str, text: str) -> None:
+        group.add_argument("--" + name.replace("_", "-"), type=float, default=None,
+                           help=f"{text} ({getattr(gate, name)} / {getattr(production_gate, name)})")
+
+    gate_flag("min_op_gender_error", "bless only if every gender judge's error on the sanitized (OP) faces is at "
+              "least this")
+    gate_flag("max_original_gender_error", "bless only if every gender judge's error on the original faces is at "
+              "most this")
+    gate_flag("max_sm_gender_error", "bless only if every gender judge's error on same-gender (SM) outputs is at "
+              "most this")
+    gate_flag("max_tmr_drop_sm", f"bless only if every matcher judge's TMR at FMR {gate.tmr_fmr:g} with X'_SM probes "
+              "is at most this below the originals' TMR")
+    gate_flag("max_tmr_drop_op", "the same for X'_OP (sanitized) probes")
+    gate_flag("min_ssim_op", "bless only if the mean SSIM of X'_OP against the original is at least this")
     group = parser.add_argument_group("evaluation (independent judges)")
     group.add_argument("--judges", default=None,
                        help="comma-separated judge sets: synthetic (scikit-learn judges trained by the pipeline), "
@@ -144,7 +147,8 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
         work_dir=args.work_dir,
         matcher_model=args.matcher_model,
         training=training,
-        gate=dataclasses.replace(base.gate, **{name: getattr(args, name) for name in GATE_FLAGS}),
+        gate=dataclasses.replace(
+            base.gate, **{name: getattr(args, name) for name in GATE_FLAGS if getattr(args, name) is not None}),
         evaluation=evaluation,
         synthetic=SyntheticDataConfig(args.synthetic_identities, args.synthetic_images_per_identity, args.synthetic_seed),
         beam_pipeline_args=[*base.beam_pipeline_args, *beam_args],

@@ -28,6 +28,8 @@ def test_production_takes_the_paper_values_unless_overridden():
     config = run.config_from_args(["--production", "--san-epochs", "5"])
     assert (config.training.image_size, config.training.batch_size, config.training.classifier_epochs) == (224, 8, 20)
     assert config.training.san_epochs == 5
+    assert config.gate == Config.production().gate and config.gate.max_tmr_drop_op < Config().gate.max_tmr_drop_op
+    assert run.config_from_args(["--production", "--max-tmr-drop-op", "0.3"]).gate.max_tmr_drop_op == 0.3
 
 
 def test_image_size_must_suit_the_classifier():
