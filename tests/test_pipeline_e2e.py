@@ -18,7 +18,7 @@ from tfx import v1 as tfx
 
 from pipelines import run, san_effect
 from pipelines.results import print_summary, run_outcome
-from tests.test_judges import assert_not_the_auxiliary_networks
+from test_judges import assert_not_the_auxiliary_networks  # tests/ is on sys.path (pytest rootdir insertion)
 
 NODES = {"CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
          "Transform", "GenderClassifierTrainer", "MatcherTrainer", "SanTrainer", "JudgeTrainer", "SanitizerEvaluator",

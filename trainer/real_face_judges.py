@@ -154,3 +154,41 @@ def load_real_face_judges(names) -> tuple[list, list]:
     gender = [OnnxGenderCNN()] if "onnx_gender" in names else []
     matcher = [DlibResNetMatcher()] if "dlib" in names else []
     return gender, matcher
+
+
+def main(argv=None) -> int:
+    """Prints both judges' answers on the real photos of the face-recognition sdist (offline after one fetch)."""
+    import argparse
+
+    from PIL import Image
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.real_face_judges", description=main.__doc__)
+    parser.add_argument("--size", type=int, default=64, help="side of the aligned face (64 laptop, 224 production)")
+    parser.add_argument("--photos", default="obama.jpg,obama2.jpg,obama3.jpg,biden.jpg",
+                        help="comma-separated names among the sdist's test images")
+    args = parser.parse_args(argv)
+    photos = face_models.real_test_photos()
+    names = args.photos.split(",")
+    missing = [name for name in names if name not in photos]
+    if missing:
+        raise SystemExit(f"--photos: {missing} not among {sorted(photos)}")
+    colour = np.stack([align_photo(np.asarray(Image.open(photos[name]).convert("RGB")), args.size) for name in names])
+    gray = colour.mean(axis=-1, keepdims=True)
+    gender, matcher = OnnxGenderCNN(), DlibResNetMatcher()
+    print(f"real photos from the face-recognition 1.3.0 sdist, aligned at {args.size}x{args.size}")
+    print(f"{'photo':24s} P(male) colour  P(male) gray")
+    for name, p_colour, p_gray in zip(names, gender.male_probability(colour), gender.male_probability(gray)):
+        print(f"{name:24s} {p_colour:14.3f}  {p_gray:12.3f}")
+    for label, faces in (("colour", colour), ("gray", gray)):
+        embeddings = matcher.embed(faces)
+        distance = -matcher.similarity(embeddings, embeddings)
+        print(f"dlib distance ({label}; < 0.6 = same person):")
+        for i, name in enumerate(names):
+            print(f"  {name:22s} " + " ".join(f"{value:5.2f}" for value in distance[i]))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
