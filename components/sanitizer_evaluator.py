@@ -1,9 +1,15 @@
-"""SanitizerEvaluator: measures privacy and utility of an exported sanitizer and blesses it.
+"""SanitizerEvaluator: privacy and utility of an exported sanitizer, judged independently; the gate.
 
-This first version judges with the auxiliary gender classifier carried inside the exported model
-(the network the SAN was trained against, so it is NOT an independent judge; independent judges
-come with the evaluator issue). Metrics per output (original, SM, NT, OP) on the chosen split:
-gender error rate of the judge, and SSIM / PSNR of the perturbed face against the original.
+For each evaluated split it runs the sanitizer over every face (up to max_faces_per_split) and
+measures, per output (original, X'_SM, X'_NT, X'_OP):
+- each independent gender judge's error rate, ROC and AUC;
+- each independent matcher judge's TMR at the FMR targets: probe = the output for face i,
+  gallery = the ORIGINAL faces j != i of the same split, genuine = same identity (the paper's
+  protocol);
+- SSIM and PSNR against the original.
+The auxiliary classifier inside the exported model (the one the SAN trained against) is reported
+beside them as a white-box reference, never used by the gate. Then the release gate
+(components/release_gate.py) and the report (components/evaluation_report.py).
 """
 
 
@@ -12,18 +18,25 @@ import json
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
-from pipelines.config import GateConfig
+from components.evaluation_report import write_report
+from components.privacy_metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
+from components.release_gate import decide_blessing
+from pipelines.config import EvaluationConfig, GateConfig
 from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
+from trainer.judges import SYNTHETIC, check_judge_names, load_synthetic_judges
 
 METRICS_FILE = "metrics.json"
-GRID_FILE = "examples_grid.png"  # rows: original, SM, NT, OP
+REPORT_DIR = "report"
+GRID_FILE = "examples_grid.png"  # rows: original, SM, NT, OP (in the report folder)
 OUTPUTS = ("original", "same", "neutral", "opposite")
-JUDGE = "auxiliary_gender_classifier (trained jointly, not independent)"
+WHITE_BOX = "auxiliary_gender_classifier"
+GRID_FACES_PER_GENDER = 4  # the grid shows 4 female then 4 male faces, like the paper's Figure 5
 
 
 def example_grid(images: dict, columns: int = 8) -> tf.Tensor:
@@ -33,58 +46,162 @@ def example_grid(images: dict, columns: int = 8) -> tf.Tensor:
     return tf.image.convert_image_dtype(tf.concat(rows, axis=0), tf.uint8, saturate=True)
 
 
-def evaluate_sanitizer(model_dir: str, file_patterns: list[str], batch_size: int = 64,
-                       grid_path: str | None = None) -> dict:
-    """Runs the exported sanitizer over every example and returns the metrics dict; writes an
-    example grid of the first batch's faces to `grid_path` if given."""
+def load_judges(names, judges_dir: str | None) -> tuple[list, list]:
+    """(gender judges, matcher judges) for the configured judge sets."""
+    names = check_judge_names(names)
+    gender, matcher = [], []
+    if SYNTHETIC in names:
+        if not judges_dir:
+            raise ValueError("the 'synthetic' judges are selected but no JudgeTrainer output was given")
+        gender, matcher = load_synthetic_judges(judges_dir)
+    real = [name for name in names if name != SYNTHETIC]
+    if real:
+        from trainer.real_face_judges import load_real_face_judges  # needs the 'faces' extra
+
+        real_gender, real_matcher = load_real_face_judges(real)
+        gender, matcher = gender + real_gender, matcher + real_matcher
+    return gender, matcher
+
+
+def _sanitized_batches(model, file_patterns, image_size, batch_size, max_faces):
+    """Batches {"male", "identity", "images": {output: [N,S,S,1]}} up to max_faces faces."""
+    sanitize = model.signatures["sanitize_faces"]
+    seen = 0
+    for batch in aligned_face_batches(file_patterns, image_size, batch_size):
+        take = min(int(batch["male"].shape[0]), max_faces - seen)
+        if take <= 0:
+            return
+        faces = batch["face"][:take]
+        outputs = sanitize(faces=faces)
+        yield {"male": batch["male"][:take].numpy(), "identity": batch["identity"][:take].numpy(),
+               "images": {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
+                          "opposite": outputs["sanitized"]}}
+        seen += take
+
+
+def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list, matcher_judges: list,
+                   settings: EvaluationConfig, progress=logging.info) -> tuple[dict, dict]:
+    """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}."""
     model = tf.saved_model.load(model_dir)
     image_size = int(load_metadata(model_dir)["image_size"])
-    sanitize = model.signatures["sanitize_faces"]
-    classify = model.signatures["classify_gender"]
-    errors = {name: 0.0 for name in OUTPUTS}
-    ssim = {name: 0.0 for name in OUTPUTS[1:]}
-    psnr = {name: 0.0 for name in OUTPUTS[1:]}
-    count = 0
-    for batch in aligned_face_batches(file_patterns, image_size, batch_size):
-        faces, male = batch["face"], batch["male"]
-        outputs = sanitize(faces=faces)
-        images = {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
-                  "opposite": outputs["sanitized"]}
-        if grid_path and not count:
-            with tf.io.gfile.GFile(grid_path, "wb") as handle:
-                handle.write(tf.io.encode_png(example_grid(images)).numpy())
+    white_box = model.signatures["classify_gender"]
+    male, identity, grid = [], [], {"female": [], "male": []}
+    probability = {judge.name: {name: [] for name in OUTPUTS} for judge in gender_judges}
+    probability[WHITE_BOX] = {name: [] for name in OUTPUTS}
+    embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
+    quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
+    for batch in _sanitized_batches(model, file_patterns, image_size, settings.batch_size,
+                                    settings.max_faces_per_split):
+        images = batch["images"]
+        for index, is_male in enumerate(batch["male"]):
+            faces = grid["male" if is_male else "female"]
+            if len(faces) < GRID_FACES_PER_GENDER:
+                faces.append({name: images[name][index] for name in OUTPUTS})
         for name, image in images.items():
-            predicted = tf.cast(classify(faces=image)["male_probability"] >= 0.5, tf.int64)
-            errors[name] += float(tf.reduce_sum(tf.cast(predicted != male, tf.float32)))
+            pixels = image.numpy()
+            probability[WHITE_BOX][name].append(white_box(faces=image)["male_probability"].numpy())
+            for judge in gender_judges:
+                probability[judge.name][name].append(judge.male_probability(pixels))
+            for judge in matcher_judges:
+                embedding[judge.name][name].append(judge.embed(pixels))
             if name != "original":
-                ssim[name] += float(tf.reduce_sum(tf.image.ssim(faces, image, max_val=1.0)))
-                psnr[name] += float(tf.reduce_sum(tf.image.psnr(faces, image, max_val=1.0)))
-        count += int(male.shape[0])
-    if not count:
+                ssim, psnr = image_quality(images["original"], image)
+                quality[name]["ssim"].append(ssim)
+                quality[name]["psnr"].append(psnr)
+        male.append(batch["male"])
+        identity.append(batch["identity"])
+        progress(f"evaluated {sum(len(m) for m in male)} faces")
+    if not male:
         raise ValueError(f"no examples found in {file_patterns}")
-    return {
-        "num_examples": count,
-        "judge": JUDGE,
-        "gender_error_rate": {name: errors[name] / count for name in OUTPUTS},
-        "ssim": {name: ssim[name] / count for name in ssim},
-        "psnr": {name: psnr[name] / count for name in psnr},
+    male, identity = np.concatenate(male), np.concatenate(identity)
+
+    def gender_table(per_output):
+        return {name: gender_metrics(male, np.concatenate(values)) for name, values in per_output.items()}
+
+    metrics = {
+        "num_examples": int(len(male)),
+        "num_identities": int(len(np.unique(identity))),
+        "num_male": int(male.sum()),
+        "gender": {judge.name: gender_table(probability[judge.name]) for judge in gender_judges},
+        "white_box": {WHITE_BOX: gender_table(probability[WHITE_BOX])},
+        "matching": {},
+        "image_quality": {name: {"ssim": float(np.mean(np.concatenate(values["ssim"]))),
+                                 "psnr": float(np.mean(np.concatenate(values["psnr"])))}
+                          for name, values in quality.items()},
     }
+    for judge in matcher_judges:
+        vectors = {name: np.concatenate(values) for name, values in embedding[judge.name].items()}
+        metrics["matching"][judge.name] = {}
+        for name in OUTPUTS:
+            genuine, impostor = genuine_impostor(judge.similarity(vectors[name], vectors["original"]), identity)
+            if not genuine.size:
+                raise ValueError(f"the split in {file_patterns} has no identity with two images: matching "
+                                 "needs genuine pairs")
+            metrics["matching"][judge.name][name] = matching_metrics(genuine, impostor, settings.fmr_targets)
+    grid_faces = grid["female"] + grid["male"]
+    grid_images = {name: tf.stack([face[name] for face in grid_faces]) for name in OUTPUTS}
+    return metrics, grid_images
 
 
-def decide_blessing(metrics: dict, gate: GateConfig) -> tuple[bool, list[str]]:
-    """(blessed, failures): each failure names the threshold and by how much it was missed."""
-    error = metrics["gender_error_rate"]
-    failures = []
-    if error["opposite"] < gate.min_op_gender_error:
-        failures.append(f"gender error on X'_OP {error['opposite']:.3f} < min_op_gender_error "
-                        f"{gate.min_op_gender_error:.3f} (short by {gate.min_op_gender_error - error['opposite']:.3f})")
-    if error["original"] > gate.max_original_gender_error:
-        failures.append(f"gender error on originals {error['original']:.3f} > max_original_gender_error "
-                        f"{gate.max_original_gender_error:.3f} (over by {error['original'] - gate.max_original_gender_error:.3f})")
-    if error["same"] > gate.max_sm_gender_error:
-        failures.append(f"gender error on X'_SM {error['same']:.3f} > max_sm_gender_error "
-                        f"{gate.max_sm_gender_error:.3f} (over by {error['same'] - gate.max_sm_gender_error:.3f})")
-    return not failures, failures
+def _record_in_metadata(evaluation, result: dict) -> None:
+    """Key figures of the gate split as custom properties of the ModelEvaluation artifact."""
+    split = result["splits"][result["gate_split"]]
+    evaluation.set_int_custom_property("blessed", int(result["blessed"]))
+    evaluation.set_string_custom_property("model", result["model"])
+    evaluation.set_string_custom_property("split", result["gate_split"])
+    evaluation.set_string_custom_property("report_html", result["report"]["html"])
+    evaluation.set_string_custom_property("failed_thresholds", "\n".join(result["failed_thresholds"]))
+    for judge, outputs in split["gender"].items():
+        for name, values in outputs.items():
+            evaluation.set_float_custom_property(f"gender_error/{judge}/{name}", values["error_rate"])
+    for judge, outputs in split["matching"].items():
+        for name, values in outputs.items():
+            for fmr, tmr in values["tmr_at_fmr"].items():
+                evaluation.set_float_custom_property(f"tmr_at_fmr_{fmr}/{judge}/{name}", tmr)
+    for name, values in split["image_quality"].items():
+        evaluation.set_float_custom_property(f"ssim/{name}", values["ssim"])
+
+
+def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None, judge_names, data_label: str,
+                   settings: EvaluationConfig, gate: GateConfig, output_dir: str, model_uri: str = "") -> dict:
+    """Evaluates every split, applies the gate on settings.gate_split, writes metrics.json and the report."""
+    gender_judges, matcher_judges = load_judges(judge_names, judges_dir)
+    splits, grid = {}, None
+    for split, patterns in split_patterns.items():
+        logging.info("SanitizerEvaluator: split %s", split)
+        splits[split], grid_images = evaluate_split(
+            model_dir, patterns, gender_judges, matcher_judges, settings,
+            progress=lambda message, split=split: logging.info("SanitizerEvaluator [%s]: %s", split, message))
+        if split == settings.gate_split:
+            grid = grid_images
+    if settings.gate_split not in splits:
+        raise ValueError(f"the gate split {settings.gate_split!r} is not among the evaluated splits {list(splits)}")
+    blessed, failures, checks = decide_blessing(splits[settings.gate_split], gate)
+    report_dir = os.path.join(output_dir, REPORT_DIR)
+    tf.io.gfile.makedirs(report_dir)
+    grid_path = os.path.join(report_dir, GRID_FILE)
+    with tf.io.gfile.GFile(grid_path, "wb") as handle:
+        handle.write(tf.io.encode_png(example_grid(grid)).numpy())
+    result = {
+        "data": data_label,
+        "model": model_uri or model_dir,
+        "judges": {judge.name: {"kind": kind, "description": judge.description}
+                   for kind, group in (("gender", gender_judges), ("matcher", matcher_judges)) for judge in group},
+        "judge_sets": list(judge_names),
+        "gate_split": settings.gate_split,
+        "fmr_targets": list(settings.fmr_targets),
+        "splits": splits,
+        "gate": dataclasses.asdict(gate),
+        "gate_checks": [check.to_json() for check in checks],
+        "blessed": blessed,
+        "failed_thresholds": failures,
+        "example_grid": grid_path,
+        "metrics_file": os.path.join(output_dir, METRICS_FILE),
+    }
+    result["report"] = write_report(result, report_dir)
+    with tf.io.gfile.GFile(result["metrics_file"], "w") as handle:
+        handle.write(json.dumps(result, indent=2))
+    return result
 
 
 @tfx.dsl.components.component
@@ -94,26 +211,29 @@ def SanitizerEvaluator(
     evaluation: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
     blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
     gate_json: tfx.dsl.components.Parameter[str],
-    split: tfx.dsl.components.Parameter[str] = "test",
+    evaluation_json: tfx.dsl.components.Parameter[str],
+    judge_names: tfx.dsl.components.Parameter[str],
+    data_label: tfx.dsl.components.Parameter[str],
+    judges: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model] = None,
 ) -> None:
-    """Evaluates the exported sanitizer on `split` and writes metrics.json and the blessing."""
+    """Evaluates the exported sanitizer with the independent judges; writes metrics, report and blessing."""
     gate = GateConfig(**json.loads(gate_json))
-    model_dir = os.path.join(model.uri, "Format-Serving")
-    split_uri = artifact_utils.get_split_uri([examples], split)
+    values = json.loads(evaluation_json)
+    settings = EvaluationConfig(**{key: tuple(value) if isinstance(value, list) else value
+                                   for key, value in values.items()})
+    patterns = {split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
+                for split in settings.splits}
     tf.io.gfile.makedirs(evaluation.uri)
-    grid_path = os.path.join(evaluation.uri, GRID_FILE)
-    metrics = evaluate_sanitizer(model_dir, [os.path.join(split_uri, "*")], grid_path=grid_path)
-    blessed, failures = decide_blessing(metrics, gate)
-    result = {**metrics, "split": split, "gate": dataclasses.asdict(gate), "blessed": blessed,
-              "failed_thresholds": failures, "model": model.uri, "example_grid": grid_path}
-    with tf.io.gfile.GFile(os.path.join(evaluation.uri, METRICS_FILE), "w") as handle:
-        handle.write(json.dumps(result, indent=2))
+    result = run_evaluation(os.path.join(model.uri, "Format-Serving"), patterns, judges.uri if judges else None,
+                            json.loads(judge_names), data_label, settings, gate, evaluation.uri, model.uri)
+    _record_in_metadata(evaluation, result)
+    blessed, failures = result["blessed"], result["failed_thresholds"]
     tf.io.gfile.makedirs(blessing.uri)
     with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as handle:
         handle.write("\n".join(failures))
     blessing.set_int_custom_property("blessed", int(blessed))
     blessing.set_string_custom_property("current_model", model.uri)
-    logging.info("SanitizerEvaluator: %s", json.dumps(result["gender_error_rate"]))
+    logging.info("SanitizerEvaluator: report %s", result["report"]["html"])
     if blessed:
         logging.info("SanitizerEvaluator: model blessed")
     else:

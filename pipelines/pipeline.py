@@ -10,10 +10,12 @@ from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.celeba_example_gen import CelebAExampleGen
+from components.judge_trainer import JudgeTrainer
 from components.san_trainer import SanTrainer, VertexSanTrainer
 from components.sanitizer_evaluator import SanitizerEvaluator
 from components.validation_gate import ValidationGate
 from pipelines.config import Config
+from trainer.judges import SYNTHETIC, check_judge_names
 from trainer.san import CHECKPOINT_ROOT_KEY
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
@@ -79,11 +81,26 @@ def create_components(config: Config) -> list:
         custom_config={**trainer_config, CHECKPOINT_ROOT_KEY: os.path.join(config.work_dir, "checkpoints")},
     ).with_id("SanTrainer")
 
+    # Independent judges: trained here (synthetic) or pretrained (real faces), never fed to the SAN.
+    judge_names = check_judge_names(config.evaluation.judges_for(synthetic_data=config.data is None))
+    judge_trainer = None
+    if SYNTHETIC in judge_names:
+        judge_trainer = JudgeTrainer(
+            examples=example_gen.outputs["examples"],
+            image_size=config.image_size,
+            seed=config.evaluation.judge_seed,
+            max_train_faces=config.evaluation.judge_max_train_faces,
+        )
+        judge_trainer.add_upstream_node(validation_gate)
     evaluator = SanitizerEvaluator(
         examples=example_gen.outputs["examples"],
         model=san_trainer.outputs["model"],
+        judges=judge_trainer.outputs["judges"] if judge_trainer else None,
         gate_json=json.dumps(dataclasses.asdict(config.gate)),
-        split="test",
+        evaluation_json=json.dumps(dataclasses.asdict(config.evaluation)),
+        judge_names=json.dumps(judge_names),
+        data_label=(f"real data from {config.data}" if config.data else
+                    "SYNTHETIC faces: the embedded synthetic CelebA-layout data (drawn faces, not CelebA)"),
     )
     pusher = tfx.components.Pusher(
         model=san_trainer.outputs["model"],
@@ -93,7 +110,7 @@ def create_components(config: Config) -> list:
         ),
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
-                  gender_trainer, matcher, san_trainer, evaluator, pusher]
+                  gender_trainer, matcher, san_trainer, *([judge_trainer] if judge_trainer else []), evaluator, pusher]
     if config.sanitize_test_split:  # the bulk job (issue #5) on the test split with the pushed model
         from components.bulk_sanitizer_component import BulkSanitizer
 

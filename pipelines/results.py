@@ -52,15 +52,25 @@ def print_summary(config: Config) -> int:
     print(f"ingestion report: {outcome.get('ingestion_report')}")
     metrics = outcome.get("metrics")
     if metrics:
-        print(f"evaluation ({metrics['split']} split, {metrics['num_examples']} faces, judge: {metrics['judge']}):")
-        for name, error in metrics["gender_error_rate"].items():
-            quality = "" if name == "original" else (
-                f"  SSIM {metrics['ssim'][name]:.3f}  PSNR {metrics['psnr'][name]:.1f} dB")
-            print(f"  {name:9s} gender error {error:6.1%}{quality}")
+        split = metrics["splits"][metrics["gate_split"]]
+        print(f"evaluation ({metrics['gate_split']} split, {split['num_examples']} faces; "
+              f"independent judges: {', '.join(metrics['judges'])}):")
+        for judge, outputs in split["gender"].items():
+            print(f"  gender error of {judge}: " + "  ".join(
+                f"{name} {values['error_rate']:.1%}" for name, values in outputs.items()))
+        for judge, outputs in split["matching"].items():
+            fmr = f"{metrics['gate']['tmr_fmr']:g}"
+            print(f"  TMR at FMR {fmr} of {judge}: " + "  ".join(
+                f"{name} {values['tmr_at_fmr'][fmr]:.1%}" for name, values in outputs.items()))
+        print("  SSIM vs original: " + "  ".join(
+            f"{name} {values['ssim']:.3f}" for name, values in split["image_quality"].items()))
         print(f"evaluation result: {outcome['metrics_file']}")
         print(f"example faces (rows: original, SM, NT, OP): {metrics['example_grid']}")
         if not metrics["blessed"]:
             print("model NOT blessed, so NOT pushed:\n  " + "\n  ".join(metrics["failed_thresholds"]))
     if outcome.get("pushed_model"):
         print(f"pushed model: {outcome['pushed_model']}")
+    if metrics:
+        print(f"evaluation report (open in a browser): {metrics['report']['html']}")
+        print(f"  (Markdown: {metrics['report']['markdown']})")
     return 0

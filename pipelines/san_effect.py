@@ -25,6 +25,7 @@ import tf_keras as keras
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
+from components.privacy_metrics import genuine_impostor
 from pipelines.config import DEFAULT_WORK_DIR
 from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
@@ -47,14 +48,6 @@ def load_test_split(examples_uri: str, image_size: int) -> dict:
     return {"faces": tf.concat([b["face"] for b in batches], 0),
             "male": np.concatenate([b["male"].numpy() for b in batches]),
             "identity": np.concatenate([b["identity"].numpy() for b in batches])}
-
-
-def genuine_impostor(probe: np.ndarray, gallery: np.ndarray, identity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of probe i against gallery j != i: same identity (genuine) or not (impostor)."""
-    scores = probe @ gallery.T
-    same = identity[:, None] == identity[None, :]
-    off_diagonal = ~np.eye(len(identity), dtype=bool)
-    return scores[same & off_diagonal], scores[~same & off_diagonal]
 
 
 def measure(work_dir: str) -> dict:
@@ -84,7 +77,7 @@ def measure(work_dir: str) -> dict:
     for name, image in images.items():
         predicted = classifier.predict(image, batch_size=64, verbose=0)[:, 1] >= 0.5
         result["gender_accuracy"][name] = float(np.mean(predicted == male))
-        genuine, impostor = genuine_impostor(matcher.predict(image, batch_size=64, verbose=0), gallery,
+        genuine, impostor = genuine_impostor(matcher.predict(image, batch_size=64, verbose=0) @ gallery.T,
                                              data["identity"])
         result["matcher"][name] = {"genuine_mean": float(genuine.mean()), "impostor_mean": float(impostor.mean()),
                                    "genuine_pairs": int(genuine.size)}

@@ -7,23 +7,29 @@ more with an impossible release gate to check that an unblessed model is not pus
 import json
 import os
 
+import joblib
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipelines import run, san_effect
-from pipelines.results import run_outcome
+from pipelines.results import print_summary, run_outcome
+from test_judges import assert_not_the_auxiliary_networks  # tests/ is on sys.path (pytest rootdir insertion)
 
 NODES = {"CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
-         "Transform", "GenderClassifierTrainer", "MatcherTrainer", "SanTrainer", "SanitizerEvaluator", "Pusher"}
+         "Transform", "GenderClassifierTrainer", "MatcherTrainer", "SanTrainer", "JudgeTrainer", "SanitizerEvaluator",
+         "Pusher"}
 TINY = ["--synthetic-identities", "24", "--synthetic-images-per-identity", "3", "--image-size", "32",
         "--classifier-epochs", "1", "--matcher-epochs", "1", "--pretrain-epochs", "1", "--san-epochs", "1"]
 # The gate's own logic is unit-tested; here it is opened (then shut) to test the wiring around it.
-OPEN_GATE = ["--min-op-gender-error", "0", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]
-SHUT_GATE = ["--min-op-gender-error", "1.01", "--max-original-gender-error", "1", "--max-sm-gender-error", "1"]
+OPEN = ["--max-original-gender-error", "1", "--max-sm-gender-error", "1", "--max-tmr-drop-sm", "1",
+        "--max-tmr-drop-op", "1", "--min-ssim-op", "0"]
+OPEN_GATE = ["--min-op-gender-error", "0", *OPEN]
+SHUT_GATE = ["--min-op-gender-error", "1.01", *OPEN]
 
 
 def _executions_by_node(config):
@@ -52,7 +58,7 @@ def _run(work_dir, gate):
     return config
 
 
-def test_pipeline_runs_caches_and_gates(work_dir):
+def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     config = _run(work_dir, OPEN_GATE)
     executions = _executions_by_node(config)
     assert set(executions) == NODES
@@ -64,10 +70,51 @@ def test_pipeline_runs_caches_and_gates(work_dir):
     assert report["rejected_total"] == 0
     assert report["examples"] == {"train": 60, "eval": 6, "test": 6}  # 20/2/2 identities x 3 images
     metrics = outcome["metrics"]
-    assert metrics["num_examples"] == 6 and metrics["blessed"] is True
-    assert set(metrics["gender_error_rate"]) == {"original", "same", "neutral", "opposite"}
+    assert metrics["blessed"] is True and metrics["gate_split"] == "test"
+    assert set(metrics["splits"]) == {"eval", "test"}
+    test_split = metrics["splits"]["test"]
+    assert test_split["num_examples"] == 6 and test_split["num_identities"] == 2
+    assert set(test_split["gender"]) == {"eigenfaces_logistic", "eigenfaces_svm"}
+    for outputs in (*test_split["gender"].values(), *test_split["white_box"].values()):
+        assert set(outputs) == {"original", "same", "neutral", "opposite"}
+        assert all(0 <= values["error_rate"] <= 1 for values in outputs.values())
+    matching = test_split["matching"]["fisherfaces"]
+    assert matching["original"]["genuine_pairs"] == 2 * 3 * 2 and matching["original"]["impostor_pairs"] == 6 * 3
+    assert set(matching["opposite"]["tmr_at_fmr"]) == {"0.01", "0.001"}
+    assert {check["threshold"] for check in metrics["gate_checks"]} == {
+        "min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
+        "max_tmr_drop_op", "min_ssim_op"}
     grid = tf.io.decode_png(open(metrics["example_grid"], "rb").read())
-    assert grid.shape == (4 * 32, 6 * 32, 1)  # rows original/SM/NT/OP x the 6 test faces
+    assert grid.shape[0] == 4 * 32 and grid.shape[1] in range(32, 6 * 32 + 1, 32)  # rows original/SM/NT/OP
+
+    # The report: self-contained HTML, Markdown beside it, ROC figures; the data labelled synthetic.
+    page = open(metrics["report"]["html"]).read()
+    assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page
+    assert page.count("data:image/png;base64,") == 1 + len(metrics["report"]["figures"])
+    assert len(metrics["report"]["figures"]) == 2 + 1 + 1  # 2 gender judges, the white-box classifier, 1 matcher
+    assert all(tf.io.decode_png(open(path, "rb").read()).shape[-1] in (3, 4) for path in metrics["report"]["figures"])
+    markdown = open(metrics["report"]["markdown"]).read()
+    assert "| eigenfaces_svm |" in markdown and "SYNTHETIC" in markdown
+    print_summary(config)
+    assert f"evaluation report (open in a browser): {metrics['report']['html']}" in capsys.readouterr().out
+
+    # ML Metadata: the key figures are properties of the evaluation; the judges are not the trained
+    # auxiliary networks.
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    assert evaluation.custom_properties["gender_error/eigenfaces_svm/opposite"].double_value == pytest.approx(
+        test_split["gender"]["eigenfaces_svm"]["opposite"]["error_rate"])
+    assert evaluation.custom_properties["report_html"].string_value == metrics["report"]["html"]
+    judges_dir = max([a for a in store.get_artifacts_by_type("Model") if "/JudgeTrainer/" in a.uri],
+                     key=lambda a: a.id).uri
+    auxiliary = [keras.models.load_model(os.path.join(a.uri, "Format-Serving"), compile=False)
+                 for a in store.get_artifacts_by_type("Model")
+                 if "/GenderClassifierTrainer/" in a.uri or "/MatcherTrainer/" in a.uri]
+    assert len(auxiliary) == 2
+    judge_models = {name: joblib.load(os.path.join(judges_dir, f"{name}.joblib"))
+                    for name in ("eigenfaces_logistic", "eigenfaces_svm", "fisherfaces")}
+    assert_not_the_auxiliary_networks(judge_models, auxiliary)
 
     # The pushed model is the self-contained sanitizer: JPEG bytes in, sanitized faces out.
     pushed = outcome["pushed_model"]

@@ -20,7 +20,7 @@ def test_default_pipeline_trains_everything_locally():
     components = _by_id(Config())
     assert list(components) == ["CelebAExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                                 "ValidationGate", "Transform", "GenderClassifierTrainer", "MatcherTrainer",
-                                "SanTrainer", "SanitizerEvaluator", "Pusher"]
+                                "SanTrainer", "JudgeTrainer", "SanitizerEvaluator", "Pusher"]
     san = components["SanTrainer"]
     assert san.inputs["base_model"].producer_component_id == "GenderClassifierTrainer"
     assert san.inputs["matcher_model"].producer_component_id == "MatcherTrainer"
@@ -59,3 +59,18 @@ def test_vertex_training_puts_every_trainer_on_a_gpu_job():
                                                else "tfx.components.trainer.executor")
     # Transform's configuration (and so its cache key) does not depend on where trainers run.
     assert "ai_platform_training_args" not in json.loads(components["Transform"].exec_properties["custom_config"])
+
+
+def test_real_data_is_judged_by_the_pretrained_real_face_judges():
+    components = _by_id(Config(data="/data/celeba"))
+    assert "JudgeTrainer" not in components
+    evaluator = components["SanitizerEvaluator"]
+    assert json.loads(evaluator.exec_properties["judge_names"]) == ["dlib", "onnx_gender"]
+    assert "judges" not in evaluator.inputs or evaluator.inputs["judges"] is None
+    assert "/data/celeba" in evaluator.exec_properties["data_label"]
+
+
+def test_synthetic_data_is_labelled_and_judged_by_the_trained_judges():
+    evaluator = _by_id(Config())["SanitizerEvaluator"]
+    assert evaluator.inputs["judges"].producer_component_id == "JudgeTrainer"
+    assert "SYNTHETIC" in evaluator.exec_properties["data_label"]

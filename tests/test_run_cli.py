@@ -28,6 +28,8 @@ def test_production_takes_the_paper_values_unless_overridden():
     config = run.config_from_args(["--production", "--san-epochs", "5"])
     assert (config.training.image_size, config.training.batch_size, config.training.classifier_epochs) == (224, 8, 20)
     assert config.training.san_epochs == 5
+    assert config.gate == Config.production().gate and config.gate.max_tmr_drop_op < Config().gate.max_tmr_drop_op
+    assert run.config_from_args(["--production", "--max-tmr-drop-op", "0.3"]).gate.max_tmr_drop_op == 0.3
 
 
 def test_image_size_must_suit_the_classifier():
@@ -41,5 +43,25 @@ def test_help_documents_every_flag(capsys):
     text = capsys.readouterr().out
     for flag in ("--runner", "--data", "--work-dir", "--production", "--image-size", "--batch-size",
                  "--classifier-epochs", "--pretrain-epochs", "--san-epochs", "--min-op-gender-error",
+                 "--max-tmr-drop-sm", "--max-tmr-drop-op", "--min-ssim-op", "--judges", "--judge-seed",
                  "--synthetic-identities"):
         assert flag in text
+
+
+def test_gate_and_judge_flags_map_onto_the_config():
+    config = run.config_from_args(["--max-tmr-drop-sm", "0.05", "--max-tmr-drop-op", "0.15", "--min-ssim-op", "0.6",
+                                   "--max-sm-gender-error", "0.2", "--judges", "synthetic,dlib", "--judge-seed", "9"])
+    assert (config.gate.max_tmr_drop_sm, config.gate.max_tmr_drop_op, config.gate.min_ssim_op) == (0.05, 0.15, 0.6)
+    assert config.gate.max_sm_gender_error == 0.2
+    assert config.gate.min_op_gender_error == Config().gate.min_op_gender_error
+    assert config.evaluation.judges == ("synthetic", "dlib") and config.evaluation.judge_seed == 9
+
+
+def test_default_judges_follow_the_data():
+    assert run.config_from_args([]).evaluation.judges_for(synthetic_data=True) == ("synthetic",)
+    assert run.config_from_args(["--data", "/d"]).evaluation.judges_for(synthetic_data=False) == ("dlib", "onnx_gender")
+
+
+def test_a_wrong_judge_name_is_refused_with_the_choices():
+    with pytest.raises(SystemExit, match="--judges: .*synthetic, dlib, onnx_gender"):
+        run.config_from_args(["--judges", "commercial"])

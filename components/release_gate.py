@@ -1,0 +1,78 @@
+"""The release gate: every threshold of GateConfig checked against one split's metrics.
+
+A check names the threshold, the judge or output it was applied to, the measured value, the
+limit and the margin (positive = held by that much, negative = missed by that much).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pipelines.config import GateConfig
+
+OUTPUT_LABELS = {"original": "originals", "same": "X'_SM", "neutral": "X'_NT", "opposite": "X'_OP"}
+
+
+@dataclass
+class GateCheck:
+    threshold: str  # the GateConfig field
+    subject: str  # e.g. "gender error of eigenfaces_svm on X'_OP"
+    value: float
+    limit: float
+    at_least: bool  # True: value must be >= limit; False: value must be <= limit
+
+    @property
+    def margin(self) -> float:
+        return self.value - self.limit if self.at_least else self.limit - self.value
+
+    @property
+    def passed(self) -> bool:
+        return self.margin >= 0
+
+    def message(self) -> str:
+        relation = ">=" if self.at_least else "<="
+        verdict = "holds" if self.passed else "FAILS"
+        by = f"{'short' if self.at_least else 'over'} by {-self.margin:.3f}" if not self.passed else \
+            f"margin {self.margin:.3f}"
+        return (f"{self.subject} {self.value:.3f} {verdict}: must be {relation} {self.threshold} {self.limit:.3f} "
+                f"({by})")
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "margin": self.margin, "passed": self.passed, "message": self.message()}
+
+
+def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
+    """split_metrics: {"gender": {judge: {output: {"error_rate"}}}, "matching": {judge: {output:
+    {"tmr_at_fmr": {"0.01": tmr}}}}, "image_quality": {output: {"ssim"}}} (see sanitizer_evaluator)."""
+    checks = []
+    for judge, outputs in split_metrics["gender"].items():
+        error = {name: values["error_rate"] for name, values in outputs.items()}
+        checks += [
+            GateCheck("min_op_gender_error", f"gender error of {judge} on X'_OP", error["opposite"],
+                      gate.min_op_gender_error, at_least=True),
+            GateCheck("max_original_gender_error", f"gender error of {judge} on originals", error["original"],
+                      gate.max_original_gender_error, at_least=False),
+            GateCheck("max_sm_gender_error", f"gender error of {judge} on X'_SM", error["same"],
+                      gate.max_sm_gender_error, at_least=False),
+        ]
+    key = f"{gate.tmr_fmr:g}"
+    for judge, outputs in split_metrics["matching"].items():
+        if key not in outputs["original"]["tmr_at_fmr"]:
+            raise ValueError(f"the gate reads TMR at FMR {key} (GateConfig.tmr_fmr) but the evaluator measured only "
+                             f"{list(outputs['original']['tmr_at_fmr'])}; add it to EvaluationConfig.fmr_targets")
+        original = outputs["original"]["tmr_at_fmr"][key]
+        for output, threshold, limit in (("same", "max_tmr_drop_sm", gate.max_tmr_drop_sm),
+                                         ("opposite", "max_tmr_drop_op", gate.max_tmr_drop_op)):
+            drop = original - outputs[output]["tmr_at_fmr"][key]
+            checks.append(GateCheck(threshold, f"TMR drop at FMR {key} of {judge}, {OUTPUT_LABELS[output]} probes vs "
+                                    f"originals", drop, limit, at_least=False))
+    checks.append(GateCheck("min_ssim_op", "mean SSIM of X'_OP vs original",
+                            split_metrics["image_quality"]["opposite"]["ssim"], gate.min_ssim_op, at_least=True))
+    return checks
+
+
+def decide_blessing(split_metrics: dict, gate: GateConfig) -> tuple[bool, list[str], list[GateCheck]]:
+    """(blessed, messages of the failed checks, all checks)."""
+    checks = gate_checks(split_metrics, gate)
+    failures = [check.message() for check in checks if not check.passed]
+    return not failures, failures, checks

@@ -1,0 +1,73 @@
+"""The release gate blesses only when every threshold holds for every judge, and names what failed."""
+
+import pytest
+
+from components.release_gate import decide_blessing
+from pipelines.config import GateConfig
+
+GATE = GateConfig(min_op_gender_error=0.35, max_original_gender_error=0.25, max_sm_gender_error=0.35,
+                  max_tmr_drop_sm=0.10, max_tmr_drop_op=0.20, tmr_fmr=0.01, min_ssim_op=0.4)
+
+
+def _gender(original, same, opposite):
+    return {name: {"error_rate": value} for name, value in
+            (("original", original), ("same", same), ("neutral", 0.5), ("opposite", opposite))}
+
+
+def _matching(original, same, opposite):
+    return {name: {"tmr_at_fmr": {"0.01": value, "0.001": value / 2}} for name, value in
+            (("original", original), ("same", same), ("neutral", 0.0), ("opposite", opposite))}
+
+
+def _metrics(**changes):
+    metrics = {
+        "gender": {"judge_a": _gender(0.05, 0.09, 0.89), "judge_b": _gender(0.10, 0.20, 0.50)},
+        "matching": {"matcher_a": _matching(0.90, 0.85, 0.75)},
+        "image_quality": {"same": {"ssim": 0.5}, "neutral": {"ssim": 0.5}, "opposite": {"ssim": 0.5}},
+    }
+    for key, value in changes.items():
+        group, name = key.split("__")
+        metrics[group][name] = value
+    return metrics
+
+
+def test_blesses_when_every_threshold_holds():
+    blessed, failures, checks = decide_blessing(_metrics(), GATE)
+    assert blessed and failures == []
+    # 3 gender thresholds x 2 judges + 2 TMR drops x 1 matcher + SSIM
+    assert len(checks) == 9 and all(check.passed for check in checks)
+
+
+def test_one_judge_failing_refuses_and_names_judge_threshold_and_shortfall():
+    blessed, failures, _ = decide_blessing(_metrics(gender__judge_b=_gender(0.10, 0.20, 0.30)), GATE)
+    assert not blessed
+    assert failures == ["gender error of judge_b on X'_OP 0.300 FAILS: must be >= min_op_gender_error 0.350 "
+                        "(short by 0.050)"]
+
+
+def test_original_and_sm_errors_tmr_drops_and_ssim_are_gated():
+    metrics = _metrics(gender__judge_a=_gender(0.40, 0.50, 0.89), matching__matcher_a=_matching(0.90, 0.70, 0.60))
+    metrics["image_quality"]["opposite"]["ssim"] = 0.3
+    blessed, failures, checks = decide_blessing(metrics, GATE)
+    assert not blessed and len(failures) == 5
+    text = "\n".join(failures)
+    assert "gender error of judge_a on originals 0.400 FAILS: must be <= max_original_gender_error 0.250 " \
+           "(over by 0.150)" in text
+    assert "max_sm_gender_error 0.350 (over by 0.150)" in text
+    assert "TMR drop at FMR 0.01 of matcher_a, X'_SM probes vs originals 0.200 FAILS: must be <= " \
+           "max_tmr_drop_sm 0.100 (over by 0.100)" in text
+    assert "max_tmr_drop_op 0.200 (over by 0.100)" in text
+    assert "mean SSIM of X'_OP vs original 0.300 FAILS: must be >= min_ssim_op 0.400 (short by 0.100)" in text
+    assert {check.threshold for check in checks if not check.passed} == {
+        "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm", "max_tmr_drop_op", "min_ssim_op"}
+
+
+def test_a_value_exactly_at_the_limit_holds():
+    blessed, _, _ = decide_blessing(_metrics(gender__judge_b=_gender(0.25, 0.35, 0.35)), GATE)
+    assert blessed
+
+
+def test_gate_fmr_must_have_been_measured():
+    gate = GateConfig(tmr_fmr=0.05)
+    with pytest.raises(ValueError, match="add it to EvaluationConfig.fmr_targets"):
+        decide_blessing(_metrics(), gate)

