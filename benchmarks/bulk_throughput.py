@@ -5,7 +5,8 @@
 In one run, on this machine:
 (a) raw: the exported sanitizer's `sanitize_faces` signature on batches of aligned SxS gray faces,
     in this process (TensorFlow uses all cores);
-(b) end to end: `python -m pipelines.sanitize` (DirectRunner, multi_processing, 2 workers) over a
+(b) end to end: `python -m pipelines.sanitize` (DirectRunner, --mode multi_threading (the job's local
+    default) or multi_processing, --workers 2) over a
     folder of aligned SxS JPEG faces (--aligned-eyes 0.35 0.40 0.65 0.40, the pipeline's alignment,
     so the crop is the image): list, decode, align, RunInference, warp back, re-encode, write,
     manifest. Throughput = images / seconds of the sanitize pipeline (the job's own figure, worker
@@ -100,12 +101,12 @@ def raw_throughput(model_dir: str, size: int, batch: int, seconds: float) -> flo
     return done / (time.perf_counter() - start)
 
 
-def run_job(model_dir: str, faces: str, output: str, batch: int, workers: int) -> dict:
+def run_job(model_dir: str, faces: str, output: str, batch: int, workers: int, mode: str) -> dict:
     import psutil
 
     command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", faces, "--output", output,
                "--aligned-eyes", "0.35", "0.40", "0.65", "0.40", "--batch-size", str(batch), "--progress-every", "30",
-               "--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+               f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=dict(os.environ, PYTHONPATH=REPO))
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="database sizes (images)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mode", choices=("multi_threading", "multi_processing"), default="multi_threading",
+                        help="DirectRunner running mode of the job (default: the job's own local default)")
     parser.add_argument("--raw-seconds", type=float, default=30.0)
     parser.add_argument("--work-dir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
@@ -159,13 +162,15 @@ def main(argv=None) -> int:
             os.makedirs(folder)
             for index in range(size):  # a database of `size` images (hard links, no copies)
                 os.link(os.path.join(work, "db", "faces", f"{index:06d}.jpg"), os.path.join(folder, f"{index:06d}.jpg"))
-            result = run_job(model_dir, folder, os.path.join(work, f"out_{size}"), args.batch_size, args.workers)
+            result = run_job(model_dir, folder, os.path.join(work, f"out_{size}"), args.batch_size, args.workers,
+                             args.mode)
             results[size] = result
-            print(f"(b) end to end, {size} images, DirectRunner {args.workers} workers: "
+            print(f"(b) end to end, {size} images, DirectRunner {args.mode} {args.workers} workers: "
                   f"{result['images_per_s']:.1f} images/s (pipeline {result['pipeline_s']:.1f} s, command wall "
                   f"{result['wall_s']:.1f} s), ratio to raw {result['images_per_s'] / raw:.2f}, peak memory "
                   f"{result['peak_rss_mib']:.0f} MiB", flush=True)
-        print(json.dumps({"image_size": args.image_size, "batch_size": args.batch_size, "raw_images_per_s": raw,
+        print(json.dumps({"image_size": args.image_size, "batch_size": args.batch_size, "mode": args.mode,
+                          "workers": args.workers, "raw_images_per_s": raw,
                           "end_to_end": {size: {k: v for k, v in r.items() if k != "progress_lines"}
                                          for size, r in results.items()},
                           "ratio_at_largest": results[largest]["images_per_s"] / raw}, indent=2))

@@ -29,9 +29,11 @@ from pipelines.config import Config, SanitizeJobConfig
 
 BEAM_HELP = """Beam options (passed through; the most used):
   --runner DirectRunner|DataflowRunner|...   where the job runs (default DirectRunner)
-  --direct_running_mode multi_processing --direct_num_workers N
-                         local parallelism; the default here when the runner is DirectRunner and
-                         no running mode is given (N = CPU cores)
+  --direct_running_mode multi_threading|multi_processing --direct_num_workers N
+                         local parallelism. Default with DirectRunner: multi_threading with N = CPU
+                         cores (one process, one model shared by the worker threads, TensorFlow on
+                         every core: measured fastest on 2 cores, see README); multi_processing
+                         runs N worker processes with a model each and cores/N TensorFlow threads
   Dataflow: --project --region --temp_location gs://... --machine_type --max_num_workers, and the
   worker software: --sdk_container_image=<the image built from infra/Dockerfile> (the locked
   environment with the faces extra, i.e. dlib and its models, and this project at /facesan).
@@ -249,7 +251,9 @@ def beam_options(args: list[str]):
     args = list(args)
     runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
     if runner in ("DirectRunner", "direct") and not any(a.startswith("--direct_running_mode") for a in args):
-        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
+        # One process whose worker threads share one model: TensorFlow and Pillow release the GIL,
+        # and no process start-up or inter-process transfer (measured: README, "Bulk sanitization").
+        args += ["--direct_running_mode=multi_threading", f"--direct_num_workers={os.cpu_count() or 1}"]
     return PipelineOptions(args), args
 
 
