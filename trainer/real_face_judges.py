@@ -15,6 +15,7 @@ project's eye alignment), for the real-photo checks.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -133,20 +134,25 @@ class OnnxGenderCNN:
         return probabilities[:, self._male_index]
 
 
+@functools.lru_cache(maxsize=1)
+def _photo_face_finder():
+    from components.face_detection import FaceFinder
+
+    # Searched at full resolution (no downscaling), as the checks on the package photos were measured.
+    return FaceFinder(upsample=1, detect_max_side=1 << 30)
+
+
 def align_photo(pixels: np.ndarray, size: int) -> np.ndarray:
     """An RGB photo [H,W,3] uint8 -> its largest face aligned the project's way, [size,size,3] float in [0,1].
 
-    Raises ValueError when dlib's HOG detector finds no face.
+    Faces and eye centres come from the bulk job's finder (components/face_detection.py: dlib's HOG
+    detector and 5-point model). Raises ValueError when it finds no face.
     """
-    dlib = face_models.require_dlib()
-    detections = dlib.get_frontal_face_detector()(pixels, 1)
-    if not detections:
+    faces = _photo_face_finder().find(pixels)
+    if not faces:
         raise ValueError(f"no face found in the photo ({pixels.shape[1]}x{pixels.shape[0]} pixels)")
-    box = max(detections, key=lambda rect: rect.area())
-    shape = _Landmarks.shape(pixels, box)
-    points = np.asarray([(shape.part(i).x + 0.5, shape.part(i).y + 0.5) for i in range(4)])
-    left, right = sorted([points[0:2].mean(axis=0), points[2:4].mean(axis=0)], key=lambda eye: eye[0])
-    return align_face(pixels, tuple(left), tuple(right), size).astype(np.float32) / 255.0
+    face = max(faces, key=lambda found: (found.box[2] - found.box[0]) * (found.box[3] - found.box[1]))
+    return align_face(pixels, face.left_eye, face.right_eye, size).astype(np.float32) / 255.0
 
 
 def load_real_face_judges(names) -> tuple[list, list]:
