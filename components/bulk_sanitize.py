@@ -10,7 +10,10 @@ sanitized becomes a row with status "rejected" and a reason instead; nothing is 
 Output layout under the job's output folder (local or gs://):
 
     job.json                  the pinned settings and model of this output (first run writes it)
-    images/<relative path>    sanitized images, the input's format and layout
+    images/<relative path>    sanitized images (--output-format images; default for image inputs):
+                              the input's format (JPEG/PNG) and relative layout
+    records/<shard>           sanitized records (--output-format tfrecord|parquet; default for
+                              record inputs): TFRecord of tf.Example / Parquet, see "Containers"
     manifest/manifest-*.parquet   one row per input (MANIFEST_SCHEMA)
     dead_letter/dead_letter-*.jsonl   the rejected inputs with reason and detail
     _progress/part-*.parquet  rows of finished inputs not yet consolidated into manifest/
@@ -21,16 +24,36 @@ to _tmp/ and renamed into place, never overwritten; rows are flushed to _progres
 dozen inputs, so a killed run loses at most the unflushed rows (their inputs are recomputed and
 their existing images left as they are). `consolidate` folds _progress/ into manifest/ with one
 row per input key.
+
+Containers. With a TFRecord or Parquet output, the non-rejected inputs are grouped into shards,
+each written whole (sorted by input key) to _tmp/ and renamed into place:
+
+    record inputs:  records/<input file stem>-<k>.tfrecord|.parquet  holds records k*R .. k*R+R-1
+                    of that input file (R = --records-per-shard), so the relative layout is kept
+    image inputs:   records/sanitized-<h>-of-<N>.tfrecord|.parquet   holds the images whose key
+                    hashes (CRC-32) to h; N = ceil(inputs / R), fixed by the first run (job.json)
+
+Each record carries the sanitized encoded image (--image-field), `facesan_input_key`,
+`facesan_status`, `facesan_faces` and `facesan_format`; when input and output are the same
+container kind, the input record's other features (tf.Example) or columns (Parquet, with the input
+file's schema) are passed through unchanged. Manifest rows of shard members are recorded only once
+their shard exists, so a re-run finds every shard either complete or absent; inputs that belong
+to an existing shard but are not in it (added to the input since) go to a supplementary shard
+`<shard stem>.more-<hash of their keys>.<ext>` instead of rewriting it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import posixpath
+import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -59,7 +82,7 @@ STATUSES = (SANITIZED, COPIED_NO_FACE, REJECTED)
 MANIFEST_SCHEMA = pa.schema([
     ("input_key", pa.string()),  # relative path of the input (records: "<file>#<index>")
     ("input_uri", pa.string()),  # where it was read
-    ("output_key", pa.string()),  # path under images/ ("" when rejected)
+    ("output_key", pa.string()),  # path under images/, or "<shard under records/>#<index>"; "" when rejected
     ("status", pa.string()),  # one of STATUSES
     ("faces", pa.int32()),  # faces sanitized
     ("reason", pa.string()),  # rejected: empty, undecodable, too_large, too_small, unsupported_format, ...
@@ -71,8 +94,13 @@ MANIFEST_SCHEMA = pa.schema([
     ("model_sha256", pa.string()),
 ])
 
-IMAGES_DIR, MANIFEST_DIR, DEAD_LETTER_DIR, PROGRESS_DIR, TMP_DIR = (
-    "images", "manifest", "dead_letter", "_progress", "_tmp")
+IMAGES_DIR, RECORDS_DIR, MANIFEST_DIR, DEAD_LETTER_DIR, PROGRESS_DIR, TMP_DIR = (
+    "images", "records", "manifest", "dead_letter", "_progress", "_tmp")
+OUTPUT_FORMATS = ("same", "images", "tfrecord", "parquet")
+CONTAINER_EXTENSIONS = {"tfrecord": ".tfrecord", "parquet": ".parquet"}
+# What every output record carries besides the image (tf.Example features / Parquet columns).
+RECORD_KEY, RECORD_STATUS, RECORD_FACES, RECORD_FORMAT = (
+    "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format")
 JOB_FILE = "job.json"
 _RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 _WILDCARDS = "*?["
@@ -97,9 +125,21 @@ class JobPlan:
     input_kind: str  # images | tfrecord | parquet
     pattern: str  # file pattern that lists the inputs (or their containers)
     base: str  # relative paths are taken from here
+    output_shards: int = 0  # image inputs into containers: number of hash shards (job.json pins it)
 
     def out(self, *parts: str) -> str:
         return FileSystems.join(self.settings.output, *parts)
+
+    @property
+    def output_kind(self) -> str:
+        """images | tfrecord | parquet: what the sanitized inputs are written as."""
+        wanted = self.settings.output_format
+        return self.input_kind if wanted == "same" else wanted
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether the input records' other features/columns are copied into the output records."""
+        return self.output_kind != "images" and self.output_kind == self.input_kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,15 +161,34 @@ def input_pattern(path: str) -> tuple[str, str]:
     return path, posixpath.dirname(path)
 
 
-def detect_input_kind(pattern: str, requested: str) -> str:
-    if requested != "auto":
-        return requested
-    lower = pattern.lower()
+def _kind_by_name(path: str) -> str:
+    lower = path.lower()
     if lower.endswith(".parquet"):
         return "parquet"
     if lower.endswith(_RECORD_SUFFIXES) or "tfrecord" in posixpath.basename(lower):
         return "tfrecord"
     return "images"
+
+
+def detect_input_kind(pattern: str, requested: str, sample: int = 1000) -> str:
+    """--input-format auto: by the pattern's name, else by the names of (up to `sample`) files it
+    matches; a folder mixing containers and other files is refused (say --input-format)."""
+    if requested != "auto":
+        return requested
+    kind = _kind_by_name(pattern)
+    if kind != "images" or not any(char in pattern for char in _WILDCARDS):
+        return kind
+    try:
+        matched = FileSystems.match([pattern], limits=[sample])[0].metadata_list
+    except Exception:  # nothing matched (the job then reports 0 inputs) or the listing failed
+        return kind
+    kinds = {_kind_by_name(meta.path) for meta in matched}
+    if len(kinds) > 1:
+        examples = {k: next(m.path for m in matched if _kind_by_name(m.path) == k) for k in sorted(kinds)}
+        raise SystemExit(f"error: --input {pattern} holds both {' and '.join(sorted(kinds))} files (e.g. "
+                         f"{', '.join(examples.values())}). Pass --input-format images|tfrecord|parquet, or a glob "
+                         "that matches one kind.")
+    return kinds.pop() if kinds else kind
 
 
 def relative_to(path: str, base: str) -> str:
@@ -139,8 +198,13 @@ def relative_to(path: str, base: str) -> str:
 
 
 def _source(uri: str, out_rel: str, append_ext: bool, data: bytes | None = None,
-            problem: tuple[str, str] | None = None) -> dict:
-    return {"uri": uri, "out_rel": out_rel, "append_ext": append_ext, "data": data, "problem": problem}
+            problem: tuple[str, str] | None = None, container: tuple[str, str, int] | None = None,
+            extra: Any = None) -> dict:
+    """One input. `container`: (uri, relative path, index) of a record in a TFRecord/Parquet input;
+    `extra`: the record's other features (serialized tf.Example) or columns (dict), for passing
+    them through to a container output of the same kind."""
+    return {"uri": uri, "out_rel": out_rel, "append_ext": append_ext, "data": data, "problem": problem,
+            "container": container, "extra": extra}
 
 
 class ReadRecords(beam.DoFn):
@@ -160,16 +224,17 @@ class ReadRecords(beam.DoFn):
         field = self._plan.settings.image_field
         index = 0
 
-        def emit(data, problem=None):
+        def emit(data, extra, problem=None):
             key = f"{rel}#{index:09d}"
-            return key, _source(f"{path}#{index}", f"{rel}/{index:09d}", True, data, problem)
+            return key, _source(f"{path}#{index}", f"{rel}/{index:09d}", True, data, problem,
+                                container=(path, rel, index), extra=extra if self._plan.passthrough else None)
 
         try:
-            for data in self._records(path, field):
+            for data, extra in self._records(path, field):
                 if data is None:
-                    yield emit(b"", ("missing_image_field", f"no bytes feature/column {field!r} in this record"))
+                    yield emit(b"", None, ("missing_image_field", f"no bytes feature/column {field!r} in this record"))
                 else:
-                    yield emit(data)
+                    yield emit(data, extra)
                 index += 1
         except Exception as error:  # a corrupt or unreadable container: its remaining records
             reason = "missing_image_field" if isinstance(error, KeyError) else "unreadable_container"
@@ -183,16 +248,22 @@ class ReadRecords(beam.DoFn):
 
             compression = "GZIP" if path.endswith(".gz") else ""
             for raw in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
-                values = tf.train.Example.FromString(raw).features.feature[field].bytes_list.value
-                yield values[0] if values else None
+                example = tf.train.Example.FromString(raw)
+                values = example.features.feature[field].bytes_list.value if field in example.features.feature else []
+                data = values[0] if values else None
+                if field in example.features.feature:
+                    del example.features.feature[field]
+                yield data, example.SerializeToString(deterministic=True)
         else:
             with FileSystems.open(path) as handle:
                 parquet = pq.ParquetFile(handle)
                 if field not in parquet.schema_arrow.names:
                     raise KeyError(f"no column {field!r} (columns: {', '.join(parquet.schema_arrow.names)})")
-                for batch in parquet.iter_batches(batch_size=64, columns=[field]):
-                    for value in batch.column(0).to_pylist():
-                        yield None if value is None else (value.encode() if isinstance(value, str) else value)
+                columns = None if self._plan.passthrough else [field]
+                for batch in parquet.iter_batches(batch_size=64, columns=columns):
+                    for row in batch.to_pylist():
+                        value = row.pop(field)
+                        yield None if value is None else (value.encode() if isinstance(value, str) else value), row
 
 
 @beam.ptransform_fn
@@ -243,6 +314,140 @@ def output_key(source: dict, source_format: str) -> str:
     return rel + FORMAT_EXTENSIONS[source_format] if source["append_ext"] else rel
 
 
+def _split_container_name(name: str) -> tuple[str, str]:
+    """("db/part-0", ".tfrecord.gz") for "db/part-0.tfrecord.gz"; the extension may be empty."""
+    lower = name.lower()
+    for suffix in sorted(set(_RECORD_SUFFIXES) | {".parquet"}, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix):]
+    return name, ""
+
+
+def shard_of(plan: JobPlan, key: str, source: dict) -> str:
+    """The output container (path under records/) that a non-rejected input belongs to."""
+    ext = CONTAINER_EXTENSIONS[plan.output_kind]
+    if source["container"]:
+        _, rel, index = source["container"]
+        stem, in_ext = _split_container_name(rel)
+        gz = ".gz" if plan.output_kind == "tfrecord" and in_ext.lower().endswith(".gz") else ""
+        return f"{stem}-{index // plan.settings.records_per_shard:05d}{ext}{gz}"
+    shards = plan.output_shards
+    if shards < 1:
+        raise ValueError("JobPlan.output_shards must be set for image inputs written to containers")
+    return f"sanitized-{zlib.crc32(key.encode()) % shards:05d}-of-{shards:05d}{ext}"
+
+
+def output_shards_for(count: int, records_per_shard: int) -> int:
+    return max(1, math.ceil(count / records_per_shard))
+
+
+def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format: str, status: str, faces: int,
+            size) -> tuple[str, Any]:
+    """A finished input: ("row", manifest row) once its image file is written (images output), or
+    ("record", (shard, record)) to be written with its shard (container output)."""
+    if plan.output_kind == "images":
+        out = output_key(source, source_format)
+        written = write_atomically(plan.out(IMAGES_DIR, out), encoded, plan.out(TMP_DIR))
+        Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
+        return "row", manifest_row(plan, key, source, status, output_key=out, faces=faces, size=size,
+                                   input_format=source_format)
+    record = {"key": key, "image": encoded, "format": source_format, "status": status, "faces": faces,
+              "extra": source["extra"], "container_uri": source["container"][0] if source["container"] else "",
+              "row": manifest_row(plan, key, source, status, faces=faces, size=size, input_format=source_format)}
+    return "record", (shard_of(plan, key, source), record)
+
+
+def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> bytes:
+    """A whole TFRecord (tf.Example) or Parquet container of `records`, in their order."""
+    field = plan.settings.image_field
+    if plan.output_kind == "tfrecord":
+        import tensorflow as tf
+
+        def feature(value):
+            if isinstance(value, int):
+                return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "shard")
+            with tf.io.TFRecordWriter(path, options="GZIP" if shard.endswith(".gz") else None) as writer:
+                for record in records:
+                    example = tf.train.Example.FromString(record["extra"]) if record["extra"] else tf.train.Example()
+                    values = {field: record["image"], RECORD_KEY: record["key"].encode(),
+                              RECORD_STATUS: record["status"].encode(), RECORD_FACES: int(record["faces"]),
+                              RECORD_FORMAT: record["format"].encode()}
+                    for name, value in values.items():
+                        example.features.feature[name].CopyFrom(feature(value))
+                    writer.write(example.SerializeToString(deterministic=True))
+            with open(path, "rb") as handle:
+                return handle.read()
+    ours = [(field, pa.binary()), (RECORD_KEY, pa.string()), (RECORD_STATUS, pa.string()),
+            (RECORD_FACES, pa.int32()), (RECORD_FORMAT, pa.string())]
+    if plan.passthrough:  # the input file's columns, the image column as binary, then ours
+        with FileSystems.open(records[0]["container_uri"]) as handle:
+            schema = pq.read_schema(handle).remove_metadata()
+        names = {name for name, _ in ours}
+        schema = pa.schema([f for f in schema if f.name not in names] + [pa.field(n, t) for n, t in ours])
+    else:
+        schema = pa.schema(ours)
+    rows = [dict(record["extra"] or {}, **{field: record["image"], RECORD_KEY: record["key"],
+                                          RECORD_STATUS: record["status"], RECORD_FACES: int(record["faces"]),
+                                          RECORD_FORMAT: record["format"]}) for record in records]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def container_keys(plan: JobPlan, path: str) -> list[str]:
+    """The input keys in an output container, in record order."""
+    if plan.output_kind == "tfrecord":
+        import tensorflow as tf
+
+        dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
+        return [tf.train.Example.FromString(raw).features.feature[RECORD_KEY].bytes_list.value[0].decode()
+                for raw in dataset.as_numpy_iterator()]
+    with FileSystems.open(path) as handle:
+        return pq.read_table(handle, columns=[RECORD_KEY]).column(0).to_pylist()
+
+
+class WriteShards(beam.DoFn):
+    """(shard, records) -> the shard written whole (sorted by input key), then its manifest rows.
+
+    A shard that exists is complete (atomic rename) and is not rewritten: its members get their
+    rows from it; members missing from it go to a supplementary shard named by their keys."""
+
+    def __init__(self, plan: JobPlan):
+        self._plan = plan
+
+    def process(self, element):
+        shard, records = element
+        plan = self._plan
+        records = sorted(records, key=lambda record: record["key"])
+        root = plan.out(RECORDS_DIR)
+        stem, ext = _split_container_name(shard)
+        existing = [plan.out(RECORDS_DIR, shard)] if FileSystems.exists(plan.out(RECORDS_DIR, shard)) else []
+        existing += sorted(meta.path for meta in FileSystems.match([plan.out(RECORDS_DIR, stem + ".more-*" + ext)])[0]
+                           .metadata_list)
+        located = {}
+        for path in existing:
+            name = path[len(root):].lstrip("/")
+            located.update((key, f"{name}#{index}") for index, key in enumerate(container_keys(plan, path)))
+        new = [record for record in records if record["key"] not in located]
+        if new:
+            target = shard
+            if existing:
+                digest = hashlib.sha256("\n".join(record["key"] for record in new).encode()).hexdigest()[:16]
+                target = f"{stem}.more-{digest}{ext}"
+            written = write_atomically(plan.out(RECORDS_DIR, target), encode_container(plan, target, new),
+                                       plan.out(TMP_DIR))
+            Metrics.counter(NAMESPACE, "containers_written" if written else "containers_already_present").inc()
+            Metrics.counter(NAMESPACE, "records_written" if written else "records_already_present").inc(len(new))
+            located.update((record["key"], f"{target}#{index}") for index, record in enumerate(new))
+        Metrics.counter(NAMESPACE, "records_already_present").inc(len(records) - len(new))
+        for record in records:
+            yield dict(record["row"], output_key=located[record["key"]])
+
+
 def write_atomically(path: str, data: bytes, tmp_dir: str) -> bool:
     """Writes `data` to `path` via a temporary file and a rename, unless `path` already exists.
 
@@ -282,6 +487,7 @@ class PrepareFaces(beam.DoFn):
     """
 
     ROWS = "rows"
+    RECORDS = "records"
 
     def __init__(self, plan: JobPlan):
         self._plan = plan
@@ -328,14 +534,10 @@ class PrepareFaces(beam.DoFn):
                     plan, key, source, "no_face", "no face found (--no-face reject)", (width, height),
                     decoded.source_format))
                 return
-            out = output_key(source, decoded.source_format)
-            written = write_atomically(plan.out(IMAGES_DIR, out), encode_like(pixels, decoded.source_format,
-                                                                               settings.jpeg_quality), plan.out(TMP_DIR))
+            kind, value = deliver(plan, key, source, encode_like(pixels, decoded.source_format, settings.jpeg_quality),
+                                  decoded.source_format, COPIED_NO_FACE, 0, (width, height))
             Metrics.counter(NAMESPACE, COPIED_NO_FACE).inc()
-            Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
-            yield beam.pvalue.TaggedOutput(self.ROWS, manifest_row(
-                plan, key, source, COPIED_NO_FACE, output_key=out, size=(width, height),
-                input_format=decoded.source_format))
+            yield beam.pvalue.TaggedOutput(self.ROWS if kind == "row" else self.RECORDS, value)
             return
         size = plan.model.image_size
         faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
@@ -395,7 +597,10 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
 
 
 class ComposeAndWrite(beam.DoFn):
-    """Warps the sanitized faces back into the photo, re-encodes it and writes it -> manifest row."""
+    """Warps the sanitized faces back into the photo, re-encodes it and writes it -> manifest row
+    (images output), or -> (shard, record) on the RECORDS output (container output)."""
+
+    RECORDS = "records"
 
     def __init__(self, plan: JobPlan):
         self._plan = plan
@@ -407,16 +612,13 @@ class ComposeAndWrite(beam.DoFn):
         pixels = decoded.pixels
         for face, (left, right) in zip(result.inference, context.eyes):
             pixels = unalign_face(pixels, face, left, right, settings.feather, settings.color == "keep-chroma")
-        out = output_key(context.source, decoded.source_format)
-        written = write_atomically(plan.out(IMAGES_DIR, out),
-                                   encode_like(pixels, decoded.source_format, settings.jpeg_quality),
-                                   plan.out(TMP_DIR))
+        height, width = pixels.shape[:2]
+        kind, value = deliver(plan, context.key, context.source,
+                              encode_like(pixels, decoded.source_format, settings.jpeg_quality),
+                              decoded.source_format, SANITIZED, len(context.eyes), (width, height))
         Metrics.counter(NAMESPACE, SANITIZED).inc()
         Metrics.counter(NAMESPACE, "faces_sanitized").inc(len(context.eyes))
-        Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
-        height, width = pixels.shape[:2]
-        yield manifest_row(plan, context.key, context.source, SANITIZED, output_key=out, faces=len(context.eyes),
-                           size=(width, height), input_format=decoded.source_format)
+        yield value if kind == "row" else beam.pvalue.TaggedOutput(self.RECORDS, value)
 
 
 class RecordProgress(beam.DoFn):
@@ -473,16 +675,24 @@ def build_sanitize(pipeline, plan: JobPlan, done_files: Sequence[str]):
             | "JoinDone" >> beam.CoGroupByKey()
             | "SkipDone" >> beam.FlatMap(_skip_done)
             | "Spread" >> beam.Reshuffle())
-    prepared = todo | "PrepareFaces" >> beam.ParDo(PrepareFaces(plan)).with_outputs(PrepareFaces.ROWS, main="faces")
+    prepared = todo | "PrepareFaces" >> beam.ParDo(PrepareFaces(plan)).with_outputs(
+        PrepareFaces.ROWS, PrepareFaces.RECORDS, main="faces")
     handler = KeyedModelHandler(SanitizerModelHandler(plan.model.path, plan.settings.batch_size,
                                                       tf_threads=plan.settings.tf_threads))
-    sanitized_rows = (prepared.faces
-                      | "Sanitize" >> RunInference(handler)
-                      | "ComposeAndWrite" >> beam.ParDo(ComposeAndWrite(plan)))
+    composed = (prepared.faces
+                | "Sanitize" >> RunInference(handler)
+                | "ComposeAndWrite" >> beam.ParDo(ComposeAndWrite(plan)).with_outputs(
+                    ComposeAndWrite.RECORDS, main="rows"))
     # Recorded on each branch, not after a Flatten: a runner may materialize a Flatten's inputs
     # before its consumer runs, and rows must reach _progress/ while the work goes on.
-    _ = sanitized_rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan))
+    _ = composed.rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan))
     _ = prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))
+    if plan.output_kind != "images":
+        _ = ((composed[ComposeAndWrite.RECORDS], prepared[PrepareFaces.RECORDS])
+             | "AllRecords" >> beam.Flatten()
+             | "GroupByShard" >> beam.GroupByKey()
+             | "WriteShards" >> beam.ParDo(WriteShards(plan))
+             | "RecordShards" >> beam.ParDo(RecordProgress(plan)))
 
 
 def _count(name):

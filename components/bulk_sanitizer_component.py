@@ -2,7 +2,9 @@
 
 It runs `pipelines.sanitize.run_job` over the split's tf.Examples (already eye-aligned by
 CelebAExampleGen, so the aligned mode with the pipeline's eye positions) with the model the Pusher
-just pushed, and writes the job's output (images/, manifest/, dead_letter/) into its artifact.
+just pushed, and writes the job's output into its artifact: records/ (the split's tf.Examples with
+the sanitized image in place of the original and their other features kept, TFRecord shards that
+follow the split's files), manifest/, dead_letter/.
 When the Pusher did not push (the model was not blessed) it runs nothing and says so.
 """
 
@@ -20,7 +22,7 @@ from trainer import features
 
 
 class SanitizedImages(Artifact):
-    """A sanitized face database written by the bulk job (images/, manifest/, dead_letter/)."""
+    """A sanitized face database written by the bulk job (records/, manifest/, dead_letter/)."""
 
     TYPE_NAME = "SanitizedImages"
 

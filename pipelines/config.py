@@ -272,6 +272,10 @@ class SanitizeJobConfig:
     detect_upsample: int = 1  # (pinned) dlib HOG pyramid upsampling (1: faces from about 40 px)
     detect_max_side: int = 1600  # (pinned) photos are searched for faces at most this large
     manifest_shards: int = 1  # (pinned) number of manifest Parquet files
+    # (pinned) same: image inputs -> image files, TFRecord -> TFRecord, Parquet -> Parquet;
+    # or images | tfrecord | parquet whatever the input (components/bulk_sanitize.py, "Containers")
+    output_format: str = "same"
+    records_per_shard: int = 1000  # (pinned) records per output container shard
     batch_size: int = 16  # images per RunInference batch (at most)
     # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
     # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
@@ -280,4 +284,5 @@ class SanitizeJobConfig:
     beam_pipeline_args: list[str] = field(default_factory=list)
 
     PINNED = ("input", "input_format", "image_field", "faces", "aligned_eyes", "no_face", "color", "feather",
-              "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards")
+              "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
+              "output_format", "records_per_shard")

@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a folder (every file below it), a glob ('db/**.jpg', 'gs://b/db/*.png'), TFRecord "
                              "file(s) of tf.Example, or Parquet file(s); local or gs://")
     parser.add_argument("--output", required=True,
-                        help="folder or gs:// prefix: images/ (same format and relative layout as the input), "
-                             "manifest/*.parquet, dead_letter/*.jsonl, job.json. Re-running over it completes it")
+                        help="folder or gs:// prefix: images/ (image files, the input's format and relative layout) "
+                             "or records/ (TFRecord/Parquet shards), manifest/*.parquet, dead_letter/*.jsonl, "
+                             "job.json. Re-running over it completes it")
     parser.add_argument("--model", default=None,
                         help="pushed sanitizer SavedModel dir (or a folder of versioned ones: the newest is used), "
                              "local or gs://. Default: the newest model pushed by the local pipeline under "
@@ -61,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runner", default="DirectRunner", help="Beam runner (see below)")
     parser.add_argument("--input-format", choices=("auto", "images", "tfrecord", "parquet"), default=d.input_format,
                         help="auto: by file name (.parquet, .tfrecord/.gz, else images)")
+    parser.add_argument("--output-format", choices=("same", "images", "tfrecord", "parquet"), default=d.output_format,
+                        help="same: image inputs become image files (JPEG/PNG as the input, same relative paths), "
+                             "TFRecord inputs TFRecord shards and Parquet inputs Parquet shards, with the input "
+                             "records' other features/columns passed through; images|tfrecord|parquet: that, whatever "
+                             "the input. Records carry the sanitized image (--image-field) and facesan_input_key, "
+                             "facesan_status, facesan_faces, facesan_format (default %(default)s)")
+    parser.add_argument("--records-per-shard", type=int, default=d.records_per_shard,
+                        help="TFRecord/Parquet output: records per output shard; record inputs keep one series of "
+                             "shards per input file (default %(default)s)")
     parser.add_argument("--image-field", default=d.image_field,
                         help="tf.Example bytes feature / Parquet column with the encoded image (default %(default)s)")
     parser.add_argument("--faces", choices=("aligned", "wild"), default=d.faces,
@@ -126,7 +136,8 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
         color=args.color, feather=args.feather, jpeg_quality=args.jpeg_quality, max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
-        batch_size=args.batch_size, manifest_shards=args.manifest_shards, progress_every_s=args.progress_every,
+        batch_size=args.batch_size, manifest_shards=args.manifest_shards, output_format=args.output_format,
+        records_per_shard=args.records_per_shard, progress_every_s=args.progress_every,
         tf_threads=args.tf_threads or 0,
         beam_pipeline_args=[f"--runner={args.runner}", *beam_args])
 
@@ -202,6 +213,8 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None):
 
     if not settings.input or not settings.output:
         raise SystemExit("error: --input and --output are required")
+    if settings.records_per_shard < 1:
+        raise SystemExit(f"error: --records-per-shard {settings.records_per_shard} must be at least 1")
     pattern, base = input_pattern(settings.input)
     kind = detect_input_kind(pattern, settings.input_format)
     output = settings.output.rstrip("/")
@@ -219,20 +232,24 @@ def job_record(plan) -> dict:
     pinned["aligned_eyes"] = list(pinned["aligned_eyes"])
     return {"format_version": 1, "settings": pinned, "input_kind": plan.input_kind,
             "model": {"version": plan.model.version, "sha256": plan.model.sha256,
-                      "image_size": plan.model.image_size}}
+                      "image_size": plan.model.image_size},
+            "layout": {"output_kind": plan.output_kind, "output_shards": plan.output_shards}}
 
 
-def claim_output(plan) -> None:
-    """First run: writes job.json. Later runs: the same settings and model, or a clear refusal."""
+def claim_output(plan):
+    """First run: fixes the output's layout and writes job.json. Later runs: the same settings and
+    model, or a clear refusal. Returns the plan with the layout of this output."""
     from apache_beam.io.filesystems import FileSystems
 
-    from components.bulk_sanitize import JOB_FILE, TMP_DIR, write_atomically
+    from components.bulk_sanitize import JOB_FILE, TMP_DIR, output_shards_for, write_atomically
 
-    wanted = job_record(plan)
     path = plan.out(JOB_FILE)
     if FileSystems.exists(path):
         with FileSystems.open(path) as handle:
             recorded = json.loads(handle.read().decode())
+        layout = recorded.get("layout", {})
+        plan = dataclasses.replace(plan, output_shards=int(layout.get("output_shards", 0)))
+        wanted = job_record(plan)
         if recorded != wanted:
             differences = [f"{name}: output has {recorded.get(group, {}).get(name)!r}, this run {value!r}"
                            for group in ("settings", "model") for name, value in wanted[group].items()
@@ -241,8 +258,14 @@ def claim_output(plan) -> None:
                 f"error: {plan.settings.output} holds the output of a job with other settings or another model "
                 f"({'; '.join(differences) or 'format'}). Re-run with the same settings and model to complete it, or "
                 "choose a new --output.")
-        return
-    write_atomically(path, (json.dumps(wanted, indent=2, sort_keys=True) + "\n").encode(), plan.out(TMP_DIR))
+        return plan
+    if plan.input_kind == "images" and plan.output_kind != "images":
+        # Image inputs are hashed into shards; their number is fixed now, for every later run.
+        count = len(FileSystems.match([plan.pattern])[0].metadata_list)
+        plan = dataclasses.replace(plan, output_shards=output_shards_for(count, plan.settings.records_per_shard))
+    write_atomically(path, (json.dumps(job_record(plan), indent=2, sort_keys=True) + "\n").encode(),
+                     plan.out(TMP_DIR))
+    return plan
 
 
 def beam_options(args: list[str]):
@@ -345,7 +368,7 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         print(f"model: {plan.model.path} (version {plan.model.version}, sha256 {plan.model.sha256[:16]}…, "
               f"{plan.model.image_size}x{plan.model.image_size}; {how})")
         print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
-    claim_output(plan)
+    plan = claim_output(plan)
     done_files = bulk.existing_row_files(plan)
     already_parts = sum(int(p.rsplit("-n", 1)[1].split(".")[0]) for p in done_files
                         if posixpath.basename(posixpath.dirname(p)) == bulk.PROGRESS_DIR)
@@ -381,7 +404,7 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         "already_done": counters.get("inputs_already_done", 0),
         "this_run": {name: counters.get(name, 0) for name in (
             "images_read", "faces", "faces_sanitized", "sanitized", "copied_no_face", "rejected", "images_written",
-            "images_already_present")},
+            "images_already_present", "records_written", "records_already_present", "containers_written")},
         "seconds": round(elapsed, 1),
     }
     processed = summary["this_run"]["sanitized"] + summary["this_run"]["copied_no_face"] + summary["this_run"]["rejected"]
@@ -392,8 +415,12 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
                  if reasons else ""))
         print(f"this run: {processed} inputs processed in {elapsed:.1f} s ({processed / max(elapsed, 1e-9):.1f}/s), "
               f"{summary['already_done']} already done by earlier runs, {summary['this_run']['faces_sanitized']} faces "
-              f"sanitized, {summary['this_run']['images_written']} images written")
-        print(f"manifest: {plan.out(bulk.MANIFEST_DIR)}  dead letter: {plan.out(bulk.DEAD_LETTER_DIR)}")
+              f"sanitized, " + (f"{summary['this_run']['images_written']} images written" if plan.output_kind == "images"
+                                else f"{summary['this_run']['records_written']} records written in "
+                                     f"{summary['this_run']['containers_written']} {plan.output_kind} shards"))
+        written_to = bulk.IMAGES_DIR if plan.output_kind == "images" else bulk.RECORDS_DIR
+        print(f"sanitized: {plan.out(written_to)}  manifest: {plan.out(bulk.MANIFEST_DIR)}  "
+              f"dead letter: {plan.out(bulk.DEAD_LETTER_DIR)}")
     if listed is not None and listed != table.num_rows:
         raise SystemExit(f"error: {listed} inputs were listed but the manifest has {table.num_rows} rows; "
                          "re-run the same command to complete the output (inputs added or removed since an earlier "

@@ -98,3 +98,37 @@ def manifest_rows(root: Path) -> dict:
     keys = [row["input_key"] for row in rows]
     assert len(keys) == len(set(keys)), "duplicate manifest rows"
     return {row["input_key"]: row for row in rows}
+
+
+def container_records(root: Path, image_field: str = "image") -> dict:
+    """input key -> {"path": "<shard>#<index>", "pixels": decoded RGB, "format": PIL format, "data":
+    encoded bytes, "fields": the record's other values} for every record under root/records."""
+    import pyarrow.parquet as pq
+
+    records = {}
+    folder = root / "records"
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if ".parquet" in path.name:
+            rows = pq.read_table(path).to_pylist()
+        else:
+            import tensorflow as tf
+
+            rows = []
+            compression = "GZIP" if path.name.endswith(".gz") else ""
+            for raw in tf.data.TFRecordDataset(str(path), compression_type=compression).as_numpy_iterator():
+                example = tf.train.Example.FromString(raw)
+                row = {}
+                for key, feature in example.features.feature.items():
+                    kind = feature.WhichOneof("kind")
+                    value = list(getattr(feature, kind).value)
+                    row[key] = value[0].decode() if kind == "bytes_list" and key != image_field else value[0]
+                rows.append(row)
+        for index, row in enumerate(rows):
+            key = row.pop("facesan_input_key")
+            assert key not in records, f"{key} is in two records"
+            data = row.pop(image_field)
+            with Image.open(io.BytesIO(data)) as image:
+                records[key] = {"path": f"{name}#{index}", "pixels": np.asarray(image.convert("RGB")),
+                                "format": image.format, "size": image.size, "data": data, "fields": row}
+    return records

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 from PIL import Image
 
-from bulk_helpers import export_small_model, manifest_rows
+from bulk_helpers import container_records, export_small_model, manifest_rows
 from components.bulk_sanitizer_component import sanitize_split
 from pipelines.config import Config
 from pipelines.pipeline import create_components
@@ -35,7 +34,8 @@ def test_sanitize_split_runs_the_job_on_the_pipelines_examples(tmp_path):
         for _ in range(3):  # what CelebAExampleGen writes: PNG of the eye-aligned S x S face
             buffer = io.BytesIO()
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
-            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()]))}
+            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     model = export_small_model(tmp_path / "serving_model" / "1700000001")
     out = tmp_path / "SanitizedImages"
@@ -44,7 +44,10 @@ def test_sanitize_split_runs_the_job_on_the_pipelines_examples(tmp_path):
     summary = sanitize_split(str(split), True, model, str(out), ["--direct_running_mode=in_memory"])
     assert (summary["inputs"], summary["sanitized"], summary["model_version"]) == (3, 3, "1700000001")
     rows = manifest_rows(out)
+    # The split's records become tf.Example shards beside it in layout, other features kept.
     assert sorted(row["output_key"] for row in rows.values()) == [
-        f"data_tfrecord-00000-of-00001.gz/{i:09d}.png" for i in range(3)]
-    for row in rows.values():
-        assert Image.open(os.path.join(out, "images", row["output_key"])).size == (32, 32)
+        f"data_tfrecord-00000-of-00001-00000.tfrecord.gz#{i}" for i in range(3)]
+    records = container_records(out)
+    assert sorted(record["path"] for record in records.values()) == sorted(row["output_key"] for row in rows.values())
+    for record in records.values():
+        assert record["size"] == (32, 32) and record["format"] == "PNG" and record["fields"]["label"] == 1

@@ -27,7 +27,8 @@ def _jpeg(seed, size=(178, 218)):
     return buffer.getvalue()
 
 
-def test_tfrecord_and_parquet_inputs(model, tmp_path):
+def test_tfrecord_and_parquet_inputs_into_image_files(model, tmp_path):
+    """--output-format images: every record becomes images/<file>/<index>.<ext> (containers: test_bulk_containers)."""
     import tensorflow as tf
 
     records = tmp_path / "records"
@@ -39,6 +40,7 @@ def test_tfrecord_and_parquet_inputs(model, tmp_path):
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     out = tmp_path / "out_tfrecord"
     summary = run_job(SanitizeJobConfig(input=str(records / "faces.tfrecord.gz"), output=str(out), progress_every_s=0,
+                                        output_format="images",
                                         beam_pipeline_args=["--direct_running_mode=in_memory"]), model_dir=model)
     rows = manifest_rows(out)
     assert {key: (row["status"], row["reason"], row["output_key"]) for key, row in rows.items()} == {
@@ -54,6 +56,7 @@ def test_tfrecord_and_parquet_inputs(model, tmp_path):
     pq.write_table(table, tmp_path / "faces.parquet")
     out = tmp_path / "out_parquet"
     run_job(SanitizeJobConfig(input=str(tmp_path / "faces.parquet"), output=str(out), progress_every_s=0,
+                              output_format="images",
                               beam_pipeline_args=["--direct_running_mode=in_memory"]), model_dir=model)
     rows = manifest_rows(out)
     assert [(key, rows[key]["status"], rows[key]["reason"]) for key in sorted(rows)] == [
