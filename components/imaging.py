@@ -11,6 +11,7 @@ pixel centres, i.e. x + 0.5.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +74,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
     except Image.DecompressionBombError as error:  # PIL's own guard, at twice its pixel limit
         raise ImageRejected("too_large", str(error)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageRejected("undecodable", f"{type(error).__name__}: {error}") from None
+        # Without the reader's object address (PIL names it), so a detail is the same on every run.
+        message = re.sub(r" <[^<>]* at 0x[0-9a-fA-F]+>", "", str(error))
+        raise ImageRejected("undecodable", f"{type(error).__name__}: {message}") from None
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:

@@ -90,6 +90,10 @@ def test_decode_rejects_bad_bytes(data, reason):
     with pytest.raises(ImageRejected) as error:
         decode_image(data)
     assert error.value.reason == reason
+    with pytest.raises(ImageRejected) as again:
+        decode_image(data)
+    assert error.value.detail == again.value.detail  # no object address: the same on every run
+    assert " at 0x" not in error.value.detail
 
 
 def test_decode_rejects_truncated_jpeg():
