@@ -17,6 +17,7 @@ Output layout under the job's output folder (local or gs://):
     manifest/manifest-*.parquet   one row per input (MANIFEST_SCHEMA)
     dead_letter/dead_letter-*.jsonl   the rejected inputs with reason and detail
     _progress/part-*.parquet  rows of finished inputs not yet consolidated into manifest/
+    _staging/                 container output: sanitized inputs waiting for their shard
     _tmp/                     files being written (renamed into place when complete)
 
 Re-runs: an input with a row in manifest/ or _progress/ is done and skipped; images are written
@@ -33,8 +34,13 @@ each written whole (sorted by input key) to _tmp/ and renamed into place:
     image inputs:   records/sanitized-<h>-of-<N>.tfrecord|.parquet   holds the images whose key
                     hashes (CRC-32) to h; N = ceil(inputs / R), fixed by the first run (job.json)
 
-Each record carries the sanitized encoded image (--image-field), `facesan_input_key`,
-`facesan_status`, `facesan_faces` and `facesan_format`; when input and output are the same
+Each sanitized input is first staged whole under _staging/<hash of its key> (a JSON header line,
+then the encoded image); only a small reference goes through the shuffle that groups a shard, so
+its memory does not hold the images and a killed run keeps what it sanitized (a re-run finds the
+staged file and does not sanitize that input again). A shard is written from its members' staged
+files, which are then deleted. Each record carries the sanitized encoded image (--image-field),
+`facesan_input_key`, `facesan_status`, `facesan_faces`, `facesan_format`, `facesan_width` and
+`facesan_height` (the size); when input and output are the same
 container kind, the input record's other features (tf.Example) or columns (Parquet, with the input
 file's schema) are passed through unchanged. Manifest rows of shard members are recorded only once
 their shard exists, so a re-run finds every shard either complete or absent; inputs that belong
@@ -94,13 +100,13 @@ MANIFEST_SCHEMA = pa.schema([
     ("model_sha256", pa.string()),
 ])
 
-IMAGES_DIR, RECORDS_DIR, MANIFEST_DIR, DEAD_LETTER_DIR, PROGRESS_DIR, TMP_DIR = (
-    "images", "records", "manifest", "dead_letter", "_progress", "_tmp")
+IMAGES_DIR, RECORDS_DIR, MANIFEST_DIR, DEAD_LETTER_DIR, PROGRESS_DIR, TMP_DIR, STAGING_DIR = (
+    "images", "records", "manifest", "dead_letter", "_progress", "_tmp", "_staging")
 OUTPUT_FORMATS = ("same", "images", "tfrecord", "parquet")
 CONTAINER_EXTENSIONS = {"tfrecord": ".tfrecord", "parquet": ".parquet"}
 # What every output record carries besides the image (tf.Example features / Parquet columns).
-RECORD_KEY, RECORD_STATUS, RECORD_FACES, RECORD_FORMAT = (
-    "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format")
+RECORD_KEY, RECORD_STATUS, RECORD_FACES, RECORD_FORMAT, RECORD_WIDTH, RECORD_HEIGHT = (
+    "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format", "facesan_width", "facesan_height")
 JOB_FILE = "job.json"
 _RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz", ".gz")
 _WILDCARDS = "*?["
@@ -341,20 +347,44 @@ def output_shards_for(count: int, records_per_shard: int) -> int:
     return max(1, math.ceil(count / records_per_shard))
 
 
+def staged_path(plan: JobPlan, key: str) -> str:
+    """Where a sanitized input waits for its container shard (container output)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return plan.out(STAGING_DIR, digest[:2], digest)
+
+
+def _staged_ref(plan: JobPlan, key: str, source: dict) -> tuple[str, dict]:
+    """(shard, what the shard writer needs besides the staged file); small, so the shuffle that
+    groups a shard's members carries no image bytes."""
+    return shard_of(plan, key, source), {
+        "key": key, "uri": source["uri"], "extra": source["extra"],
+        "container_uri": source["container"][0] if source["container"] else ""}
+
+
+def read_staged(path: str) -> tuple[dict, bytes]:
+    """(header: status, faces, format, width, height; encoded image) of a staged file."""
+    with FileSystems.open(path) as handle:
+        data = handle.read()
+    header, _, image = data.partition(b"\n")
+    return json.loads(header), image
+
+
 def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format: str, status: str, faces: int,
             size) -> tuple[str, Any]:
     """A finished input: ("row", manifest row) once its image file is written (images output), or
-    ("record", (shard, record)) to be written with its shard (container output)."""
+    ("record", (shard, reference)) once it is staged for its container shard (container output)."""
     if plan.output_kind == "images":
         out = output_key(source, source_format)
         written = write_atomically(plan.out(IMAGES_DIR, out), encoded, plan.out(TMP_DIR))
         Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
         return "row", manifest_row(plan, key, source, status, output_key=out, faces=faces, size=size,
                                    input_format=source_format)
-    record = {"key": key, "image": encoded, "format": source_format, "status": status, "faces": faces,
-              "extra": source["extra"], "container_uri": source["container"][0] if source["container"] else "",
-              "row": manifest_row(plan, key, source, status, faces=faces, size=size, input_format=source_format)}
-    return "record", (shard_of(plan, key, source), record)
+    header = {"status": status, "faces": int(faces), "format": source_format, "width": int(size[0]),
+              "height": int(size[1])}
+    write_atomically(staged_path(plan, key), json.dumps(header, sort_keys=True).encode() + b"\n" + encoded,
+                     plan.out(TMP_DIR))
+    Metrics.counter(NAMESPACE, "inputs_staged").inc()
+    return "record", _staged_ref(plan, key, source)
 
 
 def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> bytes:
@@ -375,14 +405,16 @@ def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> byte
                     example = tf.train.Example.FromString(record["extra"]) if record["extra"] else tf.train.Example()
                     values = {field: record["image"], RECORD_KEY: record["key"].encode(),
                               RECORD_STATUS: record["status"].encode(), RECORD_FACES: int(record["faces"]),
-                              RECORD_FORMAT: record["format"].encode()}
+                              RECORD_FORMAT: record["format"].encode(), RECORD_WIDTH: int(record["width"]),
+                              RECORD_HEIGHT: int(record["height"])}
                     for name, value in values.items():
                         example.features.feature[name].CopyFrom(feature(value))
                     writer.write(example.SerializeToString(deterministic=True))
             with open(path, "rb") as handle:
                 return handle.read()
     ours = [(field, pa.binary()), (RECORD_KEY, pa.string()), (RECORD_STATUS, pa.string()),
-            (RECORD_FACES, pa.int32()), (RECORD_FORMAT, pa.string())]
+            (RECORD_FACES, pa.int32()), (RECORD_FORMAT, pa.string()), (RECORD_WIDTH, pa.int32()),
+            (RECORD_HEIGHT, pa.int32())]
     if plan.passthrough:  # the input file's columns, the image column as binary, then ours
         with FileSystems.open(records[0]["container_uri"]) as handle:
             schema = pq.read_schema(handle).remove_metadata()
@@ -392,26 +424,50 @@ def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> byte
         schema = pa.schema(ours)
     rows = [dict(record["extra"] or {}, **{field: record["image"], RECORD_KEY: record["key"],
                                           RECORD_STATUS: record["status"], RECORD_FACES: int(record["faces"]),
-                                          RECORD_FORMAT: record["format"]}) for record in records]
+                                          RECORD_FORMAT: record["format"], RECORD_WIDTH: int(record["width"]),
+                                          RECORD_HEIGHT: int(record["height"])}) for record in records]
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
     return sink.getvalue().to_pybytes()
 
 
-def container_keys(plan: JobPlan, path: str) -> list[str]:
-    """The input keys in an output container, in record order."""
+_INDEX_COLUMNS = {RECORD_KEY: "key", RECORD_STATUS: "status", RECORD_FACES: "faces", RECORD_FORMAT: "format",
+                  RECORD_WIDTH: "width", RECORD_HEIGHT: "height"}
+
+
+def container_index(plan: JobPlan, path: str) -> list[dict]:
+    """What an output container holds, in record order: key, status, faces, format, width, height."""
     if plan.output_kind == "tfrecord":
         import tensorflow as tf
 
+        entries = []
         dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
-        return [tf.train.Example.FromString(raw).features.feature[RECORD_KEY].bytes_list.value[0].decode()
-                for raw in dataset.as_numpy_iterator()]
+        for raw in dataset.as_numpy_iterator():
+            feature = tf.train.Example.FromString(raw).features.feature
+            entry = {}
+            for column, name in _INDEX_COLUMNS.items():
+                kind = feature[column].WhichOneof("kind")
+                value = getattr(feature[column], kind).value[0]
+                entry[name] = value.decode() if kind == "bytes_list" else int(value)
+            entries.append(entry)
+        return entries
     with FileSystems.open(path) as handle:
-        return pq.read_table(handle, columns=[RECORD_KEY]).column(0).to_pylist()
+        table = pq.read_table(handle, columns=list(_INDEX_COLUMNS))
+    return table.rename_columns(list(_INDEX_COLUMNS.values())).to_pylist()
+
+
+def _delete_present(paths: Sequence[str]) -> None:
+    try:
+        FileSystems.delete(list(paths))
+    except Exception:  # some were gone already (a retried bundle): delete the others one by one
+        for path in paths:
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
 
 
 class WriteShards(beam.DoFn):
-    """(shard, records) -> the shard written whole (sorted by input key), then its manifest rows.
+    """(shard, staged references) -> the shard written whole (sorted by input key) from the staged
+    files, which are then deleted -> its members' manifest rows.
 
     A shard that exists is complete (atomic rename) and is not rewritten: its members get their
     rows from it; members missing from it go to a supplementary shard named by their keys."""
@@ -420,19 +476,24 @@ class WriteShards(beam.DoFn):
         self._plan = plan
 
     def process(self, element):
-        shard, records = element
+        shard, refs = element
         plan = self._plan
-        records = sorted(records, key=lambda record: record["key"])
+        refs = sorted(refs, key=lambda ref: ref["key"])
         root = plan.out(RECORDS_DIR)
         stem, ext = _split_container_name(shard)
         existing = [plan.out(RECORDS_DIR, shard)] if FileSystems.exists(plan.out(RECORDS_DIR, shard)) else []
         existing += sorted(meta.path for meta in FileSystems.match([plan.out(RECORDS_DIR, stem + ".more-*" + ext)])[0]
                            .metadata_list)
-        located = {}
+        located = {}  # key -> (output key, header)
         for path in existing:
             name = path[len(root):].lstrip("/")
-            located.update((key, f"{name}#{index}") for index, key in enumerate(container_keys(plan, path)))
-        new = [record for record in records if record["key"] not in located]
+            located.update((entry.pop("key"), (f"{name}#{index}", entry))
+                           for index, entry in enumerate(container_index(plan, path)))
+        new = []
+        for ref in refs:
+            if ref["key"] not in located:
+                header, image = read_staged(staged_path(plan, ref["key"]))
+                new.append(dict(ref, image=image, **header))
         if new:
             target = shard
             if existing:
@@ -442,10 +503,15 @@ class WriteShards(beam.DoFn):
                                        plan.out(TMP_DIR))
             Metrics.counter(NAMESPACE, "containers_written" if written else "containers_already_present").inc()
             Metrics.counter(NAMESPACE, "records_written" if written else "records_already_present").inc(len(new))
-            located.update((record["key"], f"{target}#{index}") for index, record in enumerate(new))
-        Metrics.counter(NAMESPACE, "records_already_present").inc(len(records) - len(new))
-        for record in records:
-            yield dict(record["row"], output_key=located[record["key"]])
+            located.update((record["key"], (f"{target}#{index}", record)) for index, record in enumerate(new))
+        Metrics.counter(NAMESPACE, "records_already_present").inc(len(refs) - len(new))
+        # Every member is in a complete shard now, so a re-run (or a retry of this bundle) finds it
+        # there: the staged copies go.
+        _delete_present([staged_path(plan, ref["key"]) for ref in refs])
+        for ref in refs:
+            out, header = located[ref["key"]]
+            yield manifest_row(plan, ref["key"], ref, header["status"], output_key=out, faces=header["faces"],
+                               size=(header["width"], header["height"]), input_format=header["format"])
 
 
 def write_atomically(path: str, data: bytes, tmp_dir: str) -> bool:
@@ -504,6 +570,11 @@ class PrepareFaces(beam.DoFn):
         plan, settings = self._plan, self._plan.settings
         if source["problem"]:
             yield beam.pvalue.TaggedOutput(self.ROWS, _reject(plan, key, source, *source["problem"]))
+            return
+        if plan.output_kind != "images" and FileSystems.exists(staged_path(plan, key)):
+            # Sanitized by an earlier run that stopped before writing its shard: kept, not redone.
+            Metrics.counter(NAMESPACE, "inputs_already_staged").inc()
+            yield beam.pvalue.TaggedOutput(self.RECORDS, _staged_ref(plan, key, source))
             return
         data = source["data"]
         if data is None:
@@ -625,10 +696,11 @@ class RecordProgress(beam.DoFn):
     """Flushes finished rows to _progress/part-<uuid>-n<rows>.parquet every `flush_rows` rows or
     `flush_s` seconds and at the end of each bundle (each part written atomically)."""
 
-    def __init__(self, plan: JobPlan, flush_rows: int = 32, flush_s: float = 15.0):
+    def __init__(self, plan: JobPlan, flush_rows: int = 32, flush_s: float = 15.0, tag: str = ""):
         self._plan = plan
         self._flush_rows = flush_rows
         self._flush_s = flush_s
+        self._tag = tag  # "shard-": rows of inputs written into shards (told apart by the progress line)
 
     def start_bundle(self):
         self._rows = []
@@ -647,11 +719,36 @@ class RecordProgress(beam.DoFn):
             table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink)
-            name = f"part-{uuid.uuid4().hex}-n{len(self._rows):06d}.parquet"
+            name = f"part-{self._tag}{uuid.uuid4().hex}-n{len(self._rows):06d}.parquet"
             write_atomically(self._plan.out(PROGRESS_DIR, name), sink.getvalue().to_pybytes(),
                              self._plan.out(TMP_DIR))
         self._rows = []
         self._since = time.monotonic()
+
+
+class MarkStaged(beam.DoFn):
+    """Container output: empty marker files _progress/staged-<uuid>-n<count> for the progress line
+    (staged inputs have no manifest row until their shard is written); hints only."""
+
+    def __init__(self, plan: JobPlan, flush_every: int = 32, flush_s: float = 15.0):
+        self._plan, self._every, self._flush_s = plan, flush_every, flush_s
+
+    def start_bundle(self):
+        self._count, self._since = 0, time.monotonic()
+
+    def process(self, element):
+        self._count += 1
+        if self._count >= self._every or time.monotonic() - self._since > self._flush_s:
+            self._flush()
+
+    def finish_bundle(self):
+        self._flush()
+
+    def _flush(self):
+        if self._count:
+            with FileSystems.create(self._plan.out(PROGRESS_DIR, f"staged-{uuid.uuid4().hex}-n{self._count:06d}")):
+                pass
+        self._count, self._since = 0, time.monotonic()
 
 
 def existing_row_files(plan: JobPlan) -> list[str]:
@@ -688,11 +785,16 @@ def build_sanitize(pipeline, plan: JobPlan, done_files: Sequence[str]):
     _ = composed.rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan))
     _ = prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))
     if plan.output_kind != "images":
+        # Sanitized inputs are staged (one file each, under _staging/) and only references go
+        # through the shuffle that groups a shard, so its memory does not hold the images and a
+        # killed run keeps the inputs it sanitized.
+        _ = composed[ComposeAndWrite.RECORDS] | "MarkStaged" >> beam.ParDo(MarkStaged(plan))
+        _ = prepared[PrepareFaces.RECORDS] | "MarkOthersStaged" >> beam.ParDo(MarkStaged(plan))
         _ = ((composed[ComposeAndWrite.RECORDS], prepared[PrepareFaces.RECORDS])
              | "AllRecords" >> beam.Flatten()
              | "GroupByShard" >> beam.GroupByKey()
              | "WriteShards" >> beam.ParDo(WriteShards(plan))
-             | "RecordShards" >> beam.ParDo(RecordProgress(plan)))
+             | "RecordShards" >> beam.ParDo(RecordProgress(plan, tag="shard-")))
 
 
 def _count(name):

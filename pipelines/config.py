@@ -255,7 +255,7 @@ class SanitizeJobConfig:
     """
 
     input: str = ""  # (pinned) folder, glob, TFRecord or Parquet file(s); local or gs://
-    output: str = ""  # folder or gs:// prefix for images/, manifest/, dead_letter/
+    output: str = ""  # folder or gs:// prefix for images/ or records/, manifest/, dead_letter/
     model: str | None = None  # pushed sanitizer SavedModel; None: the newest under Config().serving_dir
     input_format: str = "auto"  # (pinned) auto | images | tfrecord | parquet
     image_field: str = "image"  # (pinned) tf.Example feature / Parquet column holding encoded images

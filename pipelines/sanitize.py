@@ -301,24 +301,36 @@ class Progress:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.start = time.monotonic()
 
-    def count(self) -> int:
+    def counts(self) -> tuple[int, int]:
+        """(inputs through this run, of them written into container shards)."""
         from apache_beam.io.filesystems import FileSystems
 
         from components.bulk_sanitize import PROGRESS_DIR
 
-        metas = FileSystems.match([self._plan.out(PROGRESS_DIR, "part-*.parquet")])[0].metadata_list
-        return sum(int(meta.path.rsplit("-n", 1)[1].split(".")[0]) for meta in metas) - self._already
+        through = in_shards = 0
+        for meta in FileSystems.match([self._plan.out(PROGRESS_DIR, "*-n*")])[0].metadata_list:
+            name = posixpath.basename(meta.path)
+            count = int(name.rsplit("-n", 1)[1].split(".")[0])
+            if name.startswith("part-shard-"):
+                in_shards += count  # these inputs were counted when they were staged
+            elif name.startswith(("part-", "staged-")):
+                through += count
+        return through - self._already, in_shards
+
+    def count(self) -> int:
+        return self.counts()[0]
 
     def _loop(self):
         last_time, last_count = self.start, 0
         while not self._stop.wait(self._every):
             try:
-                count = self.count()
+                count, in_shards = self.counts()
             except Exception:  # listing can fail transiently on object stores; try again next time
                 continue
             now = time.monotonic()
             rate = (count - last_count) / max(now - last_time, 1e-9)
-            print(f"progress: {count} inputs finished this run, {rate:.1f}/s now, "
+            shards = f" ({in_shards} of them written into shards so far)" if in_shards else ""
+            print(f"progress: {count} inputs finished this run{shards}, {rate:.1f}/s now, "
                   f"{count / (now - self.start):.1f}/s since start", flush=True)
             last_time, last_count = now, count
 
@@ -349,6 +361,14 @@ def _counters(result) -> Counter:
     return totals
 
 
+def _delete_matching(pattern: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    paths = [meta.path for meta in FileSystems.match([pattern])[0].metadata_list]
+    if paths:
+        FileSystems.delete(paths)
+
+
 def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce: bool = True) -> dict:
     """Runs the job (sanitize, then consolidate the manifest); returns the summary it prints."""
     import apache_beam as beam
@@ -371,7 +391,9 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
     plan = claim_output(plan)
     done_files = bulk.existing_row_files(plan)
     already_parts = sum(int(p.rsplit("-n", 1)[1].split(".")[0]) for p in done_files
-                        if posixpath.basename(posixpath.dirname(p)) == bulk.PROGRESS_DIR)
+                        if posixpath.basename(posixpath.dirname(p)) == bulk.PROGRESS_DIR
+                        and not posixpath.basename(p).startswith("part-shard-"))
+    _delete_matching(plan.out(bulk.PROGRESS_DIR, "staged-*"))  # progress hints of an earlier run
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     bulk.build_sanitize(pipeline, plan, done_files)
@@ -388,9 +410,11 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         bulk.build_consolidate(consolidation, plan, bulk.existing_row_files(plan))
         consolidation.run().wait_until_finish()
         FileSystems.delete(parts) if parts else None
-    leftovers = [meta.path for meta in FileSystems.match([plan.out(bulk.TMP_DIR, "*")])[0].metadata_list]
-    if leftovers:  # temporary files of a killed run; nothing refers to them
-        FileSystems.delete(leftovers)
+    # Temporary files of a killed run (nothing refers to them), progress hints, and staged inputs
+    # (every shard is written now, so there are none unless inputs vanished since they were staged).
+    for pattern in (plan.out(bulk.TMP_DIR, "*"), plan.out(bulk.PROGRESS_DIR, "staged-*"),
+                    plan.out(bulk.STAGING_DIR, "**")):
+        _delete_matching(pattern)
 
     table = bulk.read_manifest(plan.settings.output, ["status", "reason"])
     statuses = Counter(table.column("status").to_pylist())
@@ -404,7 +428,8 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         "already_done": counters.get("inputs_already_done", 0),
         "this_run": {name: counters.get(name, 0) for name in (
             "images_read", "faces", "faces_sanitized", "sanitized", "copied_no_face", "rejected", "images_written",
-            "images_already_present", "records_written", "records_already_present", "containers_written")},
+            "images_already_present", "inputs_staged", "inputs_already_staged", "records_written",
+            "records_already_present", "containers_written")},
         "seconds": round(elapsed, 1),
     }
     processed = summary["this_run"]["sanitized"] + summary["this_run"]["copied_no_face"] + summary["this_run"]["rejected"]
@@ -413,8 +438,11 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
               f"{summary[bulk.COPIED_NO_FACE]} + rejected {summary[bulk.REJECTED]}"
               + (f" (rejected by reason: {', '.join(f'{k} {v}' for k, v in summary['rejected_by_reason'].items())})"
                  if reasons else ""))
+        staged_before = summary["this_run"]["inputs_already_staged"]
         print(f"this run: {processed} inputs processed in {elapsed:.1f} s ({processed / max(elapsed, 1e-9):.1f}/s), "
-              f"{summary['already_done']} already done by earlier runs, {summary['this_run']['faces_sanitized']} faces "
+              f"{summary['already_done']} already done by earlier runs"
+              + (f" ({staged_before} more sanitized by an earlier run and kept in _staging/)" if staged_before else "")
+              + f", {summary['this_run']['faces_sanitized']} faces "
               f"sanitized, " + (f"{summary['this_run']['images_written']} images written" if plan.output_kind == "images"
                                 else f"{summary['this_run']['records_written']} records written in "
                                      f"{summary['this_run']['containers_written']} {plan.output_kind} shards"))

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +27,7 @@ from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +82,9 @@ def test_image_folder_into_containers(model, folder, tmp_path, output_format):
     assert rows["y/broken.jpg"]["status"] == "rejected" and rows["y/broken.jpg"]["output_key"] == ""
     for key, record in records.items():
         assert rows[key]["output_key"] == record["path"]  # the manifest points at the record
-        assert record["fields"] == {"facesan_status": "sanitized", "facesan_faces": 1,
-                                    "facesan_format": record["format"]}
         original = Image.open(folder / key)
+        assert record["fields"] == {"facesan_status": "sanitized", "facesan_faces": 1, "facesan_format": record["format"],
+                                    "facesan_width": original.width, "facesan_height": original.height}
         assert (record["format"], record["size"]) == (original.format, original.size)
         assert metadata_found(record["data"]) == [], key
         before = np.asarray(original.convert("RGB"), float)
@@ -119,7 +126,7 @@ def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
     run_job(_settings(tmp_path / "faces.parquet", out), model_dir=model)
     written = pq.read_table(out / "records" / "faces-00000.parquet")
     assert written.schema.names == ["id", "name", "scores", "image", "facesan_input_key", "facesan_status",
-                                    "facesan_faces", "facesan_format"]
+                                    "facesan_faces", "facesan_format", "facesan_width", "facesan_height"]
     assert written.schema.field("scores").type == pa.list_(pa.float32())
     assert written.select(["id", "name", "scores", "facesan_format"]).to_pylist() == [
         {"id": 10, "name": "a", "scores": [0.5], "facesan_format": "JPEG"},
@@ -129,7 +136,8 @@ def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
     out = tmp_path / "converted"  # TFRecord in, Parquet out: the other features are not carried over
     run_job(_settings(tmp_path / "in", out, output_format="parquet", records_per_shard=10), model_dir=model)
     assert pq.read_table(out / "records" / "db" / "part-0-00000.parquet").schema.names == [
-        "image", "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format"]
+        "image", "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format", "facesan_width",
+        "facesan_height"]
 
 
 def test_rerun_writes_nothing_and_a_crash_is_completed_to_the_uninterrupted_output(model, folder, tmp_path):
@@ -172,6 +180,46 @@ def test_rerun_writes_nothing_and_a_crash_is_completed_to_the_uninterrupted_outp
         assert a[key]["path"] == b[key]["path"] and a[key]["fields"] == b[key]["fields"]
         np.testing.assert_array_equal(a[key]["pixels"], b[key]["pixels"], err_msg=key)
     assert {rel.split("/")[0] for rel in snapshot(crashed)} == {"dead_letter", "job.json", "manifest", "records"}
+
+
+def test_killed_run_keeps_what_it_sanitized_and_the_rerun_matches_uninterrupted(model, tmp_path):
+    """A real SIGKILL while inputs are being sanitized into _staging/ (no shard written yet), then
+    the same command again: the staged inputs are not sanitized again, and the output equals an
+    uninterrupted run's."""
+    from components import synthetic_celeba
+
+    raw = tmp_path / "raw"
+    synthetic_celeba.generate(str(raw), num_identities=30, images_per_identity=4, seed=8)
+    root = raw / "img_align_celeba"
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    command = [sys.executable, "-m", "pipelines.sanitize", "--model", model, "--input", str(root), "--batch-size", "2",
+               "--output-format", "tfrecord", "--records-per-shard", "40", "--direct_running_mode=in_memory",
+               "--progress-every", "1"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(command + ["--output", str(killed)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if len([p for p in (killed / "_staging").rglob("*") if p.is_file()]) >= 10:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the job ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    staged = len([p for p in (killed / "_staging").rglob("*") if p.is_file()])
+    assert 10 <= staged < 120 and not (killed / "manifest").exists()
+
+    rerun = subprocess.run(command + ["--output", str(killed)], cwd=REPO, env=env, check=True, capture_output=True,
+                           text=True)
+    assert f"({staged} more sanitized by an earlier run and kept in _staging/)" in rerun.stdout, rerun.stdout[-2000:]
+    subprocess.run(command + ["--output", str(full)], cwd=REPO, env=env, check=True, capture_output=True)
+    assert manifest_rows(killed) == manifest_rows(full) and len(manifest_rows(full)) == 120
+    a, b = container_records(full), container_records(killed)
+    assert sorted(a) == sorted(b) and len(a) == 120
+    for key in a:
+        assert a[key]["path"] == b[key]["path"] and a[key]["fields"] == b[key]["fields"]
+        np.testing.assert_array_equal(a[key]["pixels"], b[key]["pixels"], err_msg=key)
+    assert {rel.split("/")[0] for rel in snapshot(killed)} == {"dead_letter", "job.json", "manifest", "records"}
 
 
 def test_inputs_added_later_go_to_a_supplementary_shard(model, folder, tmp_path):
