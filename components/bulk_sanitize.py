@@ -102,7 +102,6 @@ MANIFEST_SCHEMA = pa.schema([
 
 IMAGES_DIR, RECORDS_DIR, MANIFEST_DIR, DEAD_LETTER_DIR, PROGRESS_DIR, TMP_DIR, STAGING_DIR = (
     "images", "records", "manifest", "dead_letter", "_progress", "_tmp", "_staging")
-OUTPUT_FORMATS = ("same", "images", "tfrecord", "parquet")
 CONTAINER_EXTENSIONS = {"tfrecord": ".tfrecord", "parquet": ".parquet"}
 # What every output record carries besides the image (tf.Example features / Parquet columns).
 RECORD_KEY, RECORD_STATUS, RECORD_FACES, RECORD_FORMAT, RECORD_WIDTH, RECORD_HEIGHT = (

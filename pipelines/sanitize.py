@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "facesan_status, facesan_faces, facesan_format (default %(default)s)")
     parser.add_argument("--records-per-shard", type=int, default=d.records_per_shard,
                         help="TFRecord/Parquet output: records per output shard; record inputs keep one series of "
-                             "shards per input file (default %(default)s)")
+                             "shards per input file. A shard is assembled in one worker's memory, so keep R x image "
+                             "size to a few hundred MB (e.g. 100 for multi-megapixel photos) (default %(default)s)")
     parser.add_argument("--image-field", default=d.image_field,
                         help="tf.Example bytes feature / Parquet column with the encoded image (default %(default)s)")
     parser.add_argument("--faces", choices=("aligned", "wild"), default=d.faces,
