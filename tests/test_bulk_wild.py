@@ -103,3 +103,25 @@ def test_no_face_reject_goes_to_dead_letter(model, photos, tmp_path):
     assert (summary["inputs"], summary["rejected"], summary["rejected_by_reason"]) == (1, 1, {"no_face": 1})
     assert [row["input_key"] for row in read_dead_letter(str(out))] == ["landscape.jpg"]
     assert not (out / "images").exists() or not any((out / "images").iterdir())
+
+
+def test_real_photos_into_a_tfrecord_shard(model, photos, tmp_path):
+    """Container output in wild mode: faces per record as detected, the photo without a face
+    copied into the shard with status copied_no_face, every record free of metadata."""
+    from bulk_helpers import container_records
+
+    root, expected = photos
+    out = tmp_path / "out"
+    settings = SanitizeJobConfig(input=str(root), output=str(out), faces="wild", output_format="tfrecord",
+                                 progress_every_s=0, beam_pipeline_args=["--direct_running_mode=in_memory"])
+    run_job(settings, model_dir=model)
+    records = container_records(out)
+    assert {key: record["fields"]["facesan_faces"] for key, record in records.items()} == expected
+    assert records["landscape.jpg"]["fields"]["facesan_status"] == "copied_no_face"
+    assert {r["fields"]["facesan_status"] for k, r in records.items() if k != "landscape.jpg"} == {"sanitized"}
+    rows = manifest_rows(out)
+    for name, record in records.items():
+        original = Image.open(root / name)
+        assert (record["size"], record["format"]) == (original.size, original.format), name
+        assert metadata_found(record["data"]) == [], name
+        assert rows[name]["output_key"] == record["path"]
