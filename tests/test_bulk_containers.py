@@ -254,3 +254,25 @@ def test_auto_input_format_looks_at_the_folder(model, folder, tmp_path):
     with pytest.raises(SystemExit, match="holds both images and parquet files .*--input-format"):
         plan_job(_settings(mixed, tmp_path / "o3"), model)
     assert plan_job(_settings(mixed, tmp_path / "o4", input_format="images"), model).input_kind == "images"
+
+
+def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
+    """The progress line counts inputs through this run from the hints in _progress/: row parts
+    and staged markers; rows of shard members were counted when staged, and parts left by an
+    earlier run are not this run's."""
+    from components.bulk_sanitize import JobPlan
+    from pipelines.sanitize import Progress
+
+    progress = tmp_path / "_progress"
+    progress.mkdir()
+    for name in ("part-aa-n000005.parquet",  # 5 rows left by an earlier run
+                 "part-bb-n000003.parquet",  # 3 rejected this run
+                 "staged-cc-n000032", "staged-dd-n000007",  # 39 sanitized and staged
+                 "part-shard-ee-n000032.parquet"):  # 32 of them written into shards
+        (progress / name).write_bytes(b"")
+    plan = JobPlan(SanitizeJobConfig(output=str(tmp_path)), None, "images", "", "")
+    counter = Progress(plan, every_s=0.05, already=5)
+    assert counter.counts() == (42, 32)
+    with counter:
+        time.sleep(0.3)
+    assert "progress: 42 inputs finished this run (32 of them written into shards so far)" in capsys.readouterr().out
