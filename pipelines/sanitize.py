@@ -38,6 +38,10 @@ BEAM_HELP = """Beam options (passed through; the most used):
   worker software: --sdk_container_image=<the image built from infra/Dockerfile> (the locked
   environment with the faces extra, i.e. dlib and its models, and this project at /facesan).
   The model is read by the workers from --model, so give a gs:// path on Dataflow.
+  Any portable runner's job service: --runner PortableRunner --job_endpoint HOST:PORT
+  --environment_type EXTERNAL --environment_config HOST:PORT (an SDK worker pool:
+  python -m apache_beam.runners.worker.worker_pool_main --service_port=PORT) or DOCKER with
+  --environment_config=<the image from infra/Dockerfile>.
 """
 
 
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "TFRecord inputs TFRecord shards and Parquet inputs Parquet shards, with the input "
                              "records' other features/columns passed through; images|tfrecord|parquet: that, whatever "
                              "the input. Records carry the sanitized image (--image-field) and facesan_input_key, "
-                             "facesan_status, facesan_faces, facesan_format (default %(default)s)")
+                             "facesan_status, facesan_faces, facesan_format, facesan_width, facesan_height "
+                             "(default %(default)s)")
     parser.add_argument("--records-per-shard", type=int, default=d.records_per_shard,
                         help="TFRecord/Parquet output: records per output shard; record inputs keep one series of "
                              "shards per input file. A shard is assembled in one worker's memory, so keep R x image "
