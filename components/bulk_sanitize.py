@@ -254,10 +254,14 @@ class ReadRecords(beam.DoFn):
             compression = "GZIP" if path.endswith(".gz") else ""
             for raw in tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator():
                 example = tf.train.Example.FromString(raw)
-                values = example.features.feature[field].bytes_list.value if field in example.features.feature else []
+                features = example.features.feature
+                values = features[field].bytes_list.value if field in features else []
                 data = values[0] if values else None
-                if field in example.features.feature:
-                    del example.features.feature[field]
+                if not self._plan.passthrough:  # the other features are not needed: no re-serializing
+                    yield data, None
+                    continue
+                if field in features:
+                    del features[field]
                 yield data, example.SerializeToString(deterministic=True)
         else:
             with FileSystems.open(path) as handle:
@@ -386,6 +390,13 @@ def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format
     return "record", _staged_ref(plan, key, source)
 
 
+def _record_fields(record: dict, image_field: str) -> dict:
+    """The fields this job writes into an output record (beside any passed-through ones)."""
+    return {image_field: record["image"], RECORD_KEY: record["key"], RECORD_STATUS: record["status"],
+            RECORD_FACES: int(record["faces"]), RECORD_FORMAT: record["format"], RECORD_WIDTH: int(record["width"]),
+            RECORD_HEIGHT: int(record["height"])}
+
+
 def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> bytes:
     """A whole TFRecord (tf.Example) or Parquet container of `records`, in their order."""
     field = plan.settings.image_field
@@ -395,18 +406,15 @@ def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> byte
         def feature(value):
             if isinstance(value, int):
                 return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+            return tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[value.encode() if isinstance(value, str) else value]))
 
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "shard")
             with tf.io.TFRecordWriter(path, options="GZIP" if shard.endswith(".gz") else None) as writer:
                 for record in records:
                     example = tf.train.Example.FromString(record["extra"]) if record["extra"] else tf.train.Example()
-                    values = {field: record["image"], RECORD_KEY: record["key"].encode(),
-                              RECORD_STATUS: record["status"].encode(), RECORD_FACES: int(record["faces"]),
-                              RECORD_FORMAT: record["format"].encode(), RECORD_WIDTH: int(record["width"]),
-                              RECORD_HEIGHT: int(record["height"])}
-                    for name, value in values.items():
+                    for name, value in _record_fields(record, field).items():
                         example.features.feature[name].CopyFrom(feature(value))
                     writer.write(example.SerializeToString(deterministic=True))
             with open(path, "rb") as handle:
@@ -421,10 +429,7 @@ def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> byte
         schema = pa.schema([f for f in schema if f.name not in names] + [pa.field(n, t) for n, t in ours])
     else:
         schema = pa.schema(ours)
-    rows = [dict(record["extra"] or {}, **{field: record["image"], RECORD_KEY: record["key"],
-                                          RECORD_STATUS: record["status"], RECORD_FACES: int(record["faces"]),
-                                          RECORD_FORMAT: record["format"], RECORD_WIDTH: int(record["width"]),
-                                          RECORD_HEIGHT: int(record["height"])}) for record in records]
+    rows = [dict(record["extra"] or {}, **_record_fields(record, field)) for record in records]
     sink = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
     return sink.getvalue().to_pybytes()
@@ -748,6 +753,11 @@ class MarkStaged(beam.DoFn):
             with FileSystems.create(self._plan.out(PROGRESS_DIR, f"staged-{uuid.uuid4().hex}-n{self._count:06d}")):
                 pass
         self._count, self._since = 0, time.monotonic()
+
+
+def progress_file_count(path: str) -> int:
+    """The number of inputs a _progress/ file stands for (its name ends in -n<count>[.parquet])."""
+    return int(posixpath.basename(path).rsplit("-n", 1)[1].split(".")[0])
 
 
 def existing_row_files(plan: JobPlan) -> list[str]:

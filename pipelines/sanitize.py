@@ -311,12 +311,12 @@ class Progress:
         """(inputs through this run, of them written into container shards)."""
         from apache_beam.io.filesystems import FileSystems
 
-        from components.bulk_sanitize import PROGRESS_DIR
+        from components.bulk_sanitize import PROGRESS_DIR, progress_file_count
 
         through = in_shards = 0
         for meta in FileSystems.match([self._plan.out(PROGRESS_DIR, "*-n*")])[0].metadata_list:
             name = posixpath.basename(meta.path)
-            count = int(name.rsplit("-n", 1)[1].split(".")[0])
+            count = progress_file_count(name)
             if name.startswith("part-shard-"):
                 in_shards += count  # these inputs were counted when they were staged
             elif name.startswith(("part-", "staged-")):
@@ -396,7 +396,7 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
         print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
     plan = claim_output(plan)
     done_files = bulk.existing_row_files(plan)
-    already_parts = sum(int(p.rsplit("-n", 1)[1].split(".")[0]) for p in done_files
+    already_parts = sum(bulk.progress_file_count(p) for p in done_files
                         if posixpath.basename(posixpath.dirname(p)) == bulk.PROGRESS_DIR
                         and not posixpath.basename(p).startswith("part-shard-"))
     _delete_matching(plan.out(bulk.PROGRESS_DIR, "staged-*"))  # progress hints of an earlier run

@@ -132,3 +132,31 @@ def container_records(root: Path, image_field: str = "image") -> dict:
                 records[key] = {"path": f"{name}#{index}", "pixels": np.asarray(image.convert("RGB")),
                                 "format": image.format, "size": image.size, "data": data, "fields": row}
     return records
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def start_then_kill(command: list, cwd: Path, env: dict, ready, seconds: float = 240) -> None:
+    """Starts `command`, waits until `ready()` is true, then SIGKILLs its whole process group.
+    Fails if the command ends first (it could not be killed part-way)."""
+    import signal
+    import subprocess
+    import time
+
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        if ready():
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the job ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from bulk_helpers import container_records, export_small_model, manifest_rows, metadata_found, save_with_metadata, \
-    snapshot
+from bulk_helpers import (container_records, export_small_model, manifest_rows, metadata_found, save_with_metadata,
+                          snapshot, start_then_kill)
 from components.bulk_sanitize import MANIFEST_SCHEMA
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
@@ -60,6 +59,18 @@ def folder(tmp_path_factory):
 def _settings(input_path, output, **overrides):
     return SanitizeJobConfig(input=str(input_path), output=str(output), beam_pipeline_args=list(IN_MEMORY),
                              progress_every_s=0, **overrides)
+
+
+def _same_records(full, other) -> dict:
+    """Asserts that `other` holds the same records as `full` (same place, fields and pixels) and
+    nothing but the finished output; returns full's records."""
+    a, b = container_records(full), container_records(other)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key]["path"] == b[key]["path"] and a[key]["fields"] == b[key]["fields"]
+        np.testing.assert_array_equal(a[key]["pixels"], b[key]["pixels"], err_msg=key)
+    assert {rel.split("/")[0] for rel in snapshot(other)} == {"dead_letter", "job.json", "manifest", "records"}
+    return a
 
 
 @pytest.mark.parametrize("output_format", ["tfrecord", "parquet"])
@@ -174,12 +185,7 @@ def test_rerun_writes_nothing_and_a_crash_is_completed_to_the_uninterrupted_outp
     assert summary["this_run"]["records_already_present"] == len(members) - 1
     assert snapshot(crashed)[f"records/{kept}"] == kept_stat  # not rewritten
     assert manifest_rows(crashed) == manifest_rows(full)
-    a, b = container_records(full), container_records(crashed)
-    assert sorted(a) == sorted(b)
-    for key in a:
-        assert a[key]["path"] == b[key]["path"] and a[key]["fields"] == b[key]["fields"]
-        np.testing.assert_array_equal(a[key]["pixels"], b[key]["pixels"], err_msg=key)
-    assert {rel.split("/")[0] for rel in snapshot(crashed)} == {"dead_letter", "job.json", "manifest", "records"}
+    _same_records(full, crashed)
 
 
 def test_killed_run_keeps_what_it_sanitized_and_the_rerun_matches_uninterrupted(model, tmp_path):
@@ -196,17 +202,11 @@ def test_killed_run_keeps_what_it_sanitized_and_the_rerun_matches_uninterrupted(
                "--output-format", "tfrecord", "--records-per-shard", "40", "--direct_running_mode=in_memory",
                "--progress-every", "1"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(command + ["--output", str(killed)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if len([p for p in (killed / "_staging").rglob("*") if p.is_file()]) >= 10:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the job ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    staged = len([p for p in (killed / "_staging").rglob("*") if p.is_file()])
+    def staged_files():
+        return len([p for p in (killed / "_staging").rglob("*") if p.is_file()])
+
+    start_then_kill(command + ["--output", str(killed)], REPO, env, lambda: staged_files() >= 10)
+    staged = staged_files()
     assert 10 <= staged < 120 and not (killed / "manifest").exists()
 
     rerun = subprocess.run(command + ["--output", str(killed)], cwd=REPO, env=env, check=True, capture_output=True,
@@ -214,12 +214,7 @@ def test_killed_run_keeps_what_it_sanitized_and_the_rerun_matches_uninterrupted(
     assert f"({staged} more sanitized by an earlier run and kept in _staging/)" in rerun.stdout, rerun.stdout[-2000:]
     subprocess.run(command + ["--output", str(full)], cwd=REPO, env=env, check=True, capture_output=True)
     assert manifest_rows(killed) == manifest_rows(full) and len(manifest_rows(full)) == 120
-    a, b = container_records(full), container_records(killed)
-    assert sorted(a) == sorted(b) and len(a) == 120
-    for key in a:
-        assert a[key]["path"] == b[key]["path"] and a[key]["fields"] == b[key]["fields"]
-        np.testing.assert_array_equal(a[key]["pixels"], b[key]["pixels"], err_msg=key)
-    assert {rel.split("/")[0] for rel in snapshot(killed)} == {"dead_letter", "job.json", "manifest", "records"}
+    assert len(_same_records(full, killed)) == 120
 
 
 def test_inputs_added_later_go_to_a_supplementary_shard(model, folder, tmp_path):

@@ -7,26 +7,23 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from gcp_storage_emulator import server as emulator  # a locked dev dependency: missing means a broken install
 from PIL import Image
 
-from bulk_helpers import export_small_model, metadata_found, save_with_metadata
+from bulk_helpers import export_small_model, free_port, metadata_found, save_with_metadata
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
 
-emulator = pytest.importorskip("gcp_storage_emulator.server")
 BUCKET = "facesan-test"
 
 
 @pytest.fixture
 def gcs(monkeypatch, tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = emulator.create_server("localhost", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://localhost:{port}")

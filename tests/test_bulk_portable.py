@@ -18,17 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bulk_helpers import export_small_model, image_files, manifest_rows
+from bulk_helpers import export_small_model, free_port, image_files, manifest_rows
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for(port: int, process: subprocess.Popen, seconds: float = 120) -> None:
@@ -47,7 +41,7 @@ def _wait_for(port: int, process: subprocess.Popen, seconds: float = 120) -> Non
 def portable_services(tmp_path):
     """(job endpoint, worker pool endpoint, worker pool log) of freshly started services."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    job_port, pool_port = _free_port(), _free_port()
+    job_port, pool_port = free_port(), free_port()
     pool_log = tmp_path / "worker_pool.log"
     processes = [
         subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",

@@ -7,11 +7,9 @@ import io
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -21,7 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from bulk_helpers import export_small_model, image_files, manifest_rows, metadata_found, save_with_metadata, snapshot
+from bulk_helpers import (export_small_model, image_files, manifest_rows, metadata_found, save_with_metadata,
+                          snapshot, start_then_kill)
 from components.bulk_sanitize import MANIFEST_SCHEMA, read_dead_letter
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
@@ -245,16 +244,8 @@ def test_killed_run_then_rerun_matches_uninterrupted(model, tmp_path):
     command = [sys.executable, "-m", "pipelines.sanitize", "--model", model, "--input", str(root), "--batch-size", "2",
                "--direct_running_mode=in_memory", "--progress-every", "1"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen(command + ["--output", str(killed)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if list((killed / "_progress").glob("part-*.parquet")):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the job ended before it could be killed:\n" + process.stdout.read().decode()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    start_then_kill(command + ["--output", str(killed)], REPO, env,
+                    lambda: bool(list((killed / "_progress").glob("part-*.parquet"))))
     assert not (killed / "manifest").exists()  # killed before it finished
     partial = len(list((killed / "images").glob("*")))
     assert 0 < partial < 150

@@ -14,6 +14,8 @@ from components.bulk_sanitize import read_dead_letter
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import run_job
 
+# dlib comes with the optional `faces` extra; the README's test command (infra/with-env.sh) always
+# installs it, so this skips only for someone running pytest in an environment without the extra.
 pytest.importorskip("dlib")
 
 
