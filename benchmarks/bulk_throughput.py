@@ -145,11 +145,25 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", choices=("multi_threading", "multi_processing"), default="multi_threading",
                         help="DirectRunner running mode of the job (default: the job's own local default)")
     parser.add_argument("--raw-seconds", type=float, default=30.0)
+    parser.add_argument("--raw-threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads for (a); 0: TensorFlow's default (all cores). "
+                             "1 shows what one multi_processing worker (cores / workers threads) gets")
+    parser.add_argument("--raw-only", action="store_true", help="measure (a) only")
     parser.add_argument("--work-dir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
+    if args.raw_threads:  # before TensorFlow starts its thread pools
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.raw_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.raw_threads)
 
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
         model_dir = export_model(os.path.join(work, "model", "1"), args.image_size)
+        if args.raw_only:
+            raw = raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds)
+            print(f"(a) raw model forward, batch {args.batch_size}, {args.image_size}x{args.image_size}, TensorFlow "
+                  f"threads {args.raw_threads or 'default'}: {raw:.1f} images/s", flush=True)
+            return 0
         largest = max(args.sizes)
         print(f"writing {largest} aligned {args.image_size}x{args.image_size} SYNTHETIC faces ...", flush=True)
         make_faces(os.path.join(work, "db"), largest, args.image_size)
