@@ -57,9 +57,9 @@ def make_faces(folder: str, count: int, size: int, seed: int = 0) -> None:
     """`count` aligned SxS JPEG faces (SYNTHETIC), from 48 generated faces with per-copy variation."""
     from PIL import Image
 
-    from components import celeba_format as fmt
-    from components import synthetic_celeba
-    from components.imaging import align_face, celeba_landmark_to_point, decode_image
+    from components.celeba import layout as fmt
+    from components.synthetic import celeba_layout as synthetic_celeba
+    from components.faces.imaging import align_face, celeba_landmark_to_point, decode_image
 
     raw = os.path.join(folder, "_raw")
     synthetic_celeba.generate(raw, num_identities=12, images_per_identity=4, seed=seed)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
 from tfx import v1 as tfx
 from tfx.orchestration import pipeline as tfx_pipeline
 
-from components.celeba_example_gen import CelebAExampleGen
-from components.judge_trainer import JudgeTrainer
-from components.san_trainer import SanTrainer, VertexSanTrainer
-from components.sanitizer_evaluator import SanitizerEvaluator
-from components.validation_gate import ValidationGate
+from components.celeba.example_gen import CelebAExampleGen
+from components.evaluation.component import SanitizerEvaluator
+from components.evaluation.config import SYNTHETIC
+from components.evaluation.judge_trainer import JudgeTrainer
+from components.training.san_trainer import SanTrainer, VertexSanTrainer
+from components.validation.gate import ValidationGate
 from pipelines.config import Config
-from trainer.judges import SYNTHETIC, check_judge_names
+from pipelines.sanitize.component import BulkSanitizer
 from trainer.san import CHECKPOINT_ROOT_KEY
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
@@ -82,7 +82,7 @@ def create_components(config: Config) -> list:
     ).with_id("SanTrainer")
 
     # Independent judges: trained here (synthetic) or pretrained (real faces), never fed to the SAN.
-    judge_names = check_judge_names(config.evaluation.judges_for(synthetic_data=config.data is None))
+    judge_names = config.evaluation.judges_for(synthetic_data=config.data is None)
     judge_trainer = None
     if SYNTHETIC in judge_names:
         judge_trainer = JudgeTrainer(
@@ -96,8 +96,8 @@ def create_components(config: Config) -> list:
         examples=example_gen.outputs["examples"],
         model=san_trainer.outputs["model"],
         judges=judge_trainer.outputs["judges"] if judge_trainer else None,
-        gate_json=json.dumps(dataclasses.asdict(config.gate)),
-        evaluation_json=json.dumps(dataclasses.asdict(config.evaluation)),
+        gate_json=config.gate.to_json(),
+        evaluation_json=config.evaluation.to_json(),
         judge_names=json.dumps(judge_names),
         data_label=(f"real data from {config.data}" if config.data else
                     "SYNTHETIC faces: the embedded synthetic CelebA-layout data (drawn faces, not CelebA)"),
@@ -111,9 +111,7 @@ def create_components(config: Config) -> list:
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
                   gender_trainer, matcher, san_trainer, *([judge_trainer] if judge_trainer else []), evaluator, pusher]
-    if config.sanitize_test_split:  # the bulk job (issue #5) on the test split with the pushed model
-        from components.bulk_sanitizer_component import BulkSanitizer
-
+    if config.sanitize_test_split:  # the bulk job on the test split with the pushed model
         components.append(BulkSanitizer(examples=example_gen.outputs["examples"],
                                         pushed_model=pusher.outputs["pushed_model"], split="test",
                                         beam_args_json=json.dumps(list(config.beam_pipeline_args))))

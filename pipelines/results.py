@@ -9,8 +9,8 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
-from components.celeba_example_gen import REPORT_FILE
-from components.sanitizer_evaluator import METRICS_FILE
+from components.celeba.example_gen import REPORT_FILE
+from components.evaluation.evaluator import METRICS_FILE
 from pipelines.config import Config
 
 

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 
+from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
 
 RUNNERS = ("DirectRunner", "vertex")
@@ -141,14 +142,12 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     if training.image_size % 32:
         raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
                          f"got {training.image_size}")
-    evaluation = dataclasses.replace(base.evaluation, judge_seed=args.judge_seed)
-    if args.judges:
-        from trainer.judges import check_judge_names
-
-        try:
-            evaluation.judges = check_judge_names([name.strip() for name in args.judges.split(",") if name.strip()])
-        except ValueError as error:
-            raise SystemExit(f"--judges: {error}") from None
+    judges = tuple(name.strip() for name in (args.judges or "").split(",") if name.strip())
+    try:  # EvaluationConfig validates the judge names
+        evaluation = dataclasses.replace(base.evaluation, judge_seed=args.judge_seed,
+                                         judges=judges or base.evaluation.judges)
+    except ValueError as error:
+        raise SystemExit(f"--judges: {error}") from None
     return dataclasses.replace(
         base,
         data=args.data,
@@ -166,8 +165,6 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
 
 def ensure_synthetic_data(config: Config) -> str:
     """Generates the embedded synthetic CelebA unless the same one is already there."""
-    from components import synthetic_celeba
-
     root = config.data_root
     wanted = {"num_identities": config.synthetic.identities,
               "images_per_identity": config.synthetic.images_per_identity,

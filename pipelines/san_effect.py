@@ -25,7 +25,7 @@ import tf_keras as keras
 from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
-from components.privacy_metrics import genuine_impostor
+from components.evaluation.metrics import genuine_impostor
 from pipelines.config import DEFAULT_WORK_DIR
 from trainer.data import aligned_face_batches
 from trainer.export import load_metadata

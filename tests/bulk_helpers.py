@@ -91,7 +91,7 @@ def image_files(root: Path) -> dict:
 
 
 def manifest_rows(root: Path) -> dict:
-    from components.bulk_sanitize import read_manifest
+    from pipelines.sanitize.manifest import read_manifest
 
     table = read_manifest(str(root))
     rows = table.to_pylist()

@@ -21,9 +21,9 @@ from PIL import Image
 
 from bulk_helpers import (container_records, export_small_model, manifest_rows, metadata_found, save_with_metadata,
                           snapshot, start_then_kill)
-from components.bulk_sanitize import MANIFEST_SCHEMA
+from pipelines.sanitize.manifest import MANIFEST_SCHEMA
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import run_job
+from pipelines.sanitize.job import run_job
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def test_killed_run_keeps_what_it_sanitized_and_the_rerun_matches_uninterrupted(
     """A real SIGKILL while inputs are being sanitized into _staging/ (no shard written yet), then
     the same command again: the staged inputs are not sanitized again, and the output equals an
     uninterrupted run's."""
-    from components import synthetic_celeba
+    from components.synthetic import celeba_layout as synthetic_celeba
 
     raw = tmp_path / "raw"
     synthetic_celeba.generate(str(raw), num_identities=30, images_per_identity=4, seed=8)
@@ -237,7 +237,7 @@ def test_inputs_added_later_go_to_a_supplementary_shard(model, folder, tmp_path)
 
 
 def test_auto_input_format_looks_at_the_folder(model, folder, tmp_path):
-    from pipelines.sanitize import plan_job
+    from pipelines.sanitize.job import plan_job
 
     (tmp_path / "records").mkdir()
     pq.write_table(pa.table({"image": [_encoded(_face(1), "JPEG")]}), tmp_path / "records" / "a.parquet")
@@ -255,8 +255,8 @@ def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
     """The progress line counts inputs through this run from the hints in _progress/: row parts
     and staged markers; rows of shard members were counted when staged, and parts left by an
     earlier run are not this run's."""
-    from components.bulk_sanitize import JobPlan
-    from pipelines.sanitize import Progress
+    from pipelines.sanitize.layout import JobPlan
+    from pipelines.sanitize.manifest import ProgressLine
 
     progress = tmp_path / "_progress"
     progress.mkdir()
@@ -266,7 +266,7 @@ def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
                  "part-shard-ee-n000032.parquet"):  # 32 of them written into shards
         (progress / name).write_bytes(b"")
     plan = JobPlan(SanitizeJobConfig(output=str(tmp_path)), None, "images", "", "")
-    counter = Progress(plan, every_s=0.05, already=5)
+    counter = ProgressLine(plan, every_s=0.05, already=5)
     assert counter.counts() == (42, 32)
     with counter:
         time.sleep(0.3)

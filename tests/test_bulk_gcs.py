@@ -16,7 +16,7 @@ from PIL import Image
 
 from bulk_helpers import export_small_model, free_port, metadata_found, save_with_metadata
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import run_job
+from pipelines.sanitize.job import run_job
 
 BUCKET = "facesan-test"
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from bulk_helpers import export_small_model, free_port, image_files, manifest_rows
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import run_job
+from pipelines.sanitize.job import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,9 +21,9 @@ from PIL import Image
 
 from bulk_helpers import (export_small_model, image_files, manifest_rows, metadata_found, save_with_metadata,
                           snapshot, start_then_kill)
-from components.bulk_sanitize import MANIFEST_SCHEMA, read_dead_letter
+from pipelines.sanitize.manifest import MANIFEST_SCHEMA, read_dead_letter
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import run_job
+from pipelines.sanitize.job import run_job
 
 REPO = Path(__file__).resolve().parents[1]
 IN_MEMORY = ["--direct_running_mode=in_memory"]
@@ -39,7 +39,7 @@ def model(tmp_path_factory):
 def aligned_faces(tmp_path_factory):
     """12 SYNTHETIC CelebA-style aligned faces in two sub-folders, JPEG and PNG, all carrying EXIF
     (with GPS), an ICC profile and a comment."""
-    from components import synthetic_celeba
+    from components.synthetic import celeba_layout as synthetic_celeba
 
     raw = tmp_path_factory.mktemp("synthetic")
     synthetic_celeba.generate(str(raw), num_identities=4, images_per_identity=3, seed=3)
@@ -235,7 +235,7 @@ def test_state_left_by_a_crash_is_completed_to_the_uninterrupted_output(model, a
 
 def test_killed_run_then_rerun_matches_uninterrupted(model, tmp_path):
     """A real SIGKILL of the job process part-way, then the same command again."""
-    from components import synthetic_celeba
+    from components.synthetic import celeba_layout as synthetic_celeba
 
     raw = tmp_path / "raw"
     synthetic_celeba.generate(str(raw), num_identities=30, images_per_identity=5, seed=5)

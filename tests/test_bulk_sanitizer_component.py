@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from bulk_helpers import container_records, export_small_model, manifest_rows
-from components.bulk_sanitizer_component import sanitize_split
+from pipelines.sanitize.component import sanitize_split
 from pipelines.config import Config
 from pipelines.pipeline import create_components
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from bulk_helpers import export_small_model, manifest_rows, metadata_found, save_with_metadata
-from components.bulk_sanitize import read_dead_letter
+from pipelines.sanitize.manifest import read_dead_letter
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import run_job
+from pipelines.sanitize.job import run_job
 
 # dlib comes with the optional `faces` extra; the README's test command (infra/with-env.sh) always
 # installs it, so this skips only for someone running pytest in an environment without the extra.
@@ -28,7 +28,7 @@ def model(tmp_path_factory):
 def photos(tmp_path_factory):
     """Real photos at half size, re-saved with EXIF/GPS/ICC/comment; a two-face composite; a
     photo without a face. Name -> expected faces."""
-    from components.face_models import real_test_photos
+    from components.faces.model_files import real_test_photos
 
     real = real_test_photos()
     root = tmp_path_factory.mktemp("photos")
@@ -57,8 +57,8 @@ def photos(tmp_path_factory):
 
 
 def _boxes(path):
-    from components.face_detection import FaceFinder
-    from components.imaging import decode_image
+    from components.faces.detection import FaceFinder
+    from components.faces.imaging import decode_image
 
     return [face.box for face in FaceFinder().find(decode_image(path.read_bytes()).pixels)]
 

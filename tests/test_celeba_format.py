@@ -1,6 +1,6 @@
 import pytest
 
-from components import celeba_format as fmt
+from components.celeba import layout as fmt
 
 NAMES = ["Bald", "Male", "Young"]
 

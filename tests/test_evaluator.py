@@ -1,7 +1,7 @@
 import numpy as np
 import tensorflow as tf
 
-from components.sanitizer_evaluator import example_grid
+from components.evaluation.evaluator import example_grid
 
 
 def test_example_grid_puts_one_output_per_row():

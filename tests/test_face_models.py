@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from components import face_models
+from components.faces import model_files as face_models
 
 
 def test_pinned_archives_give_the_gender_onnx_and_real_photos():

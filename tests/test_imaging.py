@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.imaging import (
+from components.faces.imaging import (
     ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE, ImageRejected, align_face, celeba_landmark_to_point, decode_image,
     encode_png, eye_alignment_matrix,
 )

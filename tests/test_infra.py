@@ -54,7 +54,7 @@ def test_image_installs_exactly_the_locked_versions(tmp_path):
 def test_flex_template_parameters_are_flags_of_the_bulk_job():
     import json
 
-    from pipelines import sanitize
+    from pipelines.sanitize import cli as sanitize
 
     metadata = json.load(open(os.path.join(REPO_ROOT, "infra", "dataflow", "sanitize_metadata.json")))
     parser = sanitize.build_parser()
@@ -75,5 +75,5 @@ def test_flex_template_parameters_are_flags_of_the_bulk_job():
                                         "--temp_location=gs://b/tmp"])
     assert (config.input_format, config.no_face, config.batch_size) == ("tfrecord", "reject", 4)
     assert "--temp_location=gs://b/tmp" in config.beam_pipeline_args  # Beam's own options untouched
-    # The image runs pipelines/sanitize.py as the flex template's Python file.
-    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/facesan/pipelines/sanitize.py" in " ".join(_instructions())
+    # The image runs the bulk job's entry point as the flex template's Python file.
+    assert "FLEX_TEMPLATE_PYTHON_PY_FILE=/facesan/pipelines/sanitize/__main__.py" in " ".join(_instructions())

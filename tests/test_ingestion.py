@@ -9,9 +9,9 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from PIL import Image
 
-from components import celeba_format as fmt
-from components.celeba_ingest import ReadCelebA
-from components.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE
+from components.celeba import layout as fmt
+from components.celeba.ingest import ReadCelebA
+from components.faces.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE
 from trainer import features
 
 ATTRIBUTES = ["Bald", "Male", "Young"]

@@ -5,10 +5,10 @@ import pytest
 import tf_keras as keras
 from sklearn.pipeline import Pipeline
 
-from components import synthetic_faces
-from components.imaging import align_face
+from components.synthetic import faces as synthetic_faces
+from components.faces.imaging import align_face
 from pipelines.config import Config, EvaluationConfig
-from trainer import judges
+from components.evaluation import judges
 from trainer.models import build_face_matcher, build_gender_classifier
 
 SIZE = 64

@@ -55,7 +55,7 @@ def test_vertex_training_puts_every_trainer_on_a_gpu_job():
         executor = component.executor_spec.executor_class
         assert issubclass(executor, vertex_trainer_executor.GenericExecutor)
         assert executor().\
-            _GetExecutorClass().__module__ == ("components.san_trainer" if node == "SanTrainer"
+            _GetExecutorClass().__module__ == ("components.training.san_trainer" if node == "SanTrainer"
                                                else "tfx.components.trainer.executor")
     # Transform's configuration (and so its cache key) does not depend on where trainers run.
     assert "ai_platform_training_args" not in json.loads(components["Transform"].exec_properties["custom_config"])

@@ -5,7 +5,7 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.imaging import encode_png
+from components.faces.imaging import encode_png
 from trainer import features
 from trainer.preprocessing import preprocessing_fn
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.privacy_metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics, tmr_at_fmr
+from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics, tmr_at_fmr
 
 # 100 impostor scores 0.00 .. 0.99 and five genuine scores.
 IMPOSTOR = np.arange(100) / 100

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import face_models
-from trainer import real_face_judges
-from trainer.real_face_judges import DlibResNetMatcher, OnnxGenderCNN, align_photo
+from components.faces import model_files as face_models
+from components.evaluation import real_face_judges
+from components.evaluation.real_face_judges import DlibResNetMatcher, OnnxGenderCNN, align_photo
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")
 # The documented gender of every test face (all four photos show men).

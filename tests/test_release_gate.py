@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.release_gate import decide_blessing
+from components.evaluation.gate import decide_blessing
 from pipelines.config import GateConfig
 
 GATE = GateConfig(min_op_gender_error=0.35, max_original_gender_error=0.25, max_sm_gender_error=0.35,

@@ -12,7 +12,8 @@ from PIL import Image
 
 from bulk_helpers import export_small_model, manifest_rows
 from pipelines.config import SanitizeJobConfig
-from pipelines.sanitize import build_parser, config_from_args, run_job
+from pipelines.sanitize.cli import build_parser, config_from_args
+from pipelines.sanitize.job import run_job
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,10 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, WorkerOptions
 
-    from components import bulk_sanitize as bulk
-    from pipelines.sanitize import beam_options, model_facts
+    from pipelines.sanitize.job import beam_options
+    from pipelines.sanitize.layout import JobPlan
+    from pipelines.sanitize.model import model_facts
+    from pipelines.sanitize.transforms import ConsolidateManifest, SanitizeInputs
 
     args = ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west4",
             "--temp_location=gs://bucket/tmp", "--sdk_container_image=europe-west4-docker.pkg.dev/p/facesan/pipeline:1",
@@ -93,13 +96,13 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
     assert options.view_as(GoogleCloudOptions).project == "my-project"
     assert options.view_as(WorkerOptions).sdk_container_image.endswith("pipeline:1")
     settings = SanitizeJobConfig(input="gs://bucket/db/**.jpg", output="gs://bucket/out", faces="wild")
-    plan = bulk.JobPlan(settings, model_facts(model), "images", settings.input, "gs://bucket/db")
+    plan = JobPlan(settings, model_facts(model), "images", settings.input, "gs://bucket/db")
     pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    bulk.build_sanitize(pipeline, plan, ["gs://bucket/out/manifest/manifest-00000-of-00001.parquet"])
+    _ = pipeline | SanitizeInputs(plan, ["gs://bucket/out/manifest/manifest-00000-of-00001.parquet"])
     proto = pipeline.to_runner_api()
     names = {t.unique_name for t in proto.components.transforms.values()}
     for step in ("ListInputs", "JoinDone", "PrepareFaces", "Sanitize", "ComposeAndWrite", "RecordSanitized"):
-        assert any(name.startswith(step) for name in names), step
+        assert any(step in name.split("/") for name in names), step
     consolidation = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    bulk.build_consolidate(consolidation, plan, ["gs://bucket/out/_progress/part-x-n000001.parquet"])
+    _ = consolidation | ConsolidateManifest(plan, ["gs://bucket/out/_progress/part-x-n000001.parquet"])
     assert any("WriteManifest" in t.unique_name for t in consolidation.to_runner_api().components.transforms.values())

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import synthetic_celeba as sc
-from components import synthetic_faces as sf
+from components.synthetic import celeba_layout as sc
+from components.synthetic import faces as sf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -173,7 +173,7 @@ def test_readme_and_metadata_say_synthetic(small):
     assert "Pointy_Nose" in readme and "Smiling" in readme
     meta = json.load(open(os.path.join(out, "synthetic_celeba.json")))
     assert meta["synthetic"] is True and meta["complete"] is True and meta["seed"] == 0
-    assert meta["generator"] == "components.synthetic_celeba" and meta["num_images"] == N_IDS * N_PER
+    assert meta["generator"] == "components.synthetic.celeba_layout" and meta["num_images"] == N_IDS * N_PER
 
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
@@ -302,15 +302,15 @@ def test_images_of_one_identity_are_closer(medium):
 
 def test_cli_help_and_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
-    help_text = subprocess.run([sys.executable, "-m", "components.synthetic_celeba", "--help"], cwd=ROOT,
+    help_text = subprocess.run([sys.executable, "-m", "components.synthetic.celeba_layout", "--help"], cwd=ROOT,
                                env=env, capture_output=True, text=True, check=True).stdout
     for flag in ("--out", "--identities", "--images-per-identity", "--seed", "--partition-fractions"):
         assert flag in help_text
-    run = subprocess.run([sys.executable, "-m", "components.synthetic_celeba", "--out", str(tmp_path),
+    run = subprocess.run([sys.executable, "-m", "components.synthetic.celeba_layout", "--out", str(tmp_path),
                           "--identities", "3", "--images-per-identity", "2", "--seed", "4"],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert "6/6 images" in run.stdout and '"num_images": 6' in run.stdout
     assert _lines(str(tmp_path), "list_attr_celeba.txt")[0] == "6"
-    bad = subprocess.run([sys.executable, "-m", "components.synthetic_celeba", "--out", str(tmp_path / "x"),
+    bad = subprocess.run([sys.executable, "-m", "components.synthetic.celeba_layout", "--out", str(tmp_path / "x"),
                           "--seed", "-1"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "seed" in bad.stderr

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from components.validation_gate import DataValidationError, check_anomalies
+from components.validation.gate import DataValidationError, check_anomalies
 from pipelines.config import Config
 
 

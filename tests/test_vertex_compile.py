@@ -46,7 +46,7 @@ def test_trainers_run_on_vertex_training_gpus(spec):
         assert pool["container_spec"]["image_uri"] == IMAGE
         assert custom["image_size"] == 224
     san_args = spec["deploymentSpec"]["executors"]["SanTrainer_executor"]["container"]["args"]
-    assert san_args[san_args.index("--executor_class_path") + 1] == "components.san_trainer.VertexExecutor"
+    assert san_args[san_args.index("--executor_class_path") + 1] == "components.training.san_trainer.VertexExecutor"
 
 
 def test_beam_components_get_dataflow_arguments(spec):

@@ -15,7 +15,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from pipelines.config import TrainingConfig
+from trainer.config import TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy

@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from pipelines.config import TrainingConfig
+from trainer.config import TrainingConfig
 from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy

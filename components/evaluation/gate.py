@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pipelines.config import GateConfig
+from components.evaluation.config import GateConfig
 
 OUTPUT_LABELS = {"original": "originals", "same": "X'_SM", "neutral": "X'_NT", "opposite": "X'_OP"}
 
@@ -43,7 +43,7 @@ class GateCheck:
 
 def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
     """split_metrics: {"gender": {judge: {output: {"error_rate"}}}, "matching": {judge: {output:
-    {"tmr_at_fmr": {"0.01": tmr}}}}, "image_quality": {output: {"ssim"}}} (see sanitizer_evaluator)."""
+    {"tmr_at_fmr": {"0.01": tmr}}}}, "image_quality": {output: {"ssim"}}} (see evaluator.py)."""
     checks = []
     for judge, outputs in split_metrics["gender"].items():
         error = {name: values["error_rate"] for name, values in outputs.items()}

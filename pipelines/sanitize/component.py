@@ -1,6 +1,6 @@
 """BulkSanitizer: the bulk job as the last step of the TFX pipeline, on the test split.
 
-It runs `pipelines.sanitize.run_job` over the split's tf.Examples (already eye-aligned by
+It runs the bulk job's `run_job` (job.py beside it) over the split's tf.Examples (already eye-aligned by
 CelebAExampleGen, so the aligned mode with the pipeline's eye positions) with the model the Pusher
 just pushed, and writes the job's output into its artifact: records/ (the split's tf.Examples with
 the sanitized image in place of the original and their other features kept, TFRecord shards that
@@ -17,7 +17,9 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
-from components.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE
+from components.faces.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE
+from pipelines.sanitize.config import SanitizeJobConfig
+from pipelines.sanitize.job import run_job
 from trainer import features
 
 
@@ -32,9 +34,6 @@ def sanitize_split(split_uri: str, pushed: bool, pushed_destination: str, output
     """Runs the bulk job over one split of the pipeline's Examples; {} when nothing was pushed."""
     if not pushed:
         return {}
-    from pipelines.config import SanitizeJobConfig
-    from pipelines.sanitize import run_job
-
     settings = SanitizeJobConfig(
         input=os.path.join(split_uri, "*"), output=output_uri, input_format="tfrecord",
         image_field=features.IMAGE_KEY, faces="aligned", aligned_eyes=(*ALIGNED_LEFT_EYE, *ALIGNED_RIGHT_EYE),

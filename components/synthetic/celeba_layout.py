@@ -1,7 +1,7 @@
 """Deterministic embedded synthetic CelebA: writes the CelebA "aligned" layout from a seed.
 
 CelebA itself cannot be downloaded where this project runs, so this module draws procedural faces
-(see components/synthetic_faces.py) and writes them with exactly the CelebA file formats:
+(see faces.py beside it) and writes them with exactly the CelebA file formats:
 img_align_celeba/NNNNNN.jpg (178x218), list_attr_celeba.txt, identity_CelebA.txt,
 list_eval_partition.txt and list_landmarks_align_celeba.txt, plus README.md and
 synthetic_celeba.json that label the folder as SYNTHETIC.
@@ -9,7 +9,7 @@ synthetic_celeba.json that label the folder as SYNTHETIC.
 Same arguments => byte-identical files: every random draw comes from numpy generators seeded by
 (seed, stream, index), and PIL's JPEG encoder is deterministic for fixed pixels and quality.
 
-CLI: python -m components.synthetic_celeba --out DIR [--identities N] [--images-per-identity K] [--seed S]
+CLI: python -m components.synthetic.celeba_layout --out DIR [--identities N] [--images-per-identity K] [--seed S]
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from components import synthetic_faces as faces
-from components.celeba_format import (  # the one definition of the CelebA layout
+from components.synthetic import faces as faces
+from components.celeba.layout import (  # the one definition of the CelebA layout
     ATTRIBUTES_FILE, CELEBA_ATTRIBUTE_NAMES, IDENTITY_FILE, IMAGES_DIR, LANDMARK_NAMES, LANDMARKS_FILE, PARTITION_FILE,
 )
 
 METADATA_FILE = "synthetic_celeba.json"
 README_FILE = "README.md"
 
-GENERATOR = "components.synthetic_celeba"
+GENERATOR = "components.synthetic.celeba_layout"
 FORMAT_VERSION = 1
 MALE_FRACTION = 0.42
 PARTITION_NAMES = ("train", "validation", "test")
@@ -103,7 +103,7 @@ Every image and label in this folder was generated procedurally by `{GENERATOR}`
 - Seed: {meta['seed']}
 - Size: {meta['num_identities']} synthetic identities x {meta['images_per_identity']} images = {meta['num_images']} images
 - Regenerate byte-identically with:
-  `python -m components.synthetic_celeba --out DIR --identities {meta['num_identities']} --images-per-identity {meta['images_per_identity']} --seed {meta['seed']}`
+  `python -m components.synthetic.celeba_layout --out DIR --identities {meta['num_identities']} --images-per-identity {meta['images_per_identity']} --seed {meta['seed']}`
 
 The files follow the CelebA "aligned" layout and formats exactly (img_align_celeba/NNNNNN.jpg at
 178x218, list_attr_celeba.txt, identity_CelebA.txt, list_eval_partition.txt,
@@ -220,7 +220,7 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m components.synthetic_celeba",
+        prog="python -m components.synthetic.celeba_layout",
         description="Generate a deterministic SYNTHETIC face dataset in the CelebA aligned layout "
                     "(img_align_celeba/ + the four label files). Same arguments give byte-identical files.")
     parser.add_argument("--out", required=True, help="output folder (local path); created if missing")

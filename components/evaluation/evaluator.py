@@ -1,4 +1,4 @@
-"""SanitizerEvaluator: privacy and utility of an exported sanitizer, judged independently; the gate.
+"""Privacy and utility of an exported sanitizer, judged independently; the gate (library).
 
 For each evaluated split it runs the sanitizer over every face (up to max_faces_per_split) and
 measures, per output (original, X'_SM, X'_NT, X'_OP):
@@ -8,8 +8,8 @@ measures, per output (original, X'_SM, X'_NT, X'_OP):
   protocol);
 - SSIM and PSNR against the original.
 The auxiliary classifier inside the exported model (the one the SAN trained against) is reported
-beside them as a white-box reference, never used by the gate. Then the release gate
-(components/release_gate.py) and the report (components/evaluation_report.py).
+beside them as a white-box reference, never used by the gate. Then the release gate (gate.py) and
+the report (report.py). The TFX component over this library is component.py.
 """
 
 
@@ -20,16 +20,15 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
 
-from components.evaluation_report import write_report
-from components.privacy_metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
-from components.release_gate import decide_blessing
-from pipelines.config import EvaluationConfig, GateConfig
+from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
+from components.evaluation.gate import decide_blessing
+from components.evaluation.judges import load_synthetic_judges
+from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
+from components.evaluation.real_face_judges import load_real_face_judges
+from components.evaluation.report import write_report
 from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
-from trainer.judges import SYNTHETIC, check_judge_names, load_synthetic_judges
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -56,8 +55,6 @@ def load_judges(names, judges_dir: str | None) -> tuple[list, list]:
         gender, matcher = load_synthetic_judges(judges_dir)
     real = [name for name in names if name != SYNTHETIC]
     if real:
-        from trainer.real_face_judges import load_real_face_judges  # needs the 'faces' extra
-
         real_gender, real_matcher = load_real_face_judges(real)
         gender, matcher = gender + real_gender, matcher + real_matcher
     return gender, matcher
@@ -143,7 +140,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list
     return metrics, grid_images
 
 
-def _record_in_metadata(evaluation, result: dict) -> None:
+def record_in_metadata(evaluation, result: dict) -> None:
     """Key figures of the gate split as custom properties of the ModelEvaluation artifact."""
     split = result["splits"][result["gate_split"]]
     evaluation.set_int_custom_property("blessed", int(result["blessed"]))
@@ -202,39 +199,3 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     with tf.io.gfile.GFile(result["metrics_file"], "w") as handle:
         handle.write(json.dumps(result, indent=2))
     return result
-
-
-@tfx.dsl.components.component
-def SanitizerEvaluator(
-    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    evaluation: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
-    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
-    gate_json: tfx.dsl.components.Parameter[str],
-    evaluation_json: tfx.dsl.components.Parameter[str],
-    judge_names: tfx.dsl.components.Parameter[str],
-    data_label: tfx.dsl.components.Parameter[str],
-    judges: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model] = None,
-) -> None:
-    """Evaluates the exported sanitizer with the independent judges; writes metrics, report and blessing."""
-    gate = GateConfig(**json.loads(gate_json))
-    values = json.loads(evaluation_json)
-    settings = EvaluationConfig(**{key: tuple(value) if isinstance(value, list) else value
-                                   for key, value in values.items()})
-    patterns = {split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
-                for split in settings.splits}
-    tf.io.gfile.makedirs(evaluation.uri)
-    result = run_evaluation(os.path.join(model.uri, "Format-Serving"), patterns, judges.uri if judges else None,
-                            json.loads(judge_names), data_label, settings, gate, evaluation.uri, model.uri)
-    _record_in_metadata(evaluation, result)
-    blessed, failures = result["blessed"], result["failed_thresholds"]
-    tf.io.gfile.makedirs(blessing.uri)
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as handle:
-        handle.write("\n".join(failures))
-    blessing.set_int_custom_property("blessed", int(blessed))
-    blessing.set_string_custom_property("current_model", model.uri)
-    logging.info("SanitizerEvaluator: report %s", result["report"]["html"])
-    if blessed:
-        logging.info("SanitizerEvaluator: model blessed")
-    else:
-        logging.warning("SanitizerEvaluator: model NOT blessed: %s", "; ".join(failures))

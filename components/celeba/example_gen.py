@@ -24,8 +24,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import io_utils
 
-from components import celeba_format as fmt
-from components.celeba_ingest import METRICS_NAMESPACE, ReadCelebA, rejection_to_json
+from components.celeba import layout as fmt
+from components.celeba.ingest import METRICS_NAMESPACE, ReadCelebA, rejection_to_json
 
 REPORT_FILE = "ingestion_report.json"
 REJECTED_FILE = "rejected.jsonl"

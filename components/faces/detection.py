@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from components.face_models import dlib_model_path, require_dlib
+from components.faces.model_files import dlib_model_path, require_dlib
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,155 @@
+"""The bulk job's command line: flags -> SanitizeJobConfig -> run_job.
+
+    python -m pipelines.sanitize --input photos/ --output sanitized/ [--faces wild]
+    python -m pipelines.sanitize --model gs://b/serving_model/1732 --input 'gs://b/db/**.jpg' \\
+        --output gs://b/db_sanitized --runner DataflowRunner --project P --region R \\
+        --temp_location gs://b/tmp --sdk_container_image REGION-docker.pkg.dev/P/facesan/pipeline:TAG
+
+Without --model the newest model that the local training pipeline pushed (only blessed models are
+pushed) under Config().serving_dir is used, and the job says which. Arguments this parser does
+not know are Beam pipeline options. Every input ends up in the manifest as sanitized, copied
+(no face) or rejected with a reason; a re-run over the same --output completes what is missing and
+rewrites nothing that is done. The output layout: pipelines/sanitize/layout.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import apache_beam as beam
+
+from pipelines.config import Config
+from pipelines.sanitize.config import SanitizeJobConfig
+from pipelines.sanitize.job import run_job
+
+BEAM_HELP = """Beam options (passed through; the most used):
+  --runner DirectRunner|DataflowRunner|...   where the job runs (default DirectRunner)
+  --direct_running_mode multi_threading|multi_processing --direct_num_workers N
+                         local parallelism. Default with DirectRunner: multi_threading with N = CPU
+                         cores (one process, one model shared by the worker threads, TensorFlow on
+                         every core: measured fastest on 2 cores, see README); multi_processing
+                         runs N worker processes with a model each and cores/N TensorFlow threads
+  Dataflow: --project --region --temp_location gs://... --machine_type --max_num_workers, and the
+  worker software: --sdk_container_image=<the image built from infra/Dockerfile> (the locked
+  environment with the faces extra, i.e. dlib and its models, and this project at /facesan).
+  The model is read by the workers from --model, so give a gs:// path on Dataflow.
+  Any portable runner's job service: --runner PortableRunner --job_endpoint HOST:PORT
+  --environment_type EXTERNAL --environment_config HOST:PORT (an SDK worker pool:
+  python -m apache_beam.runners.worker.worker_pool_main --service_port=PORT) or DOCKER with
+  --environment_config=<the image from infra/Dockerfile>.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SanitizeJobConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.sanitize",
+        description="Sanitize every face of a face database with a pushed SAN model (Beam job). Each input is "
+                    "sanitized, copied (no face) or rejected with a reason, all listed in a Parquet manifest.",
+        epilog=BEAM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True,
+                        help="a folder (every file below it), a glob ('db/**.jpg', 'gs://b/db/*.png'), TFRecord "
+                             "file(s) of tf.Example, or Parquet file(s); local or gs://")
+    parser.add_argument("--output", required=True,
+                        help="folder or gs:// prefix: images/ (image files, the input's format and relative layout) "
+                             "or records/ (TFRecord/Parquet shards), manifest/*.parquet, dead_letter/*.jsonl, "
+                             "job.json. Re-running over it completes it")
+    parser.add_argument("--model", default=None,
+                        help="pushed sanitizer SavedModel dir (or a folder of versioned ones: the newest is used), "
+                             "local or gs://. Default: the newest model pushed by the local pipeline under "
+                             f"{Config().serving_dir}")
+    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (see below)")
+    parser.add_argument("--input-format", choices=("auto", "images", "tfrecord", "parquet"), default=d.input_format,
+                        help="auto: by file name (.parquet, .tfrecord/.gz, else images)")
+    parser.add_argument("--output-format", choices=("same", "images", "tfrecord", "parquet"), default=d.output_format,
+                        help="same: image inputs become image files (JPEG/PNG as the input, same relative paths), "
+                             "TFRecord inputs TFRecord shards and Parquet inputs Parquet shards, with the input "
+                             "records' other features/columns passed through; images|tfrecord|parquet: that, whatever "
+                             "the input. Records carry the sanitized image (--image-field) and facesan_input_key, "
+                             "facesan_status, facesan_faces, facesan_format, facesan_width, facesan_height "
+                             "(default %(default)s)")
+    parser.add_argument("--records-per-shard", type=int, default=d.records_per_shard,
+                        help="TFRecord/Parquet output: records per output shard; record inputs keep one series of "
+                             "shards per input file. A shard is assembled in one worker's memory, so keep R x image "
+                             "size to a few hundred MB (e.g. 100 for multi-megapixel photos) (default %(default)s)")
+    parser.add_argument("--image-field", default=d.image_field,
+                        help="tf.Example bytes feature / Parquet column with the encoded image (default %(default)s)")
+    parser.add_argument("--faces", choices=("aligned", "wild"), default=d.faces,
+                        help="aligned: each image is one eye-aligned face crop (CelebA style); wild: photos, faces "
+                             "found with dlib's HOG detector and 5-point landmarks, every face sanitized "
+                             "(default %(default)s)")
+    parser.add_argument("--aligned-eyes", type=float, nargs=4, default=list(d.aligned_eyes),
+                        metavar=("LX", "LY", "RX", "RY"),
+                        help="aligned mode: eye centres as fractions of the image width/height (default CelebA's "
+                             "aligned crops: %(default)s; the TFX pipeline's examples: 0.35 0.40 0.65 0.40)")
+    parser.add_argument("--no-face", choices=("copy", "reject"), default=d.no_face,
+                        help="wild mode, a photo without a detected face: copy it (re-encoded, metadata removed) "
+                             "or reject it to the dead letter (default %(default)s)")
+    parser.add_argument("--color", choices=("gray", "keep-chroma"), default=d.color,
+                        help="the SAN outputs gray faces. gray: the face region becomes gray (original colour, which "
+                             "can carry gender cues, is dropped); keep-chroma: only the luminance is replaced "
+                             "(default %(default)s)")
+    parser.add_argument("--feather", type=float, default=d.feather,
+                        help="seam blend width as a fraction of the aligned face side (default %(default)s)")
+    parser.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help="(default %(default)s)")
+    parser.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                        help="reject images whose declared size exceeds this many pixels (default %(default)s)")
+    parser.add_argument("--min-side", type=int, default=d.min_side,
+                        help="reject images with a side shorter than this (default %(default)s)")
+    parser.add_argument("--detect-upsample", type=int, default=d.detect_upsample,
+                        help="dlib detector upsampling; 1 finds faces from about 40 px (default %(default)s)")
+    parser.add_argument("--detect-max-side", type=int, default=d.detect_max_side,
+                        help="larger photos are searched for faces at this size (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="at most this many images per model call (default %(default)s)")
+    parser.add_argument("--tf-threads", type=int, default=None,
+                        help="TensorFlow threads per worker process (default: cores / workers with the local "
+                             "DirectRunner, TensorFlow's own choice elsewhere)")
+    parser.add_argument("--manifest-shards", type=int, default=d.manifest_shards,
+                        help="number of manifest Parquet files (default %(default)s)")
+    parser.add_argument("--progress-every", type=float, default=d.progress_every_s,
+                        help="seconds between progress lines (default %(default)s)")
+    return parser
+
+
+def hyphenate_known_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--input_format=x` -> `--input-format=x` for this job's own flags.
+
+    The Dataflow flex-template launcher passes its parameters (infra/dataflow/sanitize_metadata.json)
+    as `--name=value` with underscore names; Beam's own options (also underscores) stay as they are.
+    """
+    known = {option for action in parser._actions for option in action.option_strings}
+    rewritten = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        hyphenated = flag.replace("_", "-")
+        rewritten.append(hyphenated + sep + value if flag.startswith("--") and flag not in known
+                         and hyphenated in known else arg)
+    return rewritten
+
+
+def config_from_args(argv=None) -> SanitizeJobConfig:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, beam_args = parser.parse_known_args(hyphenate_known_flags(parser, argv))
+    return SanitizeJobConfig(
+        input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
+        image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
+        color=args.color, feather=args.feather, jpeg_quality=args.jpeg_quality, max_pixels=args.max_pixels,
+        min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
+        batch_size=args.batch_size, manifest_shards=args.manifest_shards, output_format=args.output_format,
+        records_per_shard=args.records_per_shard, progress_every_s=args.progress_every,
+        tf_threads=args.tf_threads or 0,
+        beam_pipeline_args=[f"--runner={args.runner}", *beam_args])
+
+
+def run(argv: list[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Parses `argv` (job flags and Beam options) and runs the job, as Beam's examples do; a
+    `test_pipeline` (e.g. TestPipeline) receives the sanitizing graph. Returns the job's summary."""
+    return run_job(config_from_args(argv), test_pipeline=test_pipeline)
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0

@@ -1,0 +1,47 @@
+"""The bulk sanitization job's configuration; every flag of `python -m pipelines.sanitize` maps to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SanitizeJobConfig:
+    """The bulk sanitization job (`python -m pipelines.sanitize`); every flag maps to a field here.
+
+    Fields marked (pinned) decide what an output looks like: they are recorded in the output's
+    `job.json` on the first run and a re-run over the same output must use the same values.
+    """
+
+    input: str = ""  # (pinned) folder, glob, TFRecord or Parquet file(s); local or gs://
+    output: str = ""  # folder or gs:// prefix for images/ or records/, manifest/, dead_letter/
+    model: str | None = None  # pushed sanitizer SavedModel; None: the newest under Config().serving_dir
+    input_format: str = "auto"  # (pinned) auto | images | tfrecord | parquet
+    image_field: str = "image"  # (pinned) tf.Example feature / Parquet column holding encoded images
+    faces: str = "aligned"  # (pinned) aligned: every image is one aligned face; wild: detect faces
+    # (pinned) aligned mode: eye centres as fractions of width and height (left x, left y, right x,
+    # right y). Default: CelebA's aligned 178x218 crops. TFX examples: 0.35 0.40 0.65 0.40.
+    aligned_eyes: tuple = (0.390, 0.509, 0.612, 0.509)
+    no_face: str = "copy"  # (pinned) wild mode, photo without a face: copy (re-encoded) | reject
+    color: str = "gray"  # (pinned) gray: the face region becomes the SAN's gray face | keep-chroma
+    feather: float = 0.08  # (pinned) seam blend width, fraction of the aligned face's side
+    jpeg_quality: int = 95  # (pinned) quality of re-encoded JPEGs
+    max_pixels: int = 50_000_000  # (pinned) larger declared sizes are rejected (too_large)
+    min_side: int = 16  # (pinned) smaller images are rejected (too_small)
+    detect_upsample: int = 1  # (pinned) dlib HOG pyramid upsampling (1: faces from about 40 px)
+    detect_max_side: int = 1600  # (pinned) photos are searched for faces at most this large
+    manifest_shards: int = 1  # (pinned) number of manifest Parquet files
+    # (pinned) same: image inputs -> image files, TFRecord -> TFRecord, Parquet -> Parquet;
+    # or images | tfrecord | parquet whatever the input (pipelines/sanitize/containers.py)
+    output_format: str = "same"
+    records_per_shard: int = 1000  # (pinned) records per output container shard
+    batch_size: int = 16  # images per RunInference batch (at most)
+    # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
+    # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
+    tf_threads: int = 0
+    progress_every_s: float = 10.0  # local progress line interval
+    beam_pipeline_args: list[str] = field(default_factory=list)
+
+    PINNED = ("input", "input_format", "image_field", "faces", "aligned_eyes", "no_face", "color", "feather",
+              "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
+              "output_format", "records_per_shard")

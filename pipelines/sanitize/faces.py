@@ -1,0 +1,150 @@
+"""Face preparation and composition: decode an input, find and align its faces for the model,
+then warp the sanitized faces back into the photo, re-encode it and deliver it.
+
+Decoding and alignment are the project's one implementation (components/faces/imaging.py), the
+same the training data went through; eye centres are fixed fractions of the image for aligned
+crops (--faces aligned) or found by dlib (--faces wild, components/faces/detection.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from components.faces.detection import FaceFinder
+from components.faces.imaging import ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face
+from pipelines.sanitize.containers import stage, staged_path, staged_ref
+from pipelines.sanitize.layout import COPIED_NO_FACE, IMAGES_DIR, NAMESPACE, SANITIZED, TMP_DIR, JobPlan, write_atomically
+from pipelines.sanitize.manifest import manifest_row, reject
+
+SUPPORTED_FORMATS = ("JPEG", "PNG")
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
+
+
+def output_key(source: dict, source_format: str) -> str:
+    rel = source["out_rel"]
+    return rel + FORMAT_EXTENSIONS[source_format] if source["append_ext"] else rel
+
+
+def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format: str, status: str, faces: int,
+            size) -> tuple[str, Any]:
+    """A finished input: ("row", manifest row) once its image file is written (images output), or
+    ("record", (shard, reference)) once it is staged for its container shard (container output)."""
+    if plan.output_kind == "images":
+        out = output_key(source, source_format)
+        written = write_atomically(plan.out(IMAGES_DIR, out), encoded, plan.out(TMP_DIR))
+        Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
+        return "row", manifest_row(plan, key, source, status, output_key=out, faces=faces, size=size,
+                                   input_format=source_format)
+    return "record", stage(plan, key, source, encoded, source_format, status, faces, size)
+
+
+@dataclass(frozen=True)
+class FaceContext:
+    """What RunInference carries beside a photo's faces (the key of the keyed model handler)."""
+
+    key: str
+    source: dict
+    data: bytes
+    eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
+
+
+class PrepareFaces(beam.DoFn):
+    """Reads and decodes one input, finds and aligns its faces -> (FaceContext, faces [k,S,S,1]).
+
+    Inputs that cannot be used, and (with --no-face reject) photos without a face, leave as
+    rejected rows on the "rows" output; with --no-face copy a photo without a face is re-encoded
+    and written as it is, also as a row there.
+    """
+
+    ROWS = "rows"
+    RECORDS = "records"
+
+    def __init__(self, plan: JobPlan):
+        self._plan = plan
+        self._finder = None
+
+    def setup(self):
+        if self._plan.settings.faces == "wild":
+            from components.face_detection import FaceFinder
+
+            self._finder = FaceFinder(self._plan.settings.detect_upsample, self._plan.settings.detect_max_side)
+
+    def process(self, element):
+        key, source = element
+        plan, settings = self._plan, self._plan.settings
+        if source["problem"]:
+            yield beam.pvalue.TaggedOutput(self.ROWS, reject(plan, key, source, *source["problem"]))
+            return
+        if plan.output_kind != "images" and FileSystems.exists(staged_path(plan, key)):
+            # Sanitized by an earlier run that stopped before writing its shard: kept, not redone.
+            Metrics.counter(NAMESPACE, "inputs_already_staged").inc()
+            yield beam.pvalue.TaggedOutput(self.RECORDS, staged_ref(plan, key, source))
+            return
+        data = source["data"]
+        if data is None:
+            try:
+                with FileSystems.open(source["uri"]) as handle:
+                    data = handle.read()
+            except Exception as error:  # vanished since listing, permissions, ...
+                yield beam.pvalue.TaggedOutput(self.ROWS, reject(
+                    plan, key, source, "unreadable", f"{type(error).__name__}: {error}"))
+                return
+        Metrics.counter(NAMESPACE, "images_read").inc()
+        try:
+            decoded = decode_image(data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
+        except ImageRejected as error:
+            yield beam.pvalue.TaggedOutput(self.ROWS, reject(plan, key, source, error.reason, error.detail))
+            return
+        pixels = decoded.pixels
+        height, width = pixels.shape[:2]
+        if settings.faces == "aligned":
+            lx, ly, rx, ry = settings.aligned_eyes
+            eyes = [((lx * width, ly * height), (rx * width, ry * height))]
+        else:
+            eyes = [(face.left_eye, face.right_eye) for face in self._finder.find(pixels)]
+        Metrics.counter(NAMESPACE, "faces").inc(len(eyes))
+        if not eyes:
+            if settings.no_face == "reject":
+                yield beam.pvalue.TaggedOutput(self.ROWS, reject(
+                    plan, key, source, "no_face", "no face found (--no-face reject)", (width, height),
+                    decoded.source_format))
+                return
+            kind, value = deliver(plan, key, source, encode_like(pixels, decoded.source_format, settings.jpeg_quality),
+                                  decoded.source_format, COPIED_NO_FACE, 0, (width, height))
+            Metrics.counter(NAMESPACE, COPIED_NO_FACE).inc()
+            yield beam.pvalue.TaggedOutput(self.ROWS if kind == "row" else self.RECORDS, value)
+            return
+        size = plan.model.image_size
+        faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
+        yield FaceContext(key, dict(source, data=None), data, tuple(eyes)), faces
+
+
+class ComposeAndWrite(beam.DoFn):
+    """Warps the sanitized faces back into the photo, re-encodes it and writes it -> manifest row
+    (images output), or -> (shard, record) on the RECORDS output (container output)."""
+
+    RECORDS = "records"
+
+    def __init__(self, plan: JobPlan):
+        self._plan = plan
+
+    def process(self, element):
+        context, result = element
+        plan, settings = self._plan, self._plan.settings
+        decoded = decode_image(context.data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
+        pixels = decoded.pixels
+        for face, (left, right) in zip(result.inference, context.eyes):
+            pixels = unalign_face(pixels, face, left, right, settings.feather, settings.color == "keep-chroma")
+        height, width = pixels.shape[:2]
+        kind, value = deliver(plan, context.key, context.source,
+                              encode_like(pixels, decoded.source_format, settings.jpeg_quality),
+                              decoded.source_format, SANITIZED, len(context.eyes), (width, height))
+        Metrics.counter(NAMESPACE, SANITIZED).inc()
+        Metrics.counter(NAMESPACE, "faces_sanitized").inc(len(context.eyes))
+        yield value if kind == "row" else beam.pvalue.TaggedOutput(self.RECORDS, value)

@@ -1,0 +1,218 @@
+"""The bulk job itself: plan it, claim its output, run the Beam graph, account for every input.
+
+`run_job(settings)` is the library entry point (the CLI and the TFX BulkSanitizer component call
+it): it resolves the model, plans the job (input pattern and kind, output layout), claims the
+output (job.json pins settings and model, so a re-run completes the same job or is refused),
+runs SanitizeInputs then ConsolidateManifest, removes what a killed run left behind, and checks
+that every listed input has exactly one manifest row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections import Counter
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.config import Config
+from pipelines.sanitize.config import SanitizeJobConfig
+from pipelines.sanitize.containers import output_shards_for
+from pipelines.sanitize.inputs import WILDCARDS, detect_input_kind, input_pattern
+from pipelines.sanitize.layout import (
+    COPIED_NO_FACE, DEAD_LETTER_DIR, IMAGES_DIR, JOB_FILE, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, RECORDS_DIR,
+    REJECTED, SANITIZED, STAGING_DIR, STATUSES, TMP_DIR, JobPlan, delete_matching, matching, write_atomically,
+)
+from pipelines.sanitize.manifest import (
+    PART_PREFIX, STAGED_PREFIX, ProgressLine, existing_row_files, finished_outside_shards, read_manifest,
+)
+from pipelines.sanitize.model import model_facts, resolve_model
+from pipelines.sanitize.transforms import ConsolidateManifest, SanitizeInputs
+
+THIS_RUN_COUNTERS = (
+    "images_read", "faces", "faces_sanitized", "sanitized", "copied_no_face", "rejected", "images_written",
+    "images_already_present", "inputs_staged", "inputs_already_staged", "records_written", "records_already_present",
+    "containers_written")
+
+
+def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPlan:
+    if not settings.input or not settings.output:
+        raise SystemExit("error: --input and --output are required")
+    if settings.records_per_shard < 1:
+        raise SystemExit(f"error: --records-per-shard {settings.records_per_shard} must be at least 1")
+    pattern, base = input_pattern(settings.input)
+    kind = detect_input_kind(pattern, settings.input_format)
+    output = settings.output.rstrip("/")
+    listed_below = any(char in pattern for char in WILDCARDS)
+    if listed_below and base and (output == base or output.startswith(base.rstrip("/") + "/")):
+        raise SystemExit(f"error: --output {output} is inside --input {settings.input}; its files would be read as "
+                         "inputs. Choose an output folder outside the input.")
+    path = model_dir or resolve_model(settings.model, Config().serving_dir)[0]
+    return JobPlan(dataclasses.replace(settings, output=output), model_facts(path), kind, pattern, base)
+
+
+def job_record(plan: JobPlan) -> dict:
+    settings = plan.settings
+    pinned = {name: getattr(settings, name) for name in SanitizeJobConfig.PINNED}
+    pinned["aligned_eyes"] = list(pinned["aligned_eyes"])
+    return {"format_version": 1, "settings": pinned, "input_kind": plan.input_kind,
+            "model": {"version": plan.model.version, "sha256": plan.model.sha256,
+                      "image_size": plan.model.image_size},
+            "layout": {"output_kind": plan.output_kind, "output_shards": plan.output_shards}}
+
+
+def claim_output(plan: JobPlan) -> JobPlan:
+    """First run: fixes the output's layout and writes job.json. Later runs: the same settings and
+    model, or a clear refusal. Returns the plan with the layout of this output."""
+    path = plan.out(JOB_FILE)
+    if FileSystems.exists(path):
+        with FileSystems.open(path) as handle:
+            recorded = json.loads(handle.read().decode())
+        layout = recorded.get("layout", {})
+        plan = dataclasses.replace(plan, output_shards=int(layout.get("output_shards", 0)))
+        wanted = job_record(plan)
+        if recorded != wanted:
+            differences = [f"{name}: output has {recorded.get(group, {}).get(name)!r}, this run {value!r}"
+                           for group in ("settings", "model") for name, value in wanted[group].items()
+                           if recorded.get(group, {}).get(name) != value]
+            raise SystemExit(
+                f"error: {plan.settings.output} holds the output of a job with other settings or another model "
+                f"({'; '.join(differences) or 'format'}). Re-run with the same settings and model to complete it, or "
+                "choose a new --output.")
+        return plan
+    if plan.input_kind == "images" and plan.output_kind != "images":
+        # Image inputs are hashed into shards; their number is fixed now, for every later run.
+        count = len(matching(plan.pattern))
+        plan = dataclasses.replace(plan, output_shards=output_shards_for(count, plan.settings.records_per_shard))
+    write_atomically(path, (json.dumps(job_record(plan), indent=2, sort_keys=True) + "\n").encode(),
+                     plan.out(TMP_DIR))
+    return plan
+
+
+def beam_options(args: list[str]):
+    args = list(args)
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
+    if runner in ("DirectRunner", "direct") and not any(a.startswith("--direct_running_mode") for a in args):
+        # One process whose worker threads share one model: TensorFlow and Pillow release the GIL,
+        # and no process start-up or inter-process transfer (measured: README, "Bulk sanitization").
+        args += ["--direct_running_mode=multi_threading", f"--direct_num_workers={os.cpu_count() or 1}"]
+    return PipelineOptions(args), args
+
+
+def local_threads_per_worker(args: list[str]) -> int:
+    """cores // workers for DirectRunner multi-processing on this machine; 0 (TF default) otherwise."""
+    values = dict(arg[2:].split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+    if values.get("runner", "DirectRunner") not in ("DirectRunner", "direct"):
+        return 0
+    if values.get("direct_running_mode") != "multi_processing":
+        return 0
+    workers = int(values.get("direct_num_workers", "0") or 0) or (os.cpu_count() or 1)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _counters(result) -> Counter:
+    totals = Counter()
+    try:
+        for counter in result.metrics().query(MetricsFilter())["counters"]:
+            if counter.key.metric.namespace.startswith(NAMESPACE):
+                value = counter.committed if counter.committed is not None else counter.attempted
+                totals[counter.key.metric.name] += value or 0
+    except Exception as error:  # some runners do not report metrics
+        print(f"note: the runner reported no metrics ({error})")
+    return totals
+
+
+def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce: bool = True,
+            test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Runs the job (sanitize, then consolidate the manifest); returns the summary it prints.
+
+    `test_pipeline` (e.g. Beam's TestPipeline) receives the sanitizing graph instead of a pipeline
+    built from settings.beam_pipeline_args; the consolidation runs with its options."""
+    if model_dir is None:
+        model_dir, how = resolve_model(settings.model, Config().serving_dir)
+    else:
+        how = "given"
+    options, args = beam_options(settings.beam_pipeline_args)
+    if test_pipeline is not None:
+        options = test_pipeline.options
+    if not settings.tf_threads:
+        settings = dataclasses.replace(settings, tf_threads=local_threads_per_worker(args))
+    plan = plan_job(settings, model_dir)
+    if announce:
+        print(f"model: {plan.model.path} (version {plan.model.version}, sha256 {plan.model.sha256[:16]}…, "
+              f"{plan.model.image_size}x{plan.model.image_size}; {how})")
+        print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
+    plan = claim_output(plan)
+    done_files = existing_row_files(plan)
+    delete_matching(plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"))  # progress hints of an earlier run
+    started = time.monotonic()
+    pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
+    _ = pipeline | "SanitizeInputs" >> SanitizeInputs(plan, done_files)
+    with ProgressLine(plan, settings.progress_every_s, finished_outside_shards(done_files)):
+        result = pipeline.run()
+        result.wait_until_finish()
+    elapsed = time.monotonic() - started
+    counters = _counters(result)
+
+    parts = matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet"))
+    if parts or not matching(plan.out(MANIFEST_DIR, "*.parquet")):
+        consolidation = beam.Pipeline(options=options)
+        _ = consolidation | "ConsolidateManifest" >> ConsolidateManifest(plan, existing_row_files(plan))
+        consolidation.run().wait_until_finish()
+        FileSystems.delete(parts) if parts else None
+    # Temporary files of a killed run (nothing refers to them), progress hints, and staged inputs
+    # (every shard is written now, so there are none unless inputs vanished since they were staged).
+    for pattern in (plan.out(TMP_DIR, "*"), plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"), plan.out(STAGING_DIR, "**")):
+        delete_matching(pattern)
+
+    summary = summarize(plan, counters, elapsed)
+    if announce:
+        print_summary(plan, summary)
+    listed = summary["inputs_listed_this_run"]
+    if listed is not None and listed != summary["inputs"]:
+        raise SystemExit(f"error: {listed} inputs were listed but the manifest has {summary['inputs']} rows; "
+                         "re-run the same command to complete the output (inputs added or removed since an earlier "
+                         "run also cause this).")
+    return summary
+
+
+def summarize(plan: JobPlan, counters: Counter, elapsed: float) -> dict:
+    """The job's outcome: the whole manifest by status and reason, and this run's counters."""
+    table = read_manifest(plan.settings.output, ["status", "reason"])
+    statuses = table.column("status").to_pylist()
+    reasons = Counter(reason for status, reason in zip(statuses, table.column("reason").to_pylist())
+                      if status == REJECTED)
+    by_status = Counter(statuses)
+    return {
+        "output": plan.settings.output, "model_version": plan.model.version, "model_sha256": plan.model.sha256,
+        "inputs": table.num_rows, **{status: by_status.get(status, 0) for status in STATUSES},
+        "rejected_by_reason": dict(sorted(reasons.items())), "inputs_listed_this_run": counters.get("inputs_listed"),
+        "already_done": counters.get("inputs_already_done", 0),
+        "this_run": {name: counters.get(name, 0) for name in THIS_RUN_COUNTERS},
+        "seconds": round(elapsed, 1),
+    }
+
+
+def print_summary(plan: JobPlan, summary: dict) -> None:
+    this_run, elapsed = summary["this_run"], summary["seconds"]
+    processed = this_run["sanitized"] + this_run["copied_no_face"] + this_run["rejected"]
+    reasons = summary["rejected_by_reason"]
+    print(f"inputs {summary['inputs']} = sanitized {summary[SANITIZED]} + copied without a face "
+          f"{summary[COPIED_NO_FACE]} + rejected {summary[REJECTED]}"
+          + (f" (rejected by reason: {', '.join(f'{k} {v}' for k, v in reasons.items())})" if reasons else ""))
+    staged_before = this_run["inputs_already_staged"]
+    written = (f"{this_run['images_written']} images written" if plan.output_kind == "images" else
+               f"{this_run['records_written']} records written in {this_run['containers_written']} "
+               f"{plan.output_kind} shards")
+    print(f"this run: {processed} inputs processed in {elapsed:.1f} s ({processed / max(elapsed, 1e-9):.1f}/s), "
+          f"{summary['already_done']} already done by earlier runs"
+          + (f" ({staged_before} more sanitized by an earlier run and kept in _staging/)" if staged_before else "")
+          + f", {this_run['faces_sanitized']} faces sanitized, {written}")
+    written_to = IMAGES_DIR if plan.output_kind == "images" else RECORDS_DIR
+    print(f"sanitized: {plan.out(written_to)}  manifest: {plan.out(MANIFEST_DIR)}  "
+          f"dead letter: {plan.out(DEAD_LETTER_DIR)}")

@@ -1,0 +1,116 @@
+"""The sanitizer a job runs: which SavedModel (resolve_model, model_facts) and how RunInference
+calls it (SanitizerModelHandler)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipelines.sanitize.layout import NAMESPACE, ModelFacts, matching
+from trainer.export import load_metadata
+
+
+def _saved_models_under(folder: str) -> list[str]:
+    found = FileSystems.match([FileSystems.join(folder, "*", "saved_model.pb")])[0].metadata_list
+    return [posixpath.dirname(meta.path) if "://" in meta.path else os.path.dirname(meta.path) for meta in found]
+
+
+def _newest(model_dirs: list[str]) -> str:
+    def version_key(path):
+        name = os.path.basename(path.rstrip("/"))
+        return (0, int(name), name) if name.isdigit() else (1, 0, name)
+
+    return max(model_dirs, key=version_key)
+
+
+def resolve_model(model: str | None, default_serving_dir: str) -> tuple[str, str]:
+    """(model dir, how it was chosen); without --model, the newest under the local pipeline's serving dir."""
+    if model is None:
+        serving_dir = default_serving_dir
+        candidates = _saved_models_under(serving_dir)
+        if not candidates:
+            raise SystemExit(f"error: no --model given and no pushed model under {serving_dir}. Train and push one "
+                             "(python -m pipelines.run --runner DirectRunner; only blessed models are pushed) or "
+                             "pass --model <SavedModel dir>.")
+        return _newest(candidates), f"newest blessed model pushed by the local pipeline under {serving_dir}"
+    model = model.rstrip("/")
+    if FileSystems.exists(FileSystems.join(model, "saved_model.pb")):
+        return model, "--model"
+    candidates = _saved_models_under(model)
+    if candidates:
+        return _newest(candidates), f"newest version under --model {model}"
+    raise SystemExit(f"error: --model {model} is not a SavedModel (no saved_model.pb) nor a folder of versioned "
+                     "SavedModels. Pass the Pusher's output (serving_model/<version>) or the folder holding them.")
+
+
+def model_facts(model_dir: str) -> ModelFacts:
+    """Version (the pushed version folder's name), SHA-256 over all of its files, face size."""
+    files = matching(FileSystems.join(model_dir, "**"))
+    digest = hashlib.sha256()
+    for path in files:
+        file_digest = hashlib.sha256()
+        with FileSystems.open(path) as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                file_digest.update(block)
+        digest.update(f"{path[len(model_dir):].lstrip('/')}\0{file_digest.hexdigest()}\n".encode())
+    try:
+        image_size = int(load_metadata(model_dir)["image_size"])
+    except Exception as error:
+        raise SystemExit(f"error: cannot read the sanitizer metadata of {model_dir} ({error}); is it a model "
+                         "exported by trainer.export (the pipeline's SanTrainer/Pusher)?") from None
+    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size)
+
+
+class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
+    """RunInference handler for the exported sanitizer SavedModel (local or gs://).
+
+    An element is one photo's aligned gray faces [k, S, S, 1]; a batch concatenates them into one
+    call of the `sanitize_faces` signature and splits the sanitized faces back per photo. Beam
+    loads one model per worker process and shares it between its threads.
+
+    (Beam's own `tensorflow_inference.TFModelHandlerNumpy` cannot be imported in this project's
+    environment: it imports tensorflow_hub, which TFX 1.16 pins to 0.15, and that version needs
+    `tf.compat.v1.estimator`, gone in TF 2.16; it would also load through `tf.keras`, while the
+    sanitizer is a plain SavedModel with signatures.)
+    """
+
+    def __init__(self, model_path: str, max_batch_size: int, signature: str = "sanitize_faces", tf_threads: int = 0):
+        self._model_path = model_path
+        self._max_batch_size = max_batch_size
+        self._signature = signature
+        self._tf_threads = tf_threads
+
+    def load_model(self):
+        if self._tf_threads:
+            try:  # several worker processes on one machine: share the cores instead of oversubscribing
+                tf.config.threading.set_intra_op_parallelism_threads(self._tf_threads)
+                tf.config.threading.set_inter_op_parallelism_threads(self._tf_threads)
+            except RuntimeError:  # TensorFlow already initialized in this process; keep its setting
+                pass
+        return tf.saved_model.load(self._model_path)
+
+    def update_model_path(self, model_path: str | None = None):
+        self._model_path = model_path or self._model_path
+
+    def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[PredictionResult]:
+        counts = [len(faces) for faces in batch]
+        outputs = model.signatures[self._signature](faces=tf.constant(np.concatenate(batch)))["sanitized"].numpy()
+        for faces, sanitized in zip(batch, np.split(outputs, np.cumsum(counts)[:-1])):
+            yield PredictionResult(faces, sanitized, self._model_path)
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(faces.nbytes for faces in batch)
+
+    def batch_elements_kwargs(self):
+        # Full batches (a bundle's last one may be smaller): the forward pass dominates the cost.
+        return {"min_batch_size": self._max_batch_size, "max_batch_size": self._max_batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE + "_inference"
