@@ -20,6 +20,9 @@ import sys
 from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
 
+# pipelines.pipeline, .vertex and .results import TFX, which takes about 30 s: they are imported
+# where a run needs them, so that --help and flag errors answer at once (no import cycle here).
+
 RUNNERS = ("DirectRunner", "vertex")
 
 

@@ -11,7 +11,10 @@ import logging
 import os
 import re
 
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
 from pipelines.config import IMAGE_CODE_ROOT, Config, DataflowConfig, VertexTrainingConfig
+from pipelines.pipeline import create_pipeline
 
 
 @dataclasses.dataclass
@@ -67,10 +70,6 @@ def vertex_config(config: Config, settings: VertexSettings) -> Config:
 
 def compile_pipeline(config: Config, settings: VertexSettings, output_file: str) -> str:
     """Writes the Vertex AI pipeline spec JSON; needs no cloud access."""
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
-
-    from pipelines.pipeline import create_pipeline
-
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=settings.image_uri),
         output_dir=os.path.dirname(os.path.abspath(output_file)),

@@ -106,3 +106,27 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
     consolidation = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
     _ = consolidation | ConsolidateManifest(plan, ["gs://bucket/out/_progress/part-x-n000001.parquet"])
     assert any("WriteManifest" in t.unique_name for t in consolidation.to_runner_api().components.transforms.values())
+
+
+def test_cli_run_builds_its_graph_on_a_test_pipeline(model, tmp_path):
+    """`cli.run(argv, test_pipeline)`, as Beam's examples: the job's flags parsed, its graph on the
+    given TestPipeline, every input accounted for."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipelines.sanitize.cli import run
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"{index}.jpg").write_bytes(_jpeg(10 + index))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    pipeline = TestPipeline(argv=["--runner=DirectRunner", "--direct_running_mode=in_memory"])
+    out = tmp_path / "out"
+    summary = run(["--model", model, "--input", str(folder), "--output", str(out), "--batch-size", "2",
+                   "--progress-every", "0"], test_pipeline=pipeline)
+    rows = manifest_rows(out)
+    assert {key: row["status"] for key, row in rows.items()} == {
+        "0.jpg": "sanitized", "1.jpg": "sanitized", "2.jpg": "sanitized", "broken.jpg": "rejected"}
+    assert (summary["inputs"], summary["sanitized"], summary["rejected"]) == (4, 3, 1)
+    assert summary["this_run"]["images_written"] == 3  # the test pipeline ran the sanitizing graph
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]

@@ -71,8 +71,6 @@ class PrepareFaces(beam.DoFn):
 
     def setup(self):
         if self._plan.settings.faces == "wild":
-            from components.face_detection import FaceFinder
-
             self._finder = FaceFinder(self._plan.settings.detect_upsample, self._plan.settings.detect_max_side)
 
     def process(self, element):
