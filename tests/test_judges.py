@@ -5,7 +5,8 @@ import pytest
 import tf_keras as keras
 from sklearn.pipeline import Pipeline
 
-from components.synthetic import faces as synthetic_faces
+from components.synthetic import drawing as synthetic_drawing
+from components.synthetic import people as synthetic_people
 from components.faces.imaging import align_face
 from pipelines.config import Config, EvaluationConfig
 from components.evaluation import judges
@@ -20,9 +21,9 @@ def _faces(identities: int, per_identity: int, seed: int):
     faces, male, identity = [], [], []
     for person in range(identities):
         is_male = bool(person % 2)
-        ident = synthetic_faces.sample_identity(rng, is_male)
+        ident = synthetic_people.sample_identity(rng, is_male)
         for _ in range(per_identity):
-            image, landmarks = synthetic_faces.render(ident, synthetic_faces.sample_image(rng, ident))
+            image, landmarks = synthetic_drawing.render(ident, synthetic_people.sample_image(rng, ident))
             aligned = align_face(np.asarray(image), tuple(landmarks[0]), tuple(landmarks[1]), SIZE)
             faces.append(aligned.astype(np.float32).mean(axis=-1, keepdims=True) / 255.0)
             male.append(int(is_male))
@@ -114,8 +115,14 @@ def test_judges_use_their_own_seed_and_never_feed_san_training():
     (["onnx_gender"], "include no matcher judge: add dlib"),
 ])
 def test_judge_selection_is_checked(names, message):
+    """One validation (components/evaluation/config.py), reached by the config itself."""
+    from components.evaluation.config import check_judge_names
+
     with pytest.raises(ValueError, match=message):
-        judges.check_judge_names(names)
+        check_judge_names(names)
+    if names:  # an empty selection means "the default for the data"
+        with pytest.raises(ValueError, match=message):
+            EvaluationConfig(judges=tuple(names))
 
 
 def test_synthetic_judges_refuse_colour_or_odd_sized_faces():

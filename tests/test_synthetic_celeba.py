@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from components.synthetic import celeba_layout as sc
-from components.synthetic import faces as sf
+from components.synthetic import drawing, people
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -207,13 +207,13 @@ def test_same_seed_is_byte_identical_other_seed_differs(small, tmp_path):
 
 def _faces(n, seed=7):
     for i in range(n):
-        ident = sf.sample_identity(np.random.default_rng([seed, 0, i]), male=i % 2 == 0)
-        yield ident, sf.sample_image(np.random.default_rng([seed, 1, i]), ident)
+        ident = people.sample_identity(np.random.default_rng([seed, 0, i]), male=i % 2 == 0)
+        yield ident, people.sample_image(np.random.default_rng([seed, 1, i]), ident)
 
 
 def test_pupils_are_at_the_eye_landmarks():
     for ident, params in _faces(40):
-        img, lm = sf.render(ident, params, clean=True)
+        img, lm = drawing.render(ident, params, clean=True)
         lum = np.asarray(img.convert("L"), float)
         for x, y in lm[:2]:
             xi, yi = int(round(x)), int(round(y))
@@ -228,8 +228,8 @@ def test_mouth_corners_are_the_drawn_lip_ends():
     # Render twice with different lip colours: the changed pixels are exactly the lips.
     for ident, params in _faces(25):
         params = dataclasses.replace(params, mouth_open=0.0)
-        a, lm = sf.render(dataclasses.replace(ident, lip_colour=(0, 255, 0)), params, clean=True)
-        b, _ = sf.render(dataclasses.replace(ident, lip_colour=(255, 0, 255)), params, clean=True)
+        a, lm = drawing.render(dataclasses.replace(ident, lip_colour=(0, 255, 0)), params, clean=True)
+        b, _ = drawing.render(dataclasses.replace(ident, lip_colour=(255, 0, 255)), params, clean=True)
         ys, xs = np.nonzero(np.abs(np.asarray(a, float) - np.asarray(b, float)).sum(2) > 60)
         left, right = lm[3], lm[4]
         axis = (right - left) / np.linalg.norm(right - left)

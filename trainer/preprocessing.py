@@ -12,6 +12,28 @@ import tensorflow_transform as tft
 from trainer import features
 
 
+def decode_rgb(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image -> [H, W, 3] uint8 RGB, decoded as components/faces/imaging.decode_image
+    decodes it (tests/test_decode_paths.py holds them equal within 1/255 on the same bytes):
+    JPEG with the accurate integer IDCT (libjpeg's ISLOW, as Pillow; tf.io.decode_image would use
+    the fast one), PNG with its alpha composited on white; other formats as tf.io.decode_image."""
+
+    def jpeg():
+        return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def png():
+        rgba = tf.cast(tf.io.decode_png(data, channels=4), tf.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        on_white = rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+        return tf.cast(tf.clip_by_value(tf.round(on_white), 0.0, 255.0), tf.uint8)
+
+    def other():
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+    return tf.case([(tf.io.is_jpeg(data), jpeg), (is_png, png)], default=other, exclusive=True)
+
+
 def decode_face_images(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """[N] encoded JPEG/PNG strings -> [N, S, S, 3] float32 RGB in [0, 1].
 
@@ -19,8 +41,7 @@ def decode_face_images(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     """
 
     def decode_one(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image = tf.image.convert_image_dtype(image, tf.float32)
+        image = tf.image.convert_image_dtype(decode_rgb(data), tf.float32)
         already_sized = tf.reduce_all(tf.shape(image)[:2] == image_size)
         image = tf.cond(
             already_sized,

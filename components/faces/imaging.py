@@ -80,8 +80,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
 
 
 def _to_rgb8(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit grayscale: scale the full range down to 8 bits instead of clipping.
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        # 16-bit grayscale: the high byte, as Pillow reduces 16-bit RGB and TensorFlow's PNG decoder
+        # reduces any 16-bit PNG (trainer/preprocessing.py decodes the same bytes to the same face).
+        gray = (np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "I":
+        # 32-bit integer grayscale (e.g. some TIFFs): scale a 16-bit range down instead of clipping.
         values = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if values.max(initial=0) > 255 else 255.0
         gray = np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -1,7 +1,7 @@
 """Deterministic embedded synthetic CelebA: writes the CelebA "aligned" layout from a seed.
 
 CelebA itself cannot be downloaded where this project runs, so this module draws procedural faces
-(see faces.py beside it) and writes them with exactly the CelebA file formats:
+(people.py and drawing.py beside it) and writes them with exactly the CelebA file formats:
 img_align_celeba/NNNNNN.jpg (178x218), list_attr_celeba.txt, identity_CelebA.txt,
 list_eval_partition.txt and list_landmarks_align_celeba.txt, plus README.md and
 synthetic_celeba.json that label the folder as SYNTHETIC.
@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from components.synthetic import faces as faces
+from components.synthetic import drawing, people
 from components.celeba.layout import (  # the one definition of the CelebA layout
     ATTRIBUTES_FILE, CELEBA_ATTRIBUTE_NAMES, IDENTITY_FILE, IMAGES_DIR, LANDMARK_NAMES, LANDMARKS_FILE, PARTITION_FILE,
 )
@@ -157,7 +157,7 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
     identities: dict[int, tuple] = {}
     for ident_id in range(1, n + 1):
         rng = _rng(seed, _IDENTITY, ident_id)
-        ident = faces.sample_identity(rng, bool(male[ident_id]))
+        ident = people.sample_identity(rng, bool(male[ident_id]))
         rand = {name: bool(rng.random() < p) for name, p in RANDOM_ATTRIBUTES.items()}
         identities[ident_id] = (ident, rand)
 
@@ -181,11 +181,11 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
         for index in range(1, total + 1):
             ident_id = int(image_identity[index - 1])
             ident, rand = identities[ident_id]
-            params = faces.sample_image(_rng(seed, _IMAGE, index), ident)
-            img, landmarks = faces.render(ident, params)
+            params = people.sample_image(_rng(seed, _IMAGE, index), ident)
+            img, landmarks = drawing.render(ident, params)
             name = f"{index:06d}.jpg"
             img.save(os.path.join(img_dir, name), "JPEG", quality=params.jpeg_quality)
-            attrs = {**faces.drawn_attributes(ident, params), **rand}
+            attrs = {**people.drawn_attributes(ident, params), **rand}
             f_attr.write(_attribute_row(name, [1 if attrs[a] else -1 for a in CELEBA_ATTRIBUTE_NAMES]))
             f_id.write(f"{name} {ident_id}\n")
             f_part.write(f"{name} {partition[ident_id]}\n")
@@ -202,7 +202,7 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
         "num_identities": n,
         "images_per_identity": k,
         "num_images": total,
-        "image_size": [faces.WIDTH, faces.HEIGHT],
+        "image_size": [people.WIDTH, people.HEIGHT],
         "partition_fractions": list(fractions),
         "identities_per_partition": dict(zip(PARTITION_NAMES, counts)),
         "images_per_partition": {p: counts[i] * k for i, p in enumerate(PARTITION_NAMES)},
