@@ -1,5 +1,6 @@
 """Keras models: the SAN (convolutional autoencoder + proto-combiner) and the auxiliary gender
-classifier, built from the image size as DESIGN.md and the SAN paper specify.
+classifier, built from the image size as the SAN paper (Mirjalili et al., ICB 2018) and its
+authors' public code specify.
 
 Keras 2 (`tf_keras`) is used because TFX 1.16 / tf.Transform 1.16 require it.
 """
