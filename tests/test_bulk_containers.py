@@ -256,7 +256,7 @@ def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
     and staged markers; rows of shard members were counted when staged, and parts left by an
     earlier run are not this run's."""
     from pipelines.sanitize.layout import JobPlan
-    from pipelines.sanitize.manifest import ProgressLine
+    from pipelines.sanitize.job import ProgressLine
 
     progress = tmp_path / "_progress"
     progress.mkdir()

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from bulk_helpers import export_small_model, manifest_rows
+from pipelines.sanitize.manifest import read_dead_letter
 from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize.cli import build_parser, config_from_args
 from pipelines.sanitize.job import run_job
@@ -80,13 +81,15 @@ def test_help_documents_every_flag_and_flags_map_to_the_config():
 
 
 def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
+    """One Beam graph holds the whole job (sanitizing and manifest consolidation), built with
+    DataflowRunner options offline: what a flex template launches as one Dataflow job."""
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, WorkerOptions
 
-    from pipelines.sanitize.job import beam_options
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, WorkerOptions
+
+    from pipelines.sanitize.job import beam_options, build_graph
     from pipelines.sanitize.layout import JobPlan
     from pipelines.sanitize.model import model_facts
-    from pipelines.sanitize.transforms import ConsolidateManifest, SanitizeInputs
 
     args = ["--runner=DataflowRunner", "--project=my-project", "--region=europe-west4",
             "--temp_location=gs://bucket/tmp", "--sdk_container_image=europe-west4-docker.pkg.dev/p/facesan/pipeline:1",
@@ -97,15 +100,35 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
     assert options.view_as(WorkerOptions).sdk_container_image.endswith("pipeline:1")
     settings = SanitizeJobConfig(input="gs://bucket/db/**.jpg", output="gs://bucket/out", faces="wild")
     plan = JobPlan(settings, model_facts(model), "images", settings.input, "gs://bucket/db")
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    _ = pipeline | SanitizeInputs(plan, ["gs://bucket/out/manifest/manifest-00000-of-00001.parquet"])
-    proto = pipeline.to_runner_api()
-    names = {t.unique_name for t in proto.components.transforms.values()}
-    for step in ("ListInputs", "JoinDone", "PrepareFaces", "Sanitize", "ComposeAndWrite", "RecordSanitized"):
+    pipeline = beam.Pipeline(options=options)
+    build_graph(pipeline, plan, ["gs://bucket/out/manifest/manifest-00000-of-00001.parquet"],
+                ["gs://bucket/out/_progress/part-x-n000001.parquet"])
+    names = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
+    for step in ("ListInputs", "JoinDone", "PrepareFaces", "Sanitize", "ComposeAndWrite", "RecordSanitized",
+                 "ConsolidateManifest", "ReadManifest", "ReadEarlierParts", "WriteManifest", "CleanUp"):
         assert any(step in name.split("/") for name in names), step
-    consolidation = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"]))
-    _ = consolidation | ConsolidateManifest(plan, ["gs://bucket/out/_progress/part-x-n000001.parquet"])
-    assert any("WriteManifest" in t.unique_name for t in consolidation.to_runner_api().components.transforms.values())
+
+
+def test_one_invocation_runs_one_pipeline(model, tmp_path, monkeypatch):
+    """Sanitizing and consolidation are one Beam pipeline: Pipeline.run is called once, and the
+    manifest and dead letter are complete when it returns."""
+    import apache_beam as beam
+
+    runs = []
+    original = beam.Pipeline.run
+    monkeypatch.setattr(beam.Pipeline, "run", lambda self, *a, **k: runs.append(self) or original(self, *a, **k))
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(_jpeg(20))
+    (folder / "bad.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    summary = run_job(SanitizeJobConfig(input=str(folder), output=str(out), progress_every_s=0,
+                                        beam_pipeline_args=["--direct_running_mode=in_memory"]), model_dir=model)
+    assert len(runs) == 1
+    assert (summary["inputs"], summary["sanitized"], summary["rejected"]) == (2, 1, 1)
+    assert sorted(p.name for p in (out / "manifest").iterdir()) == ["manifest-00000-of-00001.parquet"]
+    assert [row["input_key"] for row in read_dead_letter(str(out))] == ["bad.jpg"]
+    assert not (out / "_progress").exists() or not any((out / "_progress").iterdir())  # cleaned up in the graph
 
 
 def test_cli_run_builds_its_graph_on_a_test_pipeline(model, tmp_path):

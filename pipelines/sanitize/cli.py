@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TensorFlow threads per worker process (default: cores / workers with the local "
                              "DirectRunner, TensorFlow's own choice elsewhere)")
     parser.add_argument("--manifest-shards", type=int, default=d.manifest_shards,
-                        help="number of manifest Parquet files (default %(default)s)")
+                        help="number of manifest Parquet files; rows are hashed to them by input key, and one "
+                             "file's rows are held in one worker's memory while it is written (about 0.5 KB "
+                             "each), so use more for tens of millions of inputs (default %(default)s)")
     parser.add_argument("--progress-every", type=float, default=d.progress_every_s,
                         help="seconds between progress lines (default %(default)s)")
     return parser

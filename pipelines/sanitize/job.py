@@ -3,8 +3,8 @@
 `run_job(settings)` is the library entry point (the CLI and the TFX BulkSanitizer component call
 it): it resolves the model, plans the job (input pattern and kind, output layout), claims the
 output (job.json pins settings and model, so a re-run completes the same job or is refused),
-runs SanitizeInputs then ConsolidateManifest, removes what a killed run left behind, and checks
-that every listed input has exactly one manifest row.
+runs one Beam graph (SanitizeInputs, then ConsolidateManifest, which also removes what a killed
+run left behind) and checks that every listed input has exactly one manifest row.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections import Counter
 
@@ -26,10 +27,10 @@ from pipelines.sanitize.containers import output_shards_for
 from pipelines.sanitize.inputs import WILDCARDS, detect_input_kind, input_pattern
 from pipelines.sanitize.layout import (
     COPIED_NO_FACE, DEAD_LETTER_DIR, IMAGES_DIR, JOB_FILE, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, RECORDS_DIR,
-    REJECTED, SANITIZED, STAGING_DIR, STATUSES, TMP_DIR, JobPlan, delete_matching, matching, write_atomically,
+    REJECTED, SANITIZED, STATUSES, TMP_DIR, JobPlan, delete_matching, matching, write_atomically,
 )
 from pipelines.sanitize.manifest import (
-    PART_PREFIX, STAGED_PREFIX, ProgressLine, existing_row_files, finished_outside_shards, read_manifest,
+    PART_PREFIX, STAGED_PREFIX, finished_outside_shards, progress_counts, read_manifest,
 )
 from pipelines.sanitize.model import model_facts, resolve_model
 from pipelines.sanitize.transforms import ConsolidateManifest, SanitizeInputs
@@ -115,6 +116,49 @@ def local_threads_per_worker(args: list[str]) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+class ProgressLine:
+    """Prints finished inputs and throughput while the pipeline runs (from the rows flushed to
+    _progress/, so it works for any runner whose workers write where the driver can list)."""
+
+    def __init__(self, plan, every_s: float, already: int):
+        self._plan, self._every, self._already = plan, every_s, already
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.start = time.monotonic()
+
+    def counts(self) -> tuple[int, int]:
+        """(inputs through this run, of them written into container shards)."""
+        through, in_shards = progress_counts(self._plan)
+        return through - self._already, in_shards
+
+    def count(self) -> int:
+        return self.counts()[0]
+
+    def _loop(self):
+        last_time, last_count = self.start, 0
+        while not self._stop.wait(self._every):
+            try:
+                count, in_shards = self.counts()
+            except Exception:  # listing can fail transiently on object stores; try again next time
+                continue
+            now = time.monotonic()
+            rate = (count - last_count) / max(now - last_time, 1e-9)
+            shards = f" ({in_shards} of them written into shards so far)" if in_shards else ""
+            print(f"progress: {count} inputs finished this run{shards}, {rate:.1f}/s now, "
+                  f"{count / (now - self.start):.1f}/s since start", flush=True)
+            last_time, last_count = now, count
+
+    def __enter__(self):
+        if self._every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def _counters(result) -> Counter:
     totals = Counter()
     try:
@@ -127,19 +171,25 @@ def _counters(result) -> Counter:
     return totals
 
 
+def build_graph(pipeline: beam.Pipeline, plan: JobPlan, manifest_files: list[str], part_files: list[str]):
+    """The job's one Beam graph: sanitize what earlier runs did not finish, then consolidate the
+    manifest and clean up (the same graph on every runner, a flex template included)."""
+    outputs = pipeline | "SanitizeInputs" >> SanitizeInputs(plan, sorted(manifest_files + part_files))
+    return outputs | "ConsolidateManifest" >> ConsolidateManifest(plan, manifest_files, part_files)
+
+
 def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce: bool = True,
             test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Runs the job (sanitize, then consolidate the manifest); returns the summary it prints.
+    """Runs the job (one Beam pipeline: sanitize, consolidate the manifest, clean up); returns the
+    summary it prints.
 
-    `test_pipeline` (e.g. Beam's TestPipeline) receives the sanitizing graph instead of a pipeline
-    built from settings.beam_pipeline_args; the consolidation runs with its options."""
+    `test_pipeline` (e.g. Beam's TestPipeline) receives the graph instead of a pipeline built from
+    settings.beam_pipeline_args."""
     if model_dir is None:
         model_dir, how = resolve_model(settings.model, Config().serving_dir)
     else:
         how = "given"
     options, args = beam_options(settings.beam_pipeline_args)
-    if test_pipeline is not None:
-        options = test_pipeline.options
     if not settings.tf_threads:
         settings = dataclasses.replace(settings, tf_threads=local_threads_per_worker(args))
     plan = plan_job(settings, model_dir)
@@ -148,27 +198,17 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
               f"{plan.model.image_size}x{plan.model.image_size}; {how})")
         print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
     plan = claim_output(plan)
-    done_files = existing_row_files(plan)
+    manifest_files = matching(plan.out(MANIFEST_DIR, "*.parquet"))
+    part_files = matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet"))  # left by a killed run
     delete_matching(plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"))  # progress hints of an earlier run
     started = time.monotonic()
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
-    _ = pipeline | "SanitizeInputs" >> SanitizeInputs(plan, done_files)
-    with ProgressLine(plan, settings.progress_every_s, finished_outside_shards(done_files)):
+    build_graph(pipeline, plan, manifest_files, part_files)
+    with ProgressLine(plan, settings.progress_every_s, finished_outside_shards(part_files)):
         result = pipeline.run()
         result.wait_until_finish()
     elapsed = time.monotonic() - started
     counters = _counters(result)
-
-    parts = matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet"))
-    if parts or not matching(plan.out(MANIFEST_DIR, "*.parquet")):
-        consolidation = beam.Pipeline(options=options)
-        _ = consolidation | "ConsolidateManifest" >> ConsolidateManifest(plan, existing_row_files(plan))
-        consolidation.run().wait_until_finish()
-        FileSystems.delete(parts) if parts else None
-    # Temporary files of a killed run (nothing refers to them), progress hints, and staged inputs
-    # (every shard is written now, so there are none unless inputs vanished since they were staged).
-    for pattern in (plan.out(TMP_DIR, "*"), plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"), plan.out(STAGING_DIR, "**")):
-        delete_matching(pattern)
 
     summary = summarize(plan, counters, elapsed)
     if announce:

@@ -90,6 +90,17 @@ def write_atomically(path: str, data: bytes, tmp_dir: str) -> bool:
     return True
 
 
+def replace_atomically(path: str, data: bytes, tmp_dir: str) -> None:
+    """Writes `data` to `path` via a temporary file and a rename that replaces any file there
+    (a POSIX rename locally, a copy onto the object on GCS): a reader sees the old or the new file."""
+    tmp = FileSystems.join(tmp_dir, uuid.uuid4().hex)
+    with FileSystems.create(tmp) as handle:
+        handle.write(data)
+    if is_local(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    FileSystems.rename([tmp], [path])
+
+
 def matching(pattern: str) -> list[str]:
     """Paths matching a pattern (local or gs://), sorted."""
     return sorted(meta.path for meta in FileSystems.match([pattern])[0].metadata_list)

@@ -10,17 +10,18 @@ file names carry their counts:
     _progress/part-shard-<uuid>-n<count>.parquet  rows of inputs written into container shards
     _progress/staged-<uuid>-n<count>              markers of inputs staged for a shard (hints)
 
-Consolidation folds manifest/ and the parts into manifest/ with one row per input key, and the
-rejected rows into dead_letter/.
+Consolidation, in the same Beam graph, folds manifest/, the parts of earlier runs and this run's
+rows into manifest/ with one row per input key (WriteManifestShard), and the rejected rows into
+dead_letter/; then the parts are deleted.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import threading
 import time
 import uuid
+import zlib
 from typing import Sequence
 
 import apache_beam as beam
@@ -28,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.sanitize.layout import (
-    DEAD_LETTER_DIR, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, REJECTED, TMP_DIR, JobPlan, matching, write_atomically,
+    DEAD_LETTER_DIR, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, REJECTED, TMP_DIR, JobPlan, matching, replace_atomically, write_atomically,
 )
 
 MANIFEST_SCHEMA = pa.schema([
@@ -93,12 +95,6 @@ def progress_counts(plan: JobPlan) -> tuple[int, int]:
     return through, in_shards
 
 
-def existing_row_files(plan: JobPlan) -> list[str]:
-    """Manifest shards and unconsolidated progress parts already in the output."""
-    return sorted(matching(plan.out(MANIFEST_DIR, "*.parquet"))
-                  + matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet")))
-
-
 def manifest_row(plan: JobPlan, key: str, source: dict, status: str, *, output_key: str = "", faces: int = 0,
                  reason: str = "", detail: str = "", size=(0, 0), input_format: str = "") -> dict:
     return {"input_key": key, "input_uri": source["uri"], "output_key": output_key, "status": status,
@@ -115,7 +111,8 @@ def reject(plan, key, source, reason, detail, size=(0, 0), input_format=""):
 
 class RecordProgress(beam.DoFn):
     """Flushes finished rows to _progress/part-<uuid>-n<rows>.parquet every `flush_rows` rows or
-    `flush_s` seconds and at the end of each bundle (each part written atomically)."""
+    `flush_s` seconds and at the end of each bundle (each part written atomically); emits the
+    path of every part it wrote, so that the clean-up can wait for all of them."""
 
     def __init__(self, plan: JobPlan, flush_rows: int = 32, flush_s: float = 15.0, in_shards: bool = False):
         self._plan = plan
@@ -130,25 +127,28 @@ class RecordProgress(beam.DoFn):
     def process(self, row):
         self._rows.append(row)
         if len(self._rows) >= self._flush_rows or time.monotonic() - self._since > self._flush_s:
-            self._flush()
+            yield from self._flush()
 
     def finish_bundle(self):
-        self._flush()
+        for path in self._flush():
+            yield GlobalWindows.windowed_value(path)
 
     def _flush(self):
         if self._rows:
             table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink)
-            name = part_name(len(self._rows), self._in_shards)
-            write_atomically(self._plan.out(PROGRESS_DIR, name), sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
+            path = self._plan.out(PROGRESS_DIR, part_name(len(self._rows), self._in_shards))
+            write_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
+            yield path
         self._rows = []
         self._since = time.monotonic()
 
 
 class MarkStaged(beam.DoFn):
     """Container output: empty marker files _progress/staged-<uuid>-n<count> for the progress line
-    (staged inputs have no manifest row until their shard is written); hints only."""
+    (staged inputs have no manifest row until their shard is written); hints only. Emits the
+    markers' paths."""
 
     def __init__(self, plan: JobPlan, flush_every: int = 32, flush_s: float = 15.0):
         self._plan, self._every, self._flush_s = plan, flush_every, flush_s
@@ -159,27 +159,69 @@ class MarkStaged(beam.DoFn):
     def process(self, element):
         self._count += 1
         if self._count >= self._every or time.monotonic() - self._since > self._flush_s:
-            self._flush()
+            yield from self._flush()
 
     def finish_bundle(self):
-        self._flush()
+        for path in self._flush():
+            yield GlobalWindows.windowed_value(path)
 
     def _flush(self):
         if self._count:
-            with FileSystems.create(self._plan.out(PROGRESS_DIR, staged_marker_name(self._count))):
+            path = self._plan.out(PROGRESS_DIR, staged_marker_name(self._count))
+            with FileSystems.create(path):
                 pass
+            yield path
         self._count, self._since = 0, time.monotonic()
 
 
-def pick_one_row(element):
-    """One row per input key; duplicates (a row recorded twice) are identical but for chance, so the
-    smallest by value is kept, the same whichever order they arrive in."""
-    key, rows = element
-    return min(rows, key=lambda row: json.dumps(row, sort_keys=True))
+def pick_one_row(element) -> tuple[bool, dict]:
+    """(key, [(unconsolidated, row), ...]) -> (whether the manifest lacks it, one row per input key).
+
+    Duplicates (a row recorded twice, e.g. by a retried bundle) are identical but for chance, so
+    the smallest by value is kept, the same whichever order they arrive in."""
+    _, tagged = element
+    tagged = list(tagged)
+    row = min((row for _, row in tagged), key=lambda row: json.dumps(row, sort_keys=True))
+    return any(unconsolidated for unconsolidated, _ in tagged), row
 
 
 def dead_letter_json(row: dict) -> str:
     return json.dumps({name: row[name] for name in ("input_key", "input_uri", "reason", "detail")}, sort_keys=True)
+
+
+def manifest_shard_of(key: str, shards: int) -> int:
+    return zlib.crc32(key.encode()) % shards
+
+
+def manifest_file(plan: JobPlan, index: int) -> str:
+    return plan.out(MANIFEST_DIR, f"manifest-{index:05d}-of-{plan.settings.manifest_shards:05d}.parquet")
+
+
+def dead_letter_file(plan: JobPlan, index: int) -> str:
+    return plan.out(DEAD_LETTER_DIR, f"dead_letter-{index:05d}-of-{plan.settings.manifest_shards:05d}.jsonl")
+
+
+class WriteManifestShard(beam.DoFn):
+    """(shard index, rows) -> manifest/manifest-<i>-of-<N>.parquet (sorted by input key) and its
+    rejected rows in dead_letter/dead_letter-<i>-of-<N>.jsonl, each replaced atomically; emits the
+    manifest path. Nothing is written when no row anywhere is new (`unconsolidated` == 0) and the
+    file exists: a re-run over a complete output writes nothing."""
+
+    def __init__(self, plan: JobPlan):
+        self._plan = plan
+
+    def process(self, element, unconsolidated: int):
+        index, rows = element
+        rows = sorted((row for row in rows if row is not None), key=lambda row: row["input_key"])
+        path = manifest_file(self._plan, index)
+        if not unconsolidated and FileSystems.exists(path):
+            return
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), sink)
+        replace_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
+        dead = "".join(dead_letter_json(row) + "\n" for row in rows if row["status"] == REJECTED)
+        replace_atomically(dead_letter_file(self._plan, index), dead.encode(), self._plan.out(TMP_DIR))
+        yield path
 
 
 def read_manifest(output: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -202,46 +244,3 @@ def read_dead_letter(output: str) -> list[dict]:
         with FileSystems.open(meta.path) as handle:
             rows += [json.loads(line) for line in handle.read().decode().splitlines() if line.strip()]
     return rows
-
-
-class ProgressLine:
-    """Prints finished inputs and throughput while the pipeline runs (from the rows flushed to
-    _progress/, so it works for any runner whose workers write where the driver can list)."""
-
-    def __init__(self, plan, every_s: float, already: int):
-        self._plan, self._every, self._already = plan, every_s, already
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.start = time.monotonic()
-
-    def counts(self) -> tuple[int, int]:
-        """(inputs through this run, of them written into container shards)."""
-        through, in_shards = progress_counts(self._plan)
-        return through - self._already, in_shards
-
-    def count(self) -> int:
-        return self.counts()[0]
-
-    def _loop(self):
-        last_time, last_count = self.start, 0
-        while not self._stop.wait(self._every):
-            try:
-                count, in_shards = self.counts()
-            except Exception:  # listing can fail transiently on object stores; try again next time
-                continue
-            now = time.monotonic()
-            rate = (count - last_count) / max(now - last_time, 1e-9)
-            shards = f" ({in_shards} of them written into shards so far)" if in_shards else ""
-            print(f"progress: {count} inputs finished this run{shards}, {rate:.1f}/s now, "
-                  f"{count / (now - self.start):.1f}/s since start", flush=True)
-            last_time, last_count = now, count
-
-    def __enter__(self):
-        if self._every > 0:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()

@@ -1,5 +1,7 @@
-"""The bulk job's composite PTransforms: SanitizeInputs (list, skip what is done, prepare, run
-the model, compose and write, record) and ConsolidateManifest (progress parts -> manifest).
+"""The bulk job's composite PTransforms, applied one after the other in ONE Beam graph:
+SanitizeInputs (list, skip what is done, prepare, run the model, compose and write, record) and
+ConsolidateManifest (earlier manifest + unconsolidated parts + this run's rows -> manifest, then
+the clean-up).
 
 One element per input flows: list/read (inputs.py) -> skip what an earlier run finished -> decode,
 find and align faces (faces.py) -> RunInference with the keyed sanitizer handler (model.py) ->
@@ -19,9 +21,9 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from pipelines.sanitize.containers import WriteShards
 from pipelines.sanitize.faces import ComposeAndWrite, PrepareFaces
 from pipelines.sanitize.inputs import ListInputs
-from pipelines.sanitize.layout import DEAD_LETTER_DIR, MANIFEST_DIR, NAMESPACE, REJECTED, JobPlan
+from pipelines.sanitize.layout import NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching
 from pipelines.sanitize.manifest import (
-    MANIFEST_SCHEMA, MarkStaged, RecordProgress, dead_letter_json, pick_one_row,
+    MarkStaged, RecordProgress, WriteManifestShard, manifest_shard_of, pick_one_row,
 )
 from pipelines.sanitize.model import SanitizerModelHandler
 
@@ -49,7 +51,9 @@ def _skip_done(element):
 
 class SanitizeInputs(beam.PTransform):
     """Root transform: sanitizes every listed input that `done_files` (manifest shards and
-    progress parts of earlier runs) do not already hold; rows go to _progress/ as they finish."""
+    progress parts of earlier runs) do not already hold; rows go to _progress/ as they finish.
+
+    Returns {"rows": this run's manifest rows, "progress_files": the _progress/ files written}."""
 
     def __init__(self, plan: JobPlan, done_files: Sequence[str]):
         super().__init__()
@@ -82,44 +86,78 @@ class SanitizeInputs(beam.PTransform):
                         ComposeAndWrite.RECORDS, main="rows"))
         # Recorded on each branch, not after a Flatten: a runner may materialize a Flatten's inputs
         # before its consumer runs, and rows must reach _progress/ while the work goes on.
-        _ = composed.rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan))
-        _ = prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))
+        rows = [composed.rows, prepared[PrepareFaces.ROWS]]
+        progress = [composed.rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan)),
+                    prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))]
         if plan.output_kind != "images":
             # Sanitized inputs are staged (one file each, under _staging/) and only references go
             # through the shuffle that groups a shard, so its memory does not hold the images and a
             # killed run keeps the inputs it sanitized.
-            _ = composed[ComposeAndWrite.RECORDS] | "MarkStaged" >> beam.ParDo(MarkStaged(plan))
-            _ = prepared[PrepareFaces.RECORDS] | "MarkOthersStaged" >> beam.ParDo(MarkStaged(plan))
-            _ = ((composed[ComposeAndWrite.RECORDS], prepared[PrepareFaces.RECORDS])
-                 | "AllRecords" >> beam.Flatten()
-                 | "GroupByShard" >> beam.GroupByKey()
-                 | "WriteShards" >> beam.ParDo(WriteShards(plan))
-                 | "RecordShards" >> beam.ParDo(RecordProgress(plan, in_shards=True)))
-        return beam.pvalue.PDone(pipeline.pipeline)  # everything is written by the DoFns
+            progress += [composed[ComposeAndWrite.RECORDS] | "MarkStaged" >> beam.ParDo(MarkStaged(plan)),
+                         prepared[PrepareFaces.RECORDS] | "MarkOthersStaged" >> beam.ParDo(MarkStaged(plan))]
+            shard_rows = ((composed[ComposeAndWrite.RECORDS], prepared[PrepareFaces.RECORDS])
+                          | "AllRecords" >> beam.Flatten()
+                          | "GroupByShard" >> beam.GroupByKey()
+                          | "WriteShards" >> beam.ParDo(WriteShards(plan)))
+            rows.append(shard_rows)
+            progress.append(shard_rows | "RecordShards" >> beam.ParDo(RecordProgress(plan, in_shards=True)))
+        return {"rows": tuple(rows) | "RowsOfThisRun" >> beam.Flatten(),
+                "progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten()}
+
+
+def _tag(unconsolidated: bool):
+    return lambda row: (row["input_key"], (unconsolidated, row))
 
 
 class ConsolidateManifest(beam.PTransform):
-    """Root transform: manifest/ and dead_letter/ rewritten from `row_files` (the old manifest plus
-    the progress parts), one row per input key."""
+    """{"rows", "progress_files"} of SanitizeInputs -> manifest/ and dead_letter/ with one row per
+    input key, from the manifest as it was, the progress parts earlier runs left unconsolidated
+    and this run's rows; then the clean-up, once every manifest shard and progress file is written.
+    Returns a PCollection of one element, the number of progress files this run wrote."""
 
-    def __init__(self, plan: JobPlan, row_files: Sequence[str]):
+    def __init__(self, plan: JobPlan, manifest_files: Sequence[str], part_files: Sequence[str]):
         super().__init__()
         self._plan = plan
-        self._row_files = list(row_files)
+        self._manifest_files = list(manifest_files)
+        self._part_files = list(part_files)
 
-    def expand(self, pipeline):
-        plan = self._plan
-        rows = (pipeline
-                | "RowFiles" >> beam.Create(self._row_files)
-                | "ReadRows" >> beam.io.ReadAllFromParquet()
-                | "KeyRows" >> beam.Map(lambda row: (row["input_key"], row))
+    def expand(self, outputs):
+        plan, pipeline = self._plan, outputs["rows"].pipeline
+        shards = plan.settings.manifest_shards
+        recorded = (pipeline
+                    | "ManifestFiles" >> beam.Create(self._manifest_files)
+                    | "ReadManifest" >> beam.io.ReadAllFromParquet()
+                    | "TagRecorded" >> beam.Map(_tag(False)))
+        left = (pipeline
+                | "EarlierParts" >> beam.Create(self._part_files)
+                | "ReadEarlierParts" >> beam.io.ReadAllFromParquet()
+                | "TagEarlierParts" >> beam.Map(_tag(True)))
+        this_run = outputs["rows"] | "TagThisRun" >> beam.Map(_tag(True))
+        rows = ((recorded, left, this_run)
+                | "AllRows" >> beam.Flatten()
                 | "GroupByInput" >> beam.GroupByKey()
                 | "OneRowPerInput" >> beam.Map(pick_one_row))
-        _ = rows | "WriteManifest" >> beam.io.WriteToParquet(
-            plan.out(MANIFEST_DIR, "manifest"), MANIFEST_SCHEMA, file_name_suffix=".parquet",
-            num_shards=plan.settings.manifest_shards)
-        return (rows
-                | "Rejected" >> beam.Filter(lambda row: row["status"] == REJECTED)
-                | "DeadLetterJson" >> beam.Map(dead_letter_json)
-                | "WriteDeadLetter" >> beam.io.WriteToText(plan.out(DEAD_LETTER_DIR, "dead_letter"),
-                                                           file_name_suffix=".jsonl", num_shards=1))
+        unconsolidated = (rows
+                          | "Unconsolidated" >> beam.Filter(lambda tagged: tagged[0])
+                          | "CountUnconsolidated" >> beam.combiners.Count.Globally())
+        by_shard = rows | "ByManifestShard" >> beam.Map(
+            lambda tagged: (manifest_shard_of(tagged[1]["input_key"], shards), tagged[1]))
+        every_shard = pipeline | "EveryShard" >> beam.Create([(index, None) for index in range(shards)])
+        written = ((by_shard, every_shard)
+                   | "ShardsAndRows" >> beam.Flatten()
+                   | "GroupByManifestShard" >> beam.GroupByKey()
+                   | "WriteManifest" >> beam.ParDo(WriteManifestShard(plan),
+                                                   unconsolidated=beam.pvalue.AsSingleton(unconsolidated)))
+        return (written
+                | "ManifestWritten" >> beam.combiners.Count.Globally()
+                | "CleanUp" >> beam.Map(_clean_up, plan=plan,
+                                        progress_files=beam.pvalue.AsList(outputs["progress_files"])))
+
+
+def _clean_up(_, plan: JobPlan, progress_files) -> int:
+    """After the manifest holds every row: the progress parts and markers (this run's, waited for
+    through `progress_files`, and any earlier run left), staged inputs (all in shards now, unless
+    they vanished from the input since) and temporary files of killed runs."""
+    for pattern in (plan.out(PROGRESS_DIR, "*"), plan.out(STAGING_DIR, "**"), plan.out(TMP_DIR, "*")):
+        delete_matching(pattern)
+    return len(progress_files)
