@@ -55,6 +55,8 @@ def vertex_config(config: Config, settings: VertexSettings) -> Config:
         config,
         work_dir=work_dir,
         code_root=IMAGE_CODE_ROOT,
+        # A Trainer given GPUs that cannot see them fails instead of training on the CPU.
+        training=dataclasses.replace(config.training, require_gpu=settings.gpu_count > 0),
         vertex_training=VertexTrainingConfig(
             project=settings.project, region=settings.region, image_uri=settings.image_uri,
             machine_type=settings.trainer_machine_type, accelerator_type=settings.gpu_type,

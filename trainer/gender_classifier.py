@@ -12,6 +12,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from trainer.config import TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
+from trainer.distribution import distribution_strategy
 from trainer.models import build_gender_classifier
 
 
@@ -27,12 +28,13 @@ def run_fn(fn_args: FnArgs) -> None:
         fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer, config.seed))
     evaluation = faces_and_labels(transformed_dataset(fn_args.eval_files, tft_output, config.batch_size))
 
-    model = build_gender_classifier(config.image_size, config.classifier_dropout)
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.classifier_learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    with distribution_strategy(config.require_gpu).scope():
+        model = build_gender_classifier(config.image_size, config.classifier_dropout)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.classifier_learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
     history = model.fit(
         train,
         validation_data=evaluation,

@@ -47,7 +47,7 @@ def run_fn(fn_args: FnArgs) -> None:
     train = faces_and_identities(transformed_dataset(
         fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer, config.seed))
 
-    with distribution_strategy().scope():
+    with distribution_strategy(config.require_gpu).scope():
         matcher = build_face_matcher(config.image_size, config.matcher_embedding_dim)
         face = keras.Input(matcher.input_shape[1:])
         logits = CosineSoftmaxHead(num_identities, name="identity_logits")(matcher(face))

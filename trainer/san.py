@@ -163,7 +163,7 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
 def run_fn(fn_args: FnArgs) -> None:
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     tf.keras.utils.set_random_seed(config.seed)
-    strategy = distribution_strategy()
+    strategy = distribution_strategy(config.require_gpu)
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
     if on_gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
