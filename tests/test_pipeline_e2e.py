@@ -78,7 +78,14 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     for outputs in (*test_split["gender"].values(), *test_split["white_box"].values()):
         assert set(outputs) == {"original", "same", "neutral", "opposite"}
         assert all(0 <= values["error_rate"] <= 1 for values in outputs.values())
+        # A 95% interval (identities resampled) beside every error rate, holding the figure.
+        assert all(values["error_rate_ci"][0] <= values["error_rate"] <= values["error_rate_ci"][1]
+                   for values in outputs.values())
+    assert test_split["intervals"]["resampled"] == "identities"
     matching = test_split["matching"]["fisherfaces"]
+    for values in matching.values():
+        for fmr, (low, high) in values["tmr_at_fmr_ci"].items():
+            assert low <= values["tmr_at_fmr"][fmr] <= high
     assert matching["original"]["genuine_pairs"] == 2 * 3 * 2 and matching["original"]["impostor_pairs"] == 6 * 3
     assert set(matching["opposite"]["tmr_at_fmr"]) == {"0.01", "0.001"}
     assert {check["threshold"] for check in metrics["gate_checks"]} == {
@@ -89,7 +96,7 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
 
     # The report: self-contained HTML, Markdown beside it, ROC figures; the data labelled synthetic.
     page = open(metrics["report"]["html"]).read()
-    assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page
+    assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page and "95% CI" in page
     assert page.count("data:image/png;base64,") == 1 + len(metrics["report"]["figures"])
     assert len(metrics["report"]["figures"]) == 2 + 1 + 1  # 2 gender judges, the white-box classifier, 1 matcher
     assert all(tf.io.decode_png(open(path, "rb").read()).shape[-1] in (3, 4) for path in metrics["report"]["figures"])

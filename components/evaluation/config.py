@@ -94,6 +94,10 @@ class EvaluationConfig(_JsonConfig):
     judge_seed: int = 1
     judge_max_train_faces: int = 20000  # the SVM judge's training cost grows with N^2
     max_faces_per_split: int = 5000  # probe x gallery scores are N^2
+    # 95% bootstrap intervals (identities resampled) beside every error rate and TMR (intervals.py);
+    # TMR intervals use fewer draws when a split has many pairs (intervals.pair_samples).
+    bootstrap_samples: int = 1000
+    bootstrap_seed: int = 2
     batch_size: int = 64
 
     def __post_init__(self):

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
 from components.evaluation.gate import decide_blessing
+from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
 from components.evaluation.judges import load_synthetic_judges
 from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
 from components.evaluation.real_face_judges import load_real_face_judges
@@ -113,12 +114,21 @@ def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list
     male, identity = np.concatenate(male), np.concatenate(identity)
 
     def gender_table(per_output):
-        return {name: gender_metrics(male, np.concatenate(values)) for name, values in per_output.items()}
+        table = {}
+        for name, values in per_output.items():
+            probability = np.concatenate(values)
+            table[name] = gender_metrics(male, probability)
+            errors = ((probability >= 0.5).astype(int) != male).astype(np.float64)
+            table[name]["error_rate_ci"] = rate_interval(errors, identity, settings.bootstrap_samples,
+                                                         settings.bootstrap_seed)
+        return table
 
     metrics = {
         "num_examples": int(len(male)),
         "num_identities": int(len(np.unique(identity))),
         "num_male": int(male.sum()),
+        "intervals": {"level": LEVEL, "resampled": "identities", "samples": settings.bootstrap_samples,
+                      "seed": settings.bootstrap_seed},
         "gender": {judge.name: gender_table(probability[judge.name]) for judge in gender_judges},
         "white_box": {WHITE_BOX: gender_table(probability[WHITE_BOX])},
         "matching": {},
@@ -130,11 +140,17 @@ def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list
         vectors = {name: np.concatenate(values) for name, values in embedding[judge.name].items()}
         metrics["matching"][judge.name] = {}
         for name in OUTPUTS:
-            genuine, impostor = genuine_impostor(judge.similarity(vectors[name], vectors["original"]), identity)
+            scores = judge.similarity(vectors[name], vectors["original"])
+            genuine, impostor = genuine_impostor(scores, identity)
             if not genuine.size:
                 raise ValueError(f"the split in {file_patterns} has no identity with two images: matching "
                                  "needs genuine pairs")
-            metrics["matching"][judge.name][name] = matching_metrics(genuine, impostor, settings.fmr_targets)
+            result = matching_metrics(genuine, impostor, settings.fmr_targets)
+            draws = pair_samples(genuine.size + impostor.size, settings.bootstrap_samples)
+            intervals = PairScores(scores, identity).tmr_intervals(settings.fmr_targets, draws, settings.bootstrap_seed)
+            result["tmr_at_fmr_ci"] = {f"{fmr:g}": interval for fmr, interval in intervals.items()}
+            result["bootstrap_samples"] = draws
+            metrics["matching"][judge.name][name] = result
     grid_faces = grid["female"] + grid["male"]
     grid_images = {name: tf.stack([face[name] for face in grid_faces]) for name in OUTPUTS}
     return metrics, grid_images

@@ -31,22 +31,29 @@ MEANING = [
     "share of impostor pairs (different people) is accepted. Probe = the output for one face, gallery = "
     "the ORIGINAL other faces of the split, as in the paper. Utility wants it close to the originals' TMR.",
     "SSIM (1 = identical) and PSNR (dB, higher = closer) compare each output with its original face.",
+    "[a–b] is a 95% bootstrap confidence interval: the split's identities are drawn with replacement "
+    "(a person's photos stay together, as they are not independent) and the figure recomputed; with a "
+    "few hundred test faces it spans several points, so differences smaller than that are not evidence.",
     "Independent judges were never used to train the SAN; the auxiliary classifier row is the white-box "
     "network the SAN trained against, shown for reference only and not used by the gate.",
 ]
 
 
-def _percent(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
+def _percent(value, interval=None) -> str:
+    """"16.6% [12.1–21.3]": the figure and its 95% interval (identities resampled), if any."""
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}%"
+    return text + (f" [{100 * interval[0]:.1f}–{100 * interval[1]:.1f}]" if interval else "")
 
 
 def _gender_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["gender judge", *(f"{OUTPUT_NAMES[name]} error (AUC)" for name in OUTPUT_NAMES)]
+    header = ["gender judge", *(f"{OUTPUT_NAMES[name]} error [95% CI] (AUC)" for name in OUTPUT_NAMES)]
     rows = []
     for group, suffix in (("gender", ""), ("white_box", " (white-box reference, not a judge)")):
         for judge, outputs in split_metrics[group].items():
             rows.append([judge + suffix, *(
-                f"{_percent(outputs[name]['error_rate'])} ("
+                f"{_percent(outputs[name]['error_rate'], outputs[name].get('error_rate_ci'))} ("
                 f"{'–' if outputs[name]['auc'] is None else format(outputs[name]['auc'], '.3f')})"
                 for name in OUTPUT_NAMES)])
     return header, rows
@@ -57,8 +64,9 @@ def _matching_table(split_metrics: dict, fmr_targets) -> tuple[list[str], list[l
     rows = []
     for judge, outputs in split_metrics["matching"].items():
         for fmr in fmr_targets:
-            rows.append([judge, f"TMR at FMR {fmr:g}",
-                         *(_percent(outputs[name]["tmr_at_fmr"][f"{fmr:g}"]) for name in OUTPUT_NAMES)])
+            rows.append([judge, f"TMR at FMR {fmr:g} [95% CI]",
+                         *(_percent(outputs[name]["tmr_at_fmr"][f"{fmr:g}"],
+                                    outputs[name].get("tmr_at_fmr_ci", {}).get(f"{fmr:g}")) for name in OUTPUT_NAMES)])
         rows.append([judge, "mean genuine / impostor score",
                      *(f"{outputs[name]['genuine_mean']:.3f} / {outputs[name]['impostor_mean']:.3f}"
                        for name in OUTPUT_NAMES)])
