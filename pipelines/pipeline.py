@@ -90,6 +90,7 @@ def create_components(config: Config) -> list:
             image_size=config.image_size,
             seed=config.evaluation.judge_seed,
             max_train_faces=config.evaluation.judge_max_train_faces,
+            cnn_epochs=config.evaluation.cnn_epochs,
         )
         judge_trainer.add_upstream_node(validation_gate)
     evaluator = SanitizerEvaluator(

@@ -55,13 +55,26 @@ def print_summary(config: Config) -> int:
         split = metrics["splits"][metrics["gate_split"]]
         print(f"evaluation ({metrics['gate_split']} split, {split['num_examples']} faces; "
               f"independent judges: {', '.join(metrics['judges'])}):")
+        def figure(value, interval):
+            return f"{value:.1%}" + (f" [{interval[0]:.1%}-{interval[1]:.1%}]" if interval else "")
+
         for judge, outputs in split["gender"].items():
             print(f"  gender error of {judge}: " + "  ".join(
-                f"{name} {values['error_rate']:.1%}" for name, values in outputs.items()))
+                f"{name} {figure(values['error_rate'], values.get('error_rate_ci'))}" for name, values in outputs.items()))
         for judge, outputs in split["matching"].items():
             fmr = f"{metrics['gate']['tmr_fmr']:g}"
             print(f"  TMR at FMR {fmr} of {judge}: " + "  ".join(
-                f"{name} {values['tmr_at_fmr'][fmr]:.1%}" for name, values in outputs.items()))
+                f"{name} {figure(values['tmr_at_fmr'][fmr], values.get('tmr_at_fmr_ci', {}).get(fmr))}"
+                for name, values in outputs.items()))
+        for judge, outputs in split.get("adaptive", {}).items():
+            values = outputs["opposite"]
+            print(f"  ADAPTIVE attacker {judge} (trained on sanitized train faces), error on sanitized faces: "
+                  f"{figure(values['error_rate'], values.get('error_rate_ci'))}")
+        for judge, outputs in split.get("identity_leakage", {}).items():
+            values = outputs["original"]
+            print(f"  identity-leakage bound {judge} (gender from identity alone): "
+                  f"{figure(values['error_rate'], values.get('error_rate_ci'))}")
+        print("  [a-b]: 95% bootstrap intervals, identities resampled")
         print("  SSIM vs original: " + "  ".join(
             f"{name} {values['ssim']:.3f}" for name, values in split["image_quality"].items()))
         print(f"evaluation result: {outcome['metrics_file']}")

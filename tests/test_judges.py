@@ -42,8 +42,20 @@ def trained():
 def test_synthetic_judges_beat_chance_on_unseen_identities(trained, tmp_path):
     models, (faces, male, identity) = trained
     judges.save_synthetic_judges(models, str(tmp_path))
-    gender_judges, matcher_judges = judges.load_synthetic_judges(str(tmp_path))
+    loaded = judges.load_synthetic_judges(str(tmp_path))
+    gender_judges, matcher_judges = loaded.gender, loaded.matcher
     assert [judge.name for judge in gender_judges] == ["eigenfaces_logistic", "eigenfaces_svm"]
+    # The identity-leakage bound reads gender from the Fisherfaces identity embedding alone: it works on
+    # unseen identities (gender is a trait of the person), through the matcher's own fitted steps.
+    [leakage] = loaded.identity_leakage
+    assert leakage.name == "identity_leakage_fisherfaces"
+    assert [name for name, _ in leakage.model.steps] == ["pixels", "pca", "lda", "normalize", "classifier"]
+    fisher = models["fisherfaces"]
+    embedding = leakage.model.named_steps["normalize"].transform(fisher.transform(faces))
+    np.testing.assert_allclose(leakage.male_probability(faces),
+                               leakage.model.named_steps["classifier"].predict_proba(embedding)[:, 1], atol=1e-5)
+    train_faces, train_male, _ = _faces(40, 4, seed=1)
+    assert np.mean((leakage.male_probability(train_faces) >= 0.5) == train_male) >= 0.75  # chance: 0.5
     for judge in gender_judges:
         probability = judge.male_probability(faces)
         assert probability.shape == (len(faces),) and ((0 <= probability) & (probability <= 1)).all()

@@ -34,8 +34,10 @@ def SanitizerEvaluator(
     patterns = {split: [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
                 for split in settings.splits}
     tf.io.gfile.makedirs(evaluation.uri)
+    train_patterns = [os.path.join(artifact_utils.get_split_uri([examples], "train"), "*")]
     result = run_evaluation(os.path.join(model.uri, "Format-Serving"), patterns, judges.uri if judges else None,
-                            json.loads(judge_names), data_label, settings, gate, evaluation.uri, model.uri)
+                            json.loads(judge_names), data_label, settings, gate, evaluation.uri, model.uri,
+                            train_patterns=train_patterns)
     record_in_metadata(evaluation, result)
     blessed, failures = result["blessed"], result["failed_thresholds"]
     tf.io.gfile.makedirs(blessing.uri)

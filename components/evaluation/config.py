@@ -93,6 +93,10 @@ class EvaluationConfig(_JsonConfig):
     # Not TrainingConfig.seed: the judges are trained independently of the auxiliary networks.
     judge_seed: int = 1
     judge_max_train_faces: int = 20000  # the SVM judge's training cost grows with N^2
+    cnn_epochs: int = 8  # the residual CNN gender judge (JudgeTrainer) and the adaptive attacker
+    # The adaptive attacker: the residual CNN trained on the sanitizer's X'_OP of the train split.
+    adaptive_attacker: bool = True
+    attacker_max_train_faces: int = 20000
     max_faces_per_split: int = 5000  # probe x gallery scores are N^2
     # 95% bootstrap intervals (identities resampled) beside every error rate and TMR (intervals.py);
     # TMR intervals use fewer draws when a split has many pairs (intervals.pair_samples).

@@ -24,7 +24,8 @@ import tensorflow as tf
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
 from components.evaluation.gate import decide_blessing
 from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
-from components.evaluation.judges import load_synthetic_judges
+from components.evaluation.adaptive import train_adaptive_attacker
+from components.evaluation.judges import JudgeSet, load_synthetic_judges
 from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
@@ -46,19 +47,18 @@ def example_grid(images: dict, columns: int = 8) -> tf.Tensor:
     return tf.image.convert_image_dtype(tf.concat(rows, axis=0), tf.uint8, saturate=True)
 
 
-def load_judges(names, judges_dir: str | None) -> tuple[list, list]:
-    """(gender judges, matcher judges) for the configured judge sets."""
+def load_judges(names, judges_dir: str | None) -> JudgeSet:
+    """The judges of the configured judge sets."""
     names = check_judge_names(names)
-    gender, matcher = [], []
+    judges = JudgeSet()
     if SYNTHETIC in names:
         if not judges_dir:
             raise ValueError("the 'synthetic' judges are selected but no JudgeTrainer output was given")
-        gender, matcher = load_synthetic_judges(judges_dir)
+        judges = judges + load_synthetic_judges(judges_dir)
     real = [name for name in names if name != SYNTHETIC]
     if real:
-        real_gender, real_matcher = load_real_face_judges(real)
-        gender, matcher = gender + real_gender, matcher + real_matcher
-    return gender, matcher
+        judges = judges + JudgeSet(*load_real_face_judges(real))
+    return judges
 
 
 def _sanitized_batches(model, file_patterns, image_size, batch_size, max_faces):
@@ -77,15 +77,20 @@ def _sanitized_batches(model, file_patterns, image_size, batch_size, max_faces):
         seen += take
 
 
-def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list, matcher_judges: list,
-                   settings: EvaluationConfig, progress=logging.info) -> tuple[dict, dict]:
-    """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}."""
+def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, settings: EvaluationConfig,
+                   adaptive: list = (), progress=logging.info) -> tuple[dict, dict]:
+    """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}.
+
+    `adaptive`: gender judges trained on the sanitizer's output (adaptive.py), reported apart from
+    the unseen judges; the identity-leakage judges are applied to the original faces only."""
+    gender_judges, matcher_judges = [*judges.gender, *adaptive], judges.matcher
     model = tf.saved_model.load(model_dir)
     image_size = int(load_metadata(model_dir)["image_size"])
     white_box = model.signatures["classify_gender"]
     male, identity, grid = [], [], {"female": [], "male": []}
     probability = {judge.name: {name: [] for name in OUTPUTS} for judge in gender_judges}
     probability[WHITE_BOX] = {name: [] for name in OUTPUTS}
+    probability.update({judge.name: {"original": []} for judge in judges.identity_leakage})
     embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
     quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
     for batch in _sanitized_batches(model, file_patterns, image_size, settings.batch_size,
@@ -102,6 +107,8 @@ def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list
                 probability[judge.name][name].append(judge.male_probability(pixels))
             for judge in matcher_judges:
                 embedding[judge.name][name].append(judge.embed(pixels))
+            for judge in judges.identity_leakage if name == "original" else ():
+                probability[judge.name][name].append(judge.male_probability(pixels))
             if name != "original":
                 ssim, psnr = image_quality(images["original"], image)
                 quality[name]["ssim"].append(ssim)
@@ -129,7 +136,11 @@ def evaluate_split(model_dir: str, file_patterns: list[str], gender_judges: list
         "num_male": int(male.sum()),
         "intervals": {"level": LEVEL, "resampled": "identities", "samples": settings.bootstrap_samples,
                       "seed": settings.bootstrap_seed},
-        "gender": {judge.name: gender_table(probability[judge.name]) for judge in gender_judges},
+        "gender": {judge.name: gender_table(probability[judge.name]) for judge in judges.gender},
+        # Apart from the unseen judges (the gate reads "gender"): the attacker who owns the
+        # sanitizer, and what identity alone reveals of gender (original faces).
+        "adaptive": {judge.name: gender_table(probability[judge.name]) for judge in adaptive},
+        "identity_leakage": {judge.name: gender_table(probability[judge.name]) for judge in judges.identity_leakage},
         "white_box": {WHITE_BOX: gender_table(probability[WHITE_BOX])},
         "matching": {},
         "image_quality": {name: {"ssim": float(np.mean(np.concatenate(values["ssim"]))),
@@ -164,9 +175,10 @@ def record_in_metadata(evaluation, result: dict) -> None:
     evaluation.set_string_custom_property("split", result["gate_split"])
     evaluation.set_string_custom_property("report_html", result["report"]["html"])
     evaluation.set_string_custom_property("failed_thresholds", "\n".join(result["failed_thresholds"]))
-    for judge, outputs in split["gender"].items():
-        for name, values in outputs.items():
-            evaluation.set_float_custom_property(f"gender_error/{judge}/{name}", values["error_rate"])
+    for group in ("gender", "adaptive", "identity_leakage"):
+        for judge, outputs in split.get(group, {}).items():
+            for name, values in outputs.items():
+                evaluation.set_float_custom_property(f"gender_error/{judge}/{name}", values["error_rate"])
     for judge, outputs in split["matching"].items():
         for name, values in outputs.items():
             for fmr, tmr in values["tmr_at_fmr"].items():
@@ -176,14 +188,23 @@ def record_in_metadata(evaluation, result: dict) -> None:
 
 
 def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None, judge_names, data_label: str,
-                   settings: EvaluationConfig, gate: GateConfig, output_dir: str, model_uri: str = "") -> dict:
-    """Evaluates every split, applies the gate on settings.gate_split, writes metrics.json and the report."""
-    gender_judges, matcher_judges = load_judges(judge_names, judges_dir)
+                   settings: EvaluationConfig, gate: GateConfig, output_dir: str, model_uri: str = "",
+                   train_patterns: list[str] | None = None) -> dict:
+    """Evaluates every split, applies the gate on settings.gate_split, writes metrics.json and the report.
+
+    `train_patterns`: the train split, on whose sanitized faces the adaptive attacker is trained."""
+    judges = load_judges(judge_names, judges_dir)
+    adaptive = []
+    if settings.adaptive_attacker and train_patterns:
+        image_size = int(load_metadata(model_dir)["image_size"])
+        adaptive = [train_adaptive_attacker(
+            model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.cnn_epochs,
+            seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message))]
     splits, grid = {}, None
     for split, patterns in split_patterns.items():
         logging.info("SanitizerEvaluator: split %s", split)
         splits[split], grid_images = evaluate_split(
-            model_dir, patterns, gender_judges, matcher_judges, settings,
+            model_dir, patterns, judges, settings, adaptive,
             progress=lambda message, split=split: logging.info("SanitizerEvaluator [%s]: %s", split, message))
         if split == settings.gate_split:
             grid = grid_images
@@ -199,7 +220,8 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "data": data_label,
         "model": model_uri or model_dir,
         "judges": {judge.name: {"kind": kind, "description": judge.description}
-                   for kind, group in (("gender", gender_judges), ("matcher", matcher_judges)) for judge in group},
+                   for kind, group in (("gender", judges.gender), ("matcher", judges.matcher), ("adaptive", adaptive),
+                                       ("identity_leakage", judges.identity_leakage)) for judge in group},
         "judge_sets": list(judge_names),
         "gate_split": settings.gate_split,
         "fmr_targets": list(settings.fmr_targets),

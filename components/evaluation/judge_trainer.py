@@ -1,4 +1,4 @@
-"""JudgeTrainer: trains the independent synthetic-data judges (judges.py) on the train split.
+"""JudgeTrainer: trains the independent synthetic-data judges (judges.py, cnn_judges.py) on the train split.
 
 Its own pipeline step, so the judges are cached and recorded in ML Metadata like any model. It
 reads the ExampleGen's raw examples (not the Transform output the SAN trains on), uses its own
@@ -14,24 +14,29 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from trainer.data import aligned_face_batches
+from components.evaluation.cnn_judges import CNN_JUDGE, DESCRIPTIONS, KerasGenderJudge, train_gender_cnn
 from components.evaluation.judges import FEATURE_SIDE, pixel_features, save_synthetic_judges, train_synthetic_judges
 
 
-def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int) -> tuple[np.ndarray, ...]:
-    """(faces [N,32,32,1] block-averaged, male [N], identity [N]) of up to max_faces examples."""
-    faces, male, identity, count = [], [], [], 0
+def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int) -> dict:
+    """Up to max_faces examples: {"pixels": [N,32,32,1] block-averaged floats (scikit-learn
+    judges), "faces": [N,S,S,1] uint8 gray (CNN judges), "male": [N], "identity": [N]}."""
+    parts = {"pixels": [], "faces": [], "male": [], "identity": []}
+    count = 0
     for batch in aligned_face_batches(file_patterns, image_size, batch_size=256):
         take = min(int(batch["male"].shape[0]), max_faces - count)
         if take <= 0:
             break
-        faces.append(pixel_features(batch["face"][:take].numpy()).reshape(take, FEATURE_SIDE, FEATURE_SIDE, 1))
-        male.append(batch["male"][:take].numpy())
-        identity.append(batch["identity"][:take].numpy())
+        faces = batch["face"][:take].numpy()
+        parts["pixels"].append(pixel_features(faces).reshape(take, FEATURE_SIDE, FEATURE_SIDE, 1))
+        parts["faces"].append(np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8))
+        parts["male"].append(batch["male"][:take].numpy())
+        parts["identity"].append(batch["identity"][:take].numpy())
         count += take
         logging.info("JudgeTrainer: loaded %d faces", count)
     if not count:
         raise ValueError(f"no examples found in {file_patterns}")
-    return np.concatenate(faces), np.concatenate(male), np.concatenate(identity)
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 @tfx.dsl.components.component
@@ -41,20 +46,32 @@ def JudgeTrainer(
     image_size: tfx.dsl.components.Parameter[int],
     seed: tfx.dsl.components.Parameter[int],
     max_train_faces: tfx.dsl.components.Parameter[int],
+    cnn_epochs: tfx.dsl.components.Parameter[int] = 8,
     train_split: tfx.dsl.components.Parameter[str] = "train",
     validation_split: tfx.dsl.components.Parameter[str] = "eval",
 ) -> None:
-    """Fits the synthetic gender and matcher judges; writes them (joblib) and judges.json."""
+    """Fits the synthetic judges (scikit-learn gender judges, Fisherfaces matcher, identity-leakage
+    bound) and the residual CNN gender judge on ORIGINAL faces; writes them and judges.json."""
     def split_faces(split):
         uri = artifact_utils.get_split_uri([examples], split)
         return load_judge_faces([os.path.join(uri, "*")], image_size, max_train_faces)
 
-    models = train_synthetic_judges(*split_faces(train_split), seed=seed, validation=split_faces(validation_split),
-                                    progress=lambda message: logging.info("JudgeTrainer: %s", message))
-    save_synthetic_judges(models, judges.uri)
+    def progress(message):
+        logging.info("JudgeTrainer: %s", message)
+
+    train, validation = split_faces(train_split), split_faces(validation_split)
+    models = train_synthetic_judges(train["pixels"], train["male"], train["identity"], seed=seed,
+                                    validation=(validation["pixels"], validation["male"], validation["identity"]),
+                                    progress=progress)
+    cnn = KerasGenderJudge(CNN_JUDGE, DESCRIPTIONS[CNN_JUDGE], train_gender_cnn(
+        train["faces"], train["male"], image_size, epochs=cnn_epochs, seed=seed, progress=progress))
     report = models["_report"]
+    report[f"{CNN_JUDGE}_validation_accuracy"] = float(np.mean(
+        (cnn.male_probability(validation["faces"] / 255.0) >= 0.5) == validation["male"]))
+    save_synthetic_judges(models, judges.uri, cnn_judges=[cnn])
     for key, value in report.items():
         if isinstance(value, float):
             judges.set_float_custom_property(key, value)
-    judges.set_string_custom_property("judges", json.dumps(sorted(name for name in models if not name.startswith("_"))))
+    names = sorted([name for name in models if not name.startswith("_")] + [CNN_JUDGE])
+    judges.set_string_custom_property("judges", json.dumps(names))
     logging.info("JudgeTrainer: %s", json.dumps(report))

@@ -25,17 +25,20 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
 
 import joblib
 import numpy as np
+import tensorflow as tf  # gfile, so the judges may live on gs://
 from sklearn.decomposition import PCA
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, Normalizer
 from sklearn.svm import SVC
+
+from components.evaluation.cnn_judges import DESCRIPTIONS as CNN_DESCRIPTIONS, KerasGenderJudge
 
 
 FEATURE_SIDE = 32  # synthetic judges look at faces block-averaged to 32x32, whatever the image size
@@ -126,17 +129,45 @@ class SklearnMatcherJudge:
         return probe @ gallery.T  # cosine of L2-normalised embeddings
 
 
+IDENTITY_LEAKAGE = "identity_leakage_fisherfaces"
 DESCRIPTIONS = {
     "eigenfaces_logistic": "PCA (whitened eigenfaces) + logistic regression, scikit-learn; trained on the train split",
     "eigenfaces_svm": "PCA (whitened eigenfaces) + RBF-kernel SVM, scikit-learn; trained on the train split",
     "fisherfaces": "PCA + LDA over the training identities (Fisherfaces), cosine score; scikit-learn",
+    IDENTITY_LEAKAGE: "identity-leakage bound: logistic regression on the Fisherfaces matcher's identity embedding of "
+                      "ORIGINAL faces (train split), i.e. the gender that identity alone reveals",
+    **CNN_DESCRIPTIONS,
 }
+
+
+@dataclass
+class JudgeSet:
+    """The judges of one judge set: gender and matcher judges, and the identity-leakage bound
+    (a gender classifier on a matcher's identity embedding, applied to original faces only)."""
+
+    gender: list = field(default_factory=list)
+    matcher: list = field(default_factory=list)
+    identity_leakage: list = field(default_factory=list)
+
+    def __add__(self, other: "JudgeSet") -> "JudgeSet":
+        return JudgeSet(self.gender + other.gender, self.matcher + other.matcher,
+                        self.identity_leakage + other.identity_leakage)
+
+
+def identity_leakage_model(fisher: Pipeline, faces: np.ndarray, male: np.ndarray, seed: int) -> Pipeline:
+    """Gender from identity alone: the fitted Fisherfaces steps, L2 normalisation (as its matching
+    score uses), then a logistic regression fitted on those embeddings of the training faces."""
+    embeddings = fisher.transform(faces)
+    normalizer = Normalizer().fit(embeddings)
+    logistic = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(normalizer.transform(embeddings), male)
+    return Pipeline([*fisher.steps, ("normalize", normalizer), ("classifier", logistic)])
 
 
 def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.ndarray, seed: int,
                            validation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                            progress: Callable[[str], None] = logging.info) -> dict:
-    """Fits the three synthetic judges on training faces [N,S,S,1], labels male [N] and identity [N].
+    """Fits the synthetic judges on training faces [N,S,S,1], labels male [N] and identity [N]:
+    two gender judges, the Fisherfaces matcher and the identity-leakage bound on its embedding.
 
     Returns {name: fitted sklearn Pipeline} plus "_report": accuracies on the optional validation
     faces (faces, male, identity) so the artifact records how good each judge is on originals.
@@ -157,12 +188,14 @@ def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.nda
         model.fit(faces, identity if name == "fisherfaces" else male)
         if validation is not None and name != "fisherfaces":
             report[f"{name}_validation_accuracy"] = float(np.mean(model.predict(validation[0]) == validation[1]))
+    models[IDENTITY_LEAKAGE] = identity_leakage_model(models["fisherfaces"], faces, male, seed)
+    if validation is not None:
+        report[f"{IDENTITY_LEAKAGE}_validation_accuracy"] = float(
+            np.mean(models[IDENTITY_LEAKAGE].predict(validation[0]) == validation[1]))
     return {**models, "_report": report}
 
 
-def save_synthetic_judges(models: dict, directory: str) -> None:
-    import tensorflow as tf  # gfile, so the artifact may live on gs://
-
+def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[KerasGenderJudge] = ()) -> None:
     tf.io.gfile.makedirs(directory)
     for name, model in models.items():
         if name.startswith("_"):
@@ -171,15 +204,17 @@ def save_synthetic_judges(models: dict, directory: str) -> None:
         joblib.dump(model, buffer)
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "wb") as handle:
             handle.write(buffer.getvalue())
+    for judge in cnn_judges:
+        judge.save(directory)
     manifest = {"gender": ["eigenfaces_logistic", "eigenfaces_svm"], "matcher": ["fisherfaces"],
+                "gender_cnn": [judge.name for judge in cnn_judges],
+                "identity_leakage": [IDENTITY_LEAKAGE] if IDENTITY_LEAKAGE in models else [],
                 "descriptions": DESCRIPTIONS, "training": models.get("_report", {})}
     with tf.io.gfile.GFile(os.path.join(directory, MANIFEST_FILE), "w") as handle:
         handle.write(json.dumps(manifest, indent=2))
 
 
-def load_synthetic_judges(directory: str) -> tuple[list[SklearnGenderJudge], list[SklearnMatcherJudge]]:
-    import tensorflow as tf
-
+def load_synthetic_judges(directory: str) -> JudgeSet:
     manifest_path = os.path.join(directory, MANIFEST_FILE)
     if not tf.io.gfile.exists(manifest_path):
         raise FileNotFoundError(f"{manifest_path} is missing: the synthetic judges are trained by the pipeline's "
@@ -191,6 +226,12 @@ def load_synthetic_judges(directory: str) -> tuple[list[SklearnGenderJudge], lis
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "rb") as handle:
             return joblib.load(io.BytesIO(handle.read()))
 
-    gender = [SklearnGenderJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["gender"]]
-    matcher = [SklearnMatcherJudge(name, manifest["descriptions"][name], load(name)) for name in manifest["matcher"]]
-    return gender, matcher
+    def describe(name):
+        return manifest["descriptions"].get(name, DESCRIPTIONS.get(name, name))
+
+    return JudgeSet(
+        gender=[SklearnGenderJudge(name, describe(name), load(name)) for name in manifest["gender"]]
+        + [KerasGenderJudge.load(directory, name) for name in manifest.get("gender_cnn", [])],
+        matcher=[SklearnMatcherJudge(name, describe(name), load(name)) for name in manifest["matcher"]],
+        identity_leakage=[SklearnGenderJudge(name, describe(name), load(name))
+                          for name in manifest.get("identity_leakage", [])])

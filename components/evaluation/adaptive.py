@@ -1,0 +1,48 @@
+"""The adaptive attacker: someone who owns the sanitizer runs it over labelled faces and trains a
+gender classifier on its outputs (cnn_judges.py's residual CNN), then reads the sanitized test
+faces with it. Trained only on the sanitizer's output for the TRAIN split, with true genders.
+
+What it can reach is bounded below by identity itself: a sanitizer that keeps identity must keep
+the gender that identity reveals (the identity-leakage bound, judges.identity_leakage_model).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from components.evaluation.cnn_judges import ADAPTIVE_JUDGE, DESCRIPTIONS, KerasGenderJudge, train_gender_cnn
+from trainer.data import aligned_face_batches
+
+SANITIZED_OUTPUT = "sanitized"  # the sanitize_faces output the bulk job writes (X'_OP)
+
+
+def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
+                             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(the sanitizer's output for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N]),
+    through the exported `sanitize_faces` signature, as the bulk job calls it."""
+    sanitize = model.signatures["sanitize_faces"]
+    faces, male, count = [], [], 0
+    for batch in aligned_face_batches(train_patterns, image_size, batch_size):
+        take = min(int(batch["male"].shape[0]), max_faces - count)
+        if take <= 0:
+            break
+        sanitized = sanitize(faces=batch["face"][:take])[SANITIZED_OUTPUT].numpy()
+        faces.append(np.clip(np.rint(sanitized * 255.0), 0, 255).astype(np.uint8))
+        male.append(batch["male"][:take].numpy())
+        count += take
+    if not count:
+        raise ValueError(f"no training examples found in {train_patterns} for the adaptive attacker")
+    return np.concatenate(faces), np.concatenate(male)
+
+
+def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
+                            seed: int, progress: Callable[[str], None] = logging.info) -> KerasGenderJudge:
+    model = tf.saved_model.load(model_dir)
+    faces, male = sanitized_training_faces(model, train_patterns, image_size, max_faces)
+    progress(f"adaptive attacker: training on the sanitized output of {len(faces)} train-split faces")
+    cnn = train_gender_cnn(faces, male, image_size, epochs=epochs, seed=seed, progress=progress)
+    return KerasGenderJudge(ADAPTIVE_JUDGE, DESCRIPTIONS[ADAPTIVE_JUDGE], cnn)

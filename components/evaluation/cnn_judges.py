@@ -1,0 +1,103 @@
+"""CNN gender judges: a small residual network, unlike the auxiliary classifier the SAN trains
+against (trainer/models.py: plain 5x5/3x3 convolutions, LeakyReLU, max-pooling, no
+normalisation). Its own seed and its own augmentation (flips, shifts, contrast).
+
+Two uses, one architecture:
+- `resnet_gender_cnn`, trained by the JudgeTrainer on ORIGINAL faces of the train split: an
+  unseen judge (the paper's setting);
+- `adaptive_resnet_gender_cnn`, trained by the evaluator on the sanitizer's own output (X'_OP)
+  for the train split: an attacker who owns the sanitizer and learns to read what it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+CNN_JUDGE = "resnet_gender_cnn"
+ADAPTIVE_JUDGE = "adaptive_resnet_gender_cnn"
+DESCRIPTIONS = {
+    CNN_JUDGE: "small residual CNN (batch norm, ReLU, global pooling; not the auxiliary classifier's architecture), "
+               "own seed and augmentation, trained on ORIGINAL faces of the train split",
+    ADAPTIVE_JUDGE: "ADAPTIVE attacker: the same residual CNN trained on the sanitizer's own output (X'_OP) for the "
+                    "train split with the true genders, i.e. an attacker who owns the sanitizer",
+}
+
+
+def _residual_block(x, filters: int, stride: int):
+    shortcut = x
+    x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
+        shortcut = keras.layers.BatchNormalization(momentum=0.9)(shortcut)
+    return keras.layers.ReLU()(keras.layers.Add()([x, shortcut]))
+
+
+def build_residual_gender_cnn(image_size: int, seed: int) -> keras.Model:
+    """Gray faces [N,S,S,1] in [0,1] -> P(male) [N,1]. Augmentation is active in training only."""
+    keras.utils.set_random_seed(seed)
+    faces = keras.Input((image_size, image_size, 1), name="faces")
+    x = keras.layers.RandomFlip("horizontal", seed=seed)(faces)
+    x = keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 1)(x)
+    x = keras.layers.RandomContrast(0.2, seed=seed + 2)(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    for filters in (24, 48, 80, 112):  # widths unlike the auxiliary classifier's 32/64/128/256/512
+        x = _residual_block(x, filters, stride=2)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2, seed=seed + 3)(x)
+    male = keras.layers.Dense(1, activation="sigmoid", name="male")(x)
+    return keras.Model(faces, male, name="residual_gender_cnn")
+
+
+def train_gender_cnn(faces: np.ndarray, male: np.ndarray, image_size: int, epochs: int, seed: int,
+                     batch_size: int = 64, progress: Callable[[str], None] = logging.info) -> keras.Model:
+    """Fits the residual CNN on gray faces [N,S,S,1] (uint8 or float in [0,1]) and labels [N]."""
+    if len(np.unique(male)) < 2:
+        raise ValueError("a gender CNN needs faces of both genders to train on")
+    scale = 255.0 if faces.dtype == np.uint8 else 1.0
+    dataset = (tf.data.Dataset.from_tensor_slices((faces, np.asarray(male, np.float32)))
+               .shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+               .batch(batch_size)
+               .map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
+               .prefetch(tf.data.AUTOTUNE))
+    model = build_residual_gender_cnn(image_size, seed)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(dataset, epochs=epochs, verbose=0)
+    progress(f"gender CNN trained on {len(faces)} faces for {epochs} epochs: training accuracy "
+             f"{history.history['accuracy'][-1]:.3f}")
+    return model
+
+
+@dataclass
+class KerasGenderJudge:
+    """A gender judge (judges.GenderJudge) backed by a Keras model mapping faces to P(male)."""
+
+    name: str
+    description: str
+    model: keras.Model
+
+    def male_probability(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces, dtype=np.float32)
+        if faces.shape[-1] != 1:  # the CNN judges look at gray faces, as the SAN outputs them
+            faces = faces.mean(axis=-1, keepdims=True)
+        return self.model.predict(faces, batch_size=256, verbose=0)[:, 0].astype(np.float64)
+
+    def save(self, directory: str) -> None:
+        self.model.save(os.path.join(directory, self.name), save_format="tf", include_optimizer=False)
+
+    @classmethod
+    def load(cls, directory: str, name: str) -> "KerasGenderJudge":
+        model = keras.models.load_model(os.path.join(directory, name), compile=False)
+        return cls(name, DESCRIPTIONS.get(name, name), model)
