@@ -74,7 +74,13 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     assert set(metrics["splits"]) == {"eval", "test"}
     test_split = metrics["splits"]["test"]
     assert test_split["num_examples"] == 6 and test_split["num_identities"] == 2
-    assert set(test_split["gender"]) == {"eigenfaces_logistic", "eigenfaces_svm"}
+    assert set(test_split["gender"]) == {"eigenfaces_logistic", "eigenfaces_svm", "resnet_gender_cnn"}
+    # The attacker who owns the sanitizer, and the bound identity sets on any attacker, apart from the gate.
+    assert set(test_split["adaptive"]) == {"adaptive_resnet_gender_cnn"}
+    assert set(test_split["identity_leakage"]) == {"identity_leakage_fisherfaces"}
+    assert set(test_split["identity_leakage"]["identity_leakage_fisherfaces"]) == {"original"}
+    assert metrics["judges"]["adaptive_resnet_gender_cnn"]["kind"] == "adaptive"
+    assert all("adaptive" not in check["subject"] for check in metrics["gate_checks"])
     for outputs in (*test_split["gender"].values(), *test_split["white_box"].values()):
         assert set(outputs) == {"original", "same", "neutral", "opposite"}
         assert all(0 <= values["error_rate"] <= 1 for values in outputs.values())
@@ -98,7 +104,8 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     page = open(metrics["report"]["html"]).read()
     assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page and "95% CI" in page
     assert page.count("data:image/png;base64,") == 1 + len(metrics["report"]["figures"])
-    assert len(metrics["report"]["figures"]) == 2 + 1 + 1  # 2 gender judges, the white-box classifier, 1 matcher
+    assert len(metrics["report"]["figures"]) == 3 + 1 + 1  # 3 gender judges, the white-box classifier, 1 matcher
+    assert "identity-leakage bound" in page and "ADAPTIVE" in page
     assert all(tf.io.decode_png(open(path, "rb").read()).shape[-1] in (3, 4) for path in metrics["report"]["figures"])
     markdown = open(metrics["report"]["markdown"]).read()
     assert "| eigenfaces_svm |" in markdown and "SYNTHETIC" in markdown
