@@ -8,6 +8,7 @@ crops (--faces aligned) or found by dlib (--faces wild, components/faces/detecti
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,9 @@ from apache_beam.metrics import Metrics
 from components.faces.detection import FaceFinder
 from components.faces.imaging import ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face
 from pipelines.sanitize.containers import stage, staged_path, staged_ref
-from pipelines.sanitize.layout import COPIED_NO_FACE, IMAGES_DIR, NAMESPACE, SANITIZED, TMP_DIR, JobPlan, write_atomically
+from pipelines.sanitize.layout import (
+    COPIED_NO_FACE, IMAGES_DIR, NAMESPACE, SANITIZED, TMP_DIR, InferenceFailed, JobPlan, write_atomically,
+)
 from pipelines.sanitize.manifest import manifest_row, reject
 
 SUPPORTED_FORMATS = ("JPEG", "PNG")
@@ -54,12 +57,33 @@ class FaceContext:
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
 
 
+class StageFailed(Exception):
+    """An unexpected error of one input at one stage; the input is rejected as `<stage>_failed`."""
+
+    def __init__(self, stage: str, error: Exception | str):
+        detail = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        super().__init__(f"{stage}: {detail}")
+        self.reason = f"{stage}_failed"
+        self.detail = detail
+
+
+@contextmanager
+def at_stage(name: str):
+    """Turns any exception but ImageRejected (which has its own reason) into StageFailed(name)."""
+    try:
+        yield
+    except (ImageRejected, StageFailed):
+        raise
+    except Exception as error:  # one odd input must not stop the job: it goes to the dead letter
+        raise StageFailed(name, error) from error
+
+
 class PrepareFaces(beam.DoFn):
     """Reads and decodes one input, finds and aligns its faces -> (FaceContext, faces [k,S,S,1]).
 
-    Inputs that cannot be used, and (with --no-face reject) photos without a face, leave as
-    rejected rows on the "rows" output; with --no-face copy a photo without a face is re-encoded
-    and written as it is, also as a row there.
+    Inputs that cannot be used (with the stage that failed: decode, detect, align; or the decoder's
+    own reason), and (with --no-face reject) photos without a face, leave as rejected rows on the
+    "rows" output; with --no-face copy a photo without a face is re-encoded and written as it is.
     """
 
     ROWS = "rows"
@@ -75,7 +99,7 @@ class PrepareFaces(beam.DoFn):
 
     def process(self, element):
         key, source = element
-        plan, settings = self._plan, self._plan.settings
+        plan = self._plan
         if source["problem"]:
             yield beam.pvalue.TaggedOutput(self.ROWS, reject(plan, key, source, *source["problem"]))
             return
@@ -94,38 +118,48 @@ class PrepareFaces(beam.DoFn):
                     plan, key, source, "unreadable", f"{type(error).__name__}: {error}"))
                 return
         Metrics.counter(NAMESPACE, "images_read").inc()
+        found = {}
         try:
+            yield from self._prepare(key, source, data, found)
+        except (ImageRejected, StageFailed) as error:
+            yield beam.pvalue.TaggedOutput(self.ROWS, reject(
+                plan, key, source, error.reason, error.detail, found.get("size", (0, 0)), found.get("format", "")))
+
+    def _prepare(self, key, source, data, found):
+        plan, settings = self._plan, self._plan.settings
+        with at_stage("decode"):
             decoded = decode_image(data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
-        except ImageRejected as error:
-            yield beam.pvalue.TaggedOutput(self.ROWS, reject(plan, key, source, error.reason, error.detail))
-            return
         pixels = decoded.pixels
         height, width = pixels.shape[:2]
-        if settings.faces == "aligned":
-            lx, ly, rx, ry = settings.aligned_eyes
-            eyes = [((lx * width, ly * height), (rx * width, ry * height))]
-        else:
-            eyes = [(face.left_eye, face.right_eye) for face in self._finder.find(pixels)]
+        found.update(size=(width, height), format=decoded.source_format)
+        with at_stage("detect"):
+            if settings.faces == "aligned":
+                lx, ly, rx, ry = settings.aligned_eyes
+                eyes = [((lx * width, ly * height), (rx * width, ry * height))]
+            else:
+                eyes = [(face.left_eye, face.right_eye) for face in self._finder.find(pixels)]
         Metrics.counter(NAMESPACE, "faces").inc(len(eyes))
         if not eyes:
             if settings.no_face == "reject":
-                yield beam.pvalue.TaggedOutput(self.ROWS, reject(
-                    plan, key, source, "no_face", "no face found (--no-face reject)", (width, height),
-                    decoded.source_format))
-                return
-            kind, value = deliver(plan, key, source, encode_like(pixels, decoded.source_format, settings.jpeg_quality),
-                                  decoded.source_format, COPIED_NO_FACE, 0, (width, height))
+                raise ImageRejected("no_face", "no face found (--no-face reject)")
+            with at_stage("encode"):
+                encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
+            with at_stage("write"):
+                kind, value = deliver(plan, key, source, encoded, decoded.source_format, COPIED_NO_FACE, 0,
+                                      (width, height))
             Metrics.counter(NAMESPACE, COPIED_NO_FACE).inc()
             yield beam.pvalue.TaggedOutput(self.ROWS if kind == "row" else self.RECORDS, value)
             return
         size = plan.model.image_size
-        faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
+        with at_stage("align"):
+            faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
         yield FaceContext(key, dict(source, data=None), data, tuple(eyes)), faces
 
 
 class ComposeAndWrite(beam.DoFn):
     """Warps the sanitized faces back into the photo, re-encodes it and writes it -> manifest row
-    (images output), or -> (shard, record) on the RECORDS output (container output)."""
+    (images output), or -> (shard, record) on the RECORDS output (container output). A photo whose
+    inference, composition, encoding or writing failed becomes a rejected row instead."""
 
     RECORDS = "records"
 
@@ -135,14 +169,26 @@ class ComposeAndWrite(beam.DoFn):
     def process(self, element):
         context, result = element
         plan, settings = self._plan, self._plan.settings
-        decoded = decode_image(context.data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
-        pixels = decoded.pixels
-        for face, (left, right) in zip(result.inference, context.eyes):
-            pixels = unalign_face(pixels, face, left, right, settings.feather, settings.color == "keep-chroma")
-        height, width = pixels.shape[:2]
-        kind, value = deliver(plan, context.key, context.source,
-                              encode_like(pixels, decoded.source_format, settings.jpeg_quality),
-                              decoded.source_format, SANITIZED, len(context.eyes), (width, height))
+        found = {}
+        try:
+            if isinstance(result.inference, InferenceFailed):
+                raise StageFailed("inference", result.inference.detail)
+            with at_stage("decode"):
+                decoded = decode_image(context.data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
+            pixels = decoded.pixels
+            found.update(size=(pixels.shape[1], pixels.shape[0]), format=decoded.source_format)
+            with at_stage("compose"):
+                for face, (left, right) in zip(result.inference, context.eyes):
+                    pixels = unalign_face(pixels, face, left, right, settings.feather, settings.color == "keep-chroma")
+            with at_stage("encode"):
+                encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
+            with at_stage("write"):
+                kind, value = deliver(plan, context.key, context.source, encoded, decoded.source_format, SANITIZED,
+                                      len(context.eyes), found["size"])
+        except (ImageRejected, StageFailed) as error:
+            yield reject(plan, context.key, context.source, error.reason, error.detail, found.get("size", (0, 0)),
+                         found.get("format", ""))
+            return
         Metrics.counter(NAMESPACE, SANITIZED).inc()
         Metrics.counter(NAMESPACE, "faces_sanitized").inc(len(context.eyes))
         yield value if kind == "row" else beam.pvalue.TaggedOutput(self.RECORDS, value)

@@ -69,6 +69,14 @@ class JobPlan:
         return self.output_kind != "images" and self.output_kind == self.input_kind
 
 
+@dataclass(frozen=True)
+class InferenceFailed:
+    """Stands for a photo's sanitized faces when the model raised on them (model.py); the photo is
+    then rejected as inference_failed (faces.py)."""
+
+    detail: str
+
+
 def is_local(path: str) -> bool:
     return FileSystems.get_filesystem(path).scheme() is None  # LocalFileSystem has no URI scheme
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines.sanitize.layout import NAMESPACE, ModelFacts, matching
+from pipelines.sanitize.layout import NAMESPACE, InferenceFailed, ModelFacts, matching
 from trainer.export import load_metadata
 
 
@@ -100,10 +100,23 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
         self._model_path = model_path or self._model_path
 
     def run_inference(self, batch: Sequence[np.ndarray], model, inference_args=None) -> Iterable[PredictionResult]:
+        """One model call for the batch; if it raises, one call per photo, so that only the photos the
+        model fails on are rejected (as InferenceFailed results), not their batch neighbours."""
         counts = [len(faces) for faces in batch]
-        outputs = model.signatures[self._signature](faces=tf.constant(np.concatenate(batch)))["sanitized"].numpy()
+        try:
+            outputs = self.sanitize(model, np.concatenate(batch))
+        except Exception:  # noqa: BLE001 (found out per photo below)
+            for faces in batch:
+                try:
+                    yield PredictionResult(faces, self.sanitize(model, faces), self._model_path)
+                except Exception as error:  # noqa: BLE001 (this photo goes to the dead letter)
+                    yield PredictionResult(faces, InferenceFailed(f"{type(error).__name__}: {error}"), self._model_path)
+            return
         for faces, sanitized in zip(batch, np.split(outputs, np.cumsum(counts)[:-1])):
             yield PredictionResult(faces, sanitized, self._model_path)
+
+    def sanitize(self, model, faces: np.ndarray) -> np.ndarray:
+        return model.signatures[self._signature](faces=tf.constant(faces))["sanitized"].numpy()
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(faces.nbytes for faces in batch)

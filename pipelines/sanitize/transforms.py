@@ -21,7 +21,9 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from pipelines.sanitize.containers import WriteShards
 from pipelines.sanitize.faces import ComposeAndWrite, PrepareFaces
 from pipelines.sanitize.inputs import ListInputs
-from pipelines.sanitize.layout import NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching
+from pipelines.sanitize.layout import (
+    MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching, matching,
+)
 from pipelines.sanitize.manifest import (
     MarkStaged, RecordProgress, WriteManifestShard, manifest_shard_of, pick_one_row,
 )
@@ -65,6 +67,7 @@ class SanitizeInputs(beam.PTransform):
         inputs = (pipeline
                   | "ListInputs" >> ListInputs(plan)
                   | "CountInputs" >> beam.Map(_count("inputs_listed")))
+        listed = inputs | "ListedKeys" >> beam.Keys()
         if self._done_files:
             done = (pipeline
                     | "DoneFiles" >> beam.Create(self._done_files)
@@ -102,7 +105,8 @@ class SanitizeInputs(beam.PTransform):
             rows.append(shard_rows)
             progress.append(shard_rows | "RecordShards" >> beam.ParDo(RecordProgress(plan, in_shards=True)))
         return {"rows": tuple(rows) | "RowsOfThisRun" >> beam.Flatten(),
-                "progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten()}
+                "progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten(),
+                "listed": listed}
 
 
 def _tag(unconsolidated: bool):
@@ -113,7 +117,7 @@ class ConsolidateManifest(beam.PTransform):
     """{"rows", "progress_files"} of SanitizeInputs -> manifest/ and dead_letter/ with one row per
     input key, from the manifest as it was, the progress parts earlier runs left unconsolidated
     and this run's rows; then the clean-up, once every manifest shard and progress file is written.
-    Returns a PCollection of one element, the number of progress files this run wrote."""
+    Then the accounting check (check_accounting): the job fails if any listed input has no row."""
 
     def __init__(self, plan: JobPlan, manifest_files: Sequence[str], part_files: Sequence[str]):
         super().__init__()
@@ -148,10 +152,54 @@ class ConsolidateManifest(beam.PTransform):
                    | "GroupByManifestShard" >> beam.GroupByKey()
                    | "WriteManifest" >> beam.ParDo(WriteManifestShard(plan),
                                                    unconsolidated=beam.pvalue.AsSingleton(unconsolidated)))
-        return (written
-                | "ManifestWritten" >> beam.combiners.Count.Globally()
-                | "CleanUp" >> beam.Map(_clean_up, plan=plan,
-                                        progress_files=beam.pvalue.AsList(outputs["progress_files"])))
+        cleaned = (written
+                   | "ManifestWritten" >> beam.combiners.Count.Globally()
+                   | "CleanUp" >> beam.Map(_clean_up, plan=plan,
+                                           progress_files=beam.pvalue.AsList(outputs["progress_files"])))
+        # Every input accounted for, key by key, against the manifest as written (read back once the
+        # writing and clean-up are done): each listed input has one row and each row a listed input.
+        written = (cleaned
+                   | "ManifestFilesWritten" >> beam.FlatMap(
+                       lambda _, pattern: matching(pattern), pattern=plan.out(MANIFEST_DIR, "*.parquet"))
+                   | "ReadWrittenManifest" >> beam.io.ReadAllFromParquet(columns=["input_key"])
+                   | "KeyWritten" >> beam.Map(lambda row: (row["input_key"], True)))
+        return ({"listed": outputs["listed"] | "KeyListed" >> beam.Map(lambda key: (key, True)), "row": written}
+                | "ListedAgainstManifest" >> beam.CoGroupByKey()
+                | "Discrepancies" >> beam.FlatMap(_discrepancy)
+                | "CollectDiscrepancies" >> beam.combiners.ToList()
+                | "CheckAccounting" >> beam.Map(check_accounting, plan=plan))
+
+
+ACCOUNTING_ERROR = "facesan accounting"  # prefix of the error a mismatch raises (job.py reports it)
+
+
+def _discrepancy(element):
+    key, grouped = element
+    listed, rows = len(list(grouped["listed"])), len(list(grouped["row"]))
+    if listed and not rows:
+        yield "missing", key
+    elif rows and not listed:
+        yield "extra", key
+    elif rows > 1:
+        yield "duplicated", key
+
+
+def check_accounting(discrepancies, plan: JobPlan) -> int:
+    """Raises when a listed input has no manifest row ("missing"), a row has no listed input
+    ("extra": removed from the input since an earlier run) or an input has several rows, naming up
+    to 20 keys of each."""
+    if not discrepancies:
+        return 0
+    found = {kind: sorted(key for k, key in discrepancies if k == kind) for kind in ("missing", "extra", "duplicated")}
+
+    def keys(kind):
+        return ", ".join(found[kind][:20]) or "-"
+
+    raise RuntimeError(
+        f"{ACCOUNTING_ERROR}: {len(found['missing'])} listed inputs have no manifest row ({keys('missing')}), "
+        f"{len(found['extra'])} manifest rows have no listed input ({keys('extra')}) and {len(found['duplicated'])} "
+        f"inputs have several rows ({keys('duplicated')}) in {plan.settings.output}; re-run the same command to "
+        "complete the output (inputs added or removed since an earlier run also cause this).")
 
 
 def _clean_up(_, plan: JobPlan, progress_files) -> int:
