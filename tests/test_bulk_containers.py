@@ -102,7 +102,7 @@ def test_image_folder_into_containers(model, folder, tmp_path, output_format):
         assert np.abs(record["pixels"].astype(float) - before).mean() > 5, key  # the face changed
 
 
-def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
+def test_record_inputs_keep_their_layout_and_the_fields_asked_for(model, tmp_path):
     import tensorflow as tf
 
     source = tmp_path / "in" / "db"
@@ -116,7 +116,8 @@ def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
                     value=[_encoded(_face(index + 20), "JPEG" if index % 2 else "PNG")]))
             writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
     out = tmp_path / "out_tfrecord"
-    summary = run_job(_settings(tmp_path / "in", out, records_per_shard=2), model_dir=model)
+    summary = run_job(_settings(tmp_path / "in", out, records_per_shard=2, keep_fields=("label", "person")),
+                      model_dir=model)
     assert (summary["inputs"], summary["sanitized"], summary["rejected"]) == (5, 4, 1)
     assert sorted(str(p.relative_to(out / "records")) for p in (out / "records").rglob("*") if p.is_file()) == [
         "db/part-0-00000.tfrecord.gz", "db/part-0-00001.tfrecord.gz", "db/part-0-00002.tfrecord.gz"]
@@ -134,7 +135,7 @@ def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
                       "image": [_encoded(_face(30), "JPEG"), _encoded(_face(31), "PNG"), b"garbage"]})
     pq.write_table(table, tmp_path / "faces.parquet")
     out = tmp_path / "out_parquet"
-    run_job(_settings(tmp_path / "faces.parquet", out), model_dir=model)
+    run_job(_settings(tmp_path / "faces.parquet", out, keep_fields=("id", "name", "scores")), model_dir=model)
     written = pq.read_table(out / "records" / "faces-00000.parquet")
     assert written.schema.names == ["id", "name", "scores", "image", "facesan_input_key", "facesan_status",
                                     "facesan_faces", "facesan_format", "facesan_width", "facesan_height"]
@@ -145,7 +146,8 @@ def test_record_inputs_keep_their_layout_and_other_fields(model, tmp_path):
     assert manifest_rows(out)["faces.parquet#000000002"]["reason"] == "undecodable"
 
     out = tmp_path / "converted"  # TFRecord in, Parquet out: the other features are not carried over
-    run_job(_settings(tmp_path / "in", out, output_format="parquet", records_per_shard=10), model_dir=model)
+    run_job(_settings(tmp_path / "in", out, output_format="parquet", records_per_shard=10, keep_fields=("label",)),
+            model_dir=model)
     assert pq.read_table(out / "records" / "db" / "part-0-00000.parquet").schema.names == [
         "image", "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format", "facesan_width",
         "facesan_height"]
@@ -271,3 +273,26 @@ def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
     with counter:
         time.sleep(0.3)
     assert "progress: 42 inputs finished this run (32 of them written into shards so far)" in capsys.readouterr().out
+
+
+def test_only_the_image_and_our_fields_go_out_unless_asked_and_never_a_suppressed_attribute(model, tmp_path):
+    """A Parquet input with image, Male, name, lat columns: by default only the sanitized image and
+    the facesan_* fields; --keep-fields name keeps name; --keep-fields Male is refused under the
+    default policy (gender suppressed) unless forced."""
+    table = pa.table({"image": [_encoded(_face(40), "JPEG"), _encoded(_face(41), "PNG")], "Male": [1, -1],
+                      "name": ["Ann", "Bob"], "lat": [52.5, 48.1]})
+    pq.write_table(table, tmp_path / "people.parquet")
+    ours = ["image", "facesan_input_key", "facesan_status", "facesan_faces", "facesan_format", "facesan_width",
+            "facesan_height"]
+    run_job(_settings(tmp_path / "people.parquet", tmp_path / "default"), model_dir=model)
+    assert pq.read_table(tmp_path / "default" / "records" / "people-00000.parquet").schema.names == ours
+    run_job(_settings(tmp_path / "people.parquet", tmp_path / "named", keep_fields=("name",)), model_dir=model)
+    kept = pq.read_table(tmp_path / "named" / "records" / "people-00000.parquet")
+    assert kept.schema.names == ["name", *ours] and kept.column("name").to_pylist() == ["Ann", "Bob"]
+    for field in ("Male", "gender", "attr_male"):
+        with pytest.raises(SystemExit, match=f"--keep-fields {field}: the model's privacy policy suppresses Male"):
+            run_job(_settings(tmp_path / "people.parquet", tmp_path / f"refused_{field}", keep_fields=(field,)),
+                    model_dir=model)
+    run_job(_settings(tmp_path / "people.parquet", tmp_path / "forced", keep_fields=("Male",),
+                      force_keep_suppressed_fields=True), model_dir=model)
+    assert "Male" in pq.read_table(tmp_path / "forced" / "records" / "people-00000.parquet").schema.names

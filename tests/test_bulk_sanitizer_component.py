@@ -35,7 +35,8 @@ def test_sanitize_split_runs_the_job_on_the_pipelines_examples(tmp_path):
             buffer = io.BytesIO()
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
             feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+                       "identity": tf.train.Feature(int64_list=tf.train.Int64List(value=[7])),
+                       "male": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     model = export_small_model(tmp_path / "serving_model" / "1700000001")
     out = tmp_path / "SanitizedImages"
@@ -44,10 +45,11 @@ def test_sanitize_split_runs_the_job_on_the_pipelines_examples(tmp_path):
     summary = sanitize_split(str(split), True, model, str(out), ["--direct_running_mode=in_memory"])
     assert (summary["inputs"], summary["sanitized"], summary["model_version"]) == (3, 3, "1700000001")
     rows = manifest_rows(out)
-    # The split's records become tf.Example shards beside it in layout, other features kept.
+    # The split's records become tf.Example shards beside it in layout, identity kept, gender dropped.
     assert sorted(row["output_key"] for row in rows.values()) == [
         f"data_tfrecord-00000-of-00001-00000.tfrecord.gz#{i}" for i in range(3)]
     records = container_records(out)
     assert sorted(record["path"] for record in records.values()) == sorted(row["output_key"] for row in rows.values())
     for record in records.values():
-        assert record["size"] == (32, 32) and record["format"] == "PNG" and record["fields"]["label"] == 1
+        assert record["size"] == (32, 32) and record["format"] == "PNG" and record["fields"]["identity"] == 7
+        assert "male" not in record["fields"]  # the suppressed attribute does not ride along

@@ -201,6 +201,8 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         SanitizerModule(trainer.san, classifier, prototypes, config.image_size),
         fn_args.serving_model_dir,
         metadata={"training_config": config.to_custom_config(),
+                  # What the sanitizer hides and keeps; the bulk job refuses to pass a suppressed attribute on.
+                  "policy": {"suppress": ["Male"], "preserve": ["identity"]},
                   "male_fraction": float(prototypes["male_fraction"]),
                   "matcher": matcher_path},
     )

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: by file name (.parquet, .tfrecord/.gz, else images)")
     parser.add_argument("--output-format", choices=("same", "images", "tfrecord", "parquet"), default=d.output_format,
                         help="same: image inputs become image files (JPEG/PNG as the input, same relative paths), "
-                             "TFRecord inputs TFRecord shards and Parquet inputs Parquet shards, with the input "
-                             "records' other features/columns passed through; images|tfrecord|parquet: that, whatever "
+                             "TFRecord inputs TFRecord shards and Parquet inputs Parquet shards (with the input "
+                             "records' --keep-fields, if any); images|tfrecord|parquet: that, whatever "
                              "the input. Records carry the sanitized image (--image-field) and facesan_input_key, "
                              "facesan_status, facesan_faces, facesan_format, facesan_width, facesan_height "
                              "(default %(default)s)")
@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TFRecord/Parquet output: records per output shard; record inputs keep one series of "
                              "shards per input file. A shard is assembled in one worker's memory, so keep R x image "
                              "size to a few hundred MB (e.g. 100 for multi-megapixel photos) (default %(default)s)")
+    parser.add_argument("--keep-fields", default="",
+                        help="comma-separated tf.Example features / Parquet columns of record inputs to keep in the "
+                             "output records (same container kind only). Default: none, only the sanitized image and "
+                             "the facesan_* fields go out, so labels, names or locations do not ride along. An "
+                             "attribute the model's policy suppresses (e.g. Male, gender) is refused")
+    parser.add_argument("--force-keep-suppressed-fields", action="store_true",
+                        help="keep a --keep-fields field even though it names an attribute the policy suppresses")
     parser.add_argument("--image-field", default=d.image_field,
                         help="tf.Example bytes feature / Parquet column with the encoded image (default %(default)s)")
     parser.add_argument("--faces", choices=("aligned", "wild"), default=d.faces,
@@ -142,6 +149,8 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
         batch_size=args.batch_size, manifest_shards=args.manifest_shards, output_format=args.output_format,
         records_per_shard=args.records_per_shard, progress_every_s=args.progress_every,
+        keep_fields=tuple(name.strip() for name in args.keep_fields.split(",") if name.strip()),
+        force_keep_suppressed_fields=args.force_keep_suppressed_fields,
         tf_threads=args.tf_threads or 0,
         beam_pipeline_args=[f"--runner={args.runner}", *beam_args])
 

@@ -3,8 +3,9 @@
 It runs the bulk job's `run_job` (job.py beside it) over the split's tf.Examples (already eye-aligned by
 CelebAExampleGen, so the aligned mode with the pipeline's eye positions) with the model the Pusher
 just pushed, and writes the job's output into its artifact: records/ (the split's tf.Examples with
-the sanitized image in place of the original and their other features kept, TFRecord shards that
-follow the split's files), manifest/, dead_letter/.
+the sanitized image in place of the original, keeping only `image_id` and `identity` of their other
+features, so face matching can be evaluated on them; gender and the other attributes are dropped;
+TFRecord shards that follow the split's files), manifest/, dead_letter/.
 When the Pusher did not push (the model was not blessed) it runs nothing and says so.
 """
 
@@ -23,6 +24,9 @@ from pipelines.sanitize.job import run_job
 from trainer import features
 
 
+KEPT_FEATURES = (features.IMAGE_ID_KEY, features.IDENTITY_KEY)
+
+
 class SanitizedImages(Artifact):
     """A sanitized face database written by the bulk job (records/, manifest/, dead_letter/)."""
 
@@ -37,6 +41,7 @@ def sanitize_split(split_uri: str, pushed: bool, pushed_destination: str, output
     settings = SanitizeJobConfig(
         input=os.path.join(split_uri, "*"), output=output_uri, input_format="tfrecord",
         image_field=features.IMAGE_KEY, faces="aligned", aligned_eyes=(*ALIGNED_LEFT_EYE, *ALIGNED_RIGHT_EYE),
+        keep_fields=KEPT_FEATURES,
         progress_every_s=30.0, beam_pipeline_args=list(beam_pipeline_args))
     return run_job(settings, model_dir=pushed_destination)
 

@@ -35,6 +35,11 @@ class SanitizeJobConfig:
     # or images | tfrecord | parquet whatever the input (pipelines/sanitize/containers.py)
     output_format: str = "same"
     records_per_shard: int = 1000  # (pinned) records per output container shard
+    # (pinned) record inputs into the same container kind: the input's other features/columns kept in
+    # the output records. Default none: only the sanitized image and the facesan_* fields go out.
+    keep_fields: tuple = ()
+    # (pinned) allow keep_fields to name an attribute the model's policy suppresses (e.g. Male)
+    force_keep_suppressed_fields: bool = False
     batch_size: int = 16  # images per RunInference batch (at most)
     # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
     # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
@@ -44,4 +49,4 @@ class SanitizeJobConfig:
 
     PINNED = ("input", "input_format", "image_field", "faces", "aligned_eyes", "no_face", "color", "feather",
               "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
-              "output_format", "records_per_shard")
+              "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

@@ -13,9 +13,10 @@ small reference goes through the shuffle that groups a shard, so its memory does
 images and a killed run keeps what it sanitized (a re-run finds the staged file and does not
 sanitize that input again). A shard is written from its members' staged files, which are then
 deleted. Each record carries the sanitized encoded image (--image-field), `facesan_input_key`,
-`facesan_status`, `facesan_faces`, `facesan_format`, `facesan_width` and `facesan_height`; when
-input and output are the same container kind, the input record's other features (tf.Example) or
-columns (Parquet, with the input file's schema) are passed through unchanged. Manifest rows of
+`facesan_status`, `facesan_faces`, `facesan_format`, `facesan_width` and `facesan_height`, and
+nothing else unless --keep-fields names some of the input record's other features (tf.Example)
+or columns (Parquet, with the input file's schema for them), when input and output are the same
+container kind. Manifest rows of
 shard members are recorded only once their shard exists, so a re-run finds every shard either
 complete or absent; inputs that belong to an existing shard but are not in it (added to the input
 since) go to a supplementary shard `<shard stem>.more-<hash of their keys>.<ext>` instead of
@@ -133,11 +134,12 @@ def encode_container(plan: JobPlan, shard: str, records: Sequence[dict]) -> byte
     ours = [(field, pa.binary()), (RECORD_KEY, pa.string()), (RECORD_STATUS, pa.string()),
             (RECORD_FACES, pa.int32()), (RECORD_FORMAT, pa.string()), (RECORD_WIDTH, pa.int32()),
             (RECORD_HEIGHT, pa.int32())]
-    if plan.passthrough:  # the input file's columns, the image column as binary, then ours
+    if plan.passthrough:  # the kept columns of the input file's schema, the image column as binary, then ours
         with FileSystems.open(records[0]["container_uri"]) as handle:
             schema = pq.read_schema(handle).remove_metadata()
-        names = {name for name, _ in ours}
-        schema = pa.schema([f for f in schema if f.name not in names] + [pa.field(n, t) for n, t in ours])
+        names, keep = {name for name, _ in ours}, set(plan.settings.keep_fields)
+        schema = pa.schema([f for f in schema if f.name in keep and f.name not in names]
+                           + [pa.field(n, t) for n, t in ours])
     else:
         schema = pa.schema(ours)
     rows = [dict(record["extra"] or {}, **_record_fields(record, field)) for record in records]

@@ -128,15 +128,18 @@ class ReadRecords(beam.DoFn):
                 if not self._plan.passthrough:  # the other features are not needed: no re-serializing
                     yield data, None
                     continue
-                if field in features:
-                    del features[field]
-                yield data, example.SerializeToString(deterministic=True)
+                kept = tf.train.Example()
+                for name in self._plan.settings.keep_fields:
+                    if name in features and name != field:
+                        kept.features.feature[name].CopyFrom(features[name])
+                yield data, kept.SerializeToString(deterministic=True)
         else:
             with FileSystems.open(path) as handle:
                 parquet = pq.ParquetFile(handle)
                 if field not in parquet.schema_arrow.names:
                     raise KeyError(f"no column {field!r} (columns: {', '.join(parquet.schema_arrow.names)})")
-                columns = None if self._plan.passthrough else [field]
+                keep = self._plan.settings.keep_fields if self._plan.passthrough else ()
+                columns = [field] + [name for name in keep if name in parquet.schema_arrow.names and name != field]
                 for batch in parquet.iter_batches(batch_size=64, columns=columns):
                     for row in batch.to_pylist():
                         value = row.pop(field)

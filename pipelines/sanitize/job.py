@@ -55,7 +55,33 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
         raise SystemExit(f"error: --output {output} is inside --input {settings.input}; its files would be read as "
                          "inputs. Choose an output folder outside the input.")
     path = model_dir or resolve_model(settings.model, Config().serving_dir)[0]
-    return JobPlan(dataclasses.replace(settings, output=output), model_facts(path), kind, pattern, base)
+    model = model_facts(path)
+    check_kept_fields(settings, model.suppressed)
+    return JobPlan(dataclasses.replace(settings, output=output), model, kind, pattern, base)
+
+
+# Names under which a suppressed CelebA attribute may travel in a user's records.
+ATTRIBUTE_ALIASES = {"male": {"gender", "sex", "ismale", "female"}}
+
+
+def _normalized(name: str) -> str:
+    name = re.sub(r"[^a-z0-9]", "", name.lower())
+    return name[len("attr"):] if name.startswith("attr") and len(name) > len("attr") else name
+
+
+def check_kept_fields(settings: SanitizeJobConfig, suppressed) -> None:
+    """--keep-fields may not carry an attribute the model's policy hides (e.g. a Male or gender
+    column next to the sanitized face), unless --force-keep-suppressed-fields says so."""
+    if settings.force_keep_suppressed_fields:
+        return
+    for attribute in suppressed:
+        names = {_normalized(attribute)} | ATTRIBUTE_ALIASES.get(_normalized(attribute), set())
+        refused = [field for field in settings.keep_fields if _normalized(field) in names]
+        if refused:
+            raise SystemExit(
+                f"error: --keep-fields {', '.join(refused)}: the model's privacy policy suppresses {attribute}, so a field "
+                "carrying it would undo the sanitization. Leave it out, or pass --force-keep-suppressed-fields if "
+                "you really mean to publish it beside the sanitized faces.")
 
 
 def job_record(plan: JobPlan) -> dict:

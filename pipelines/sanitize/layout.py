@@ -41,6 +41,8 @@ class ModelFacts:
     version: str
     sha256: str
     image_size: int
+    # CelebA attribute names the model's privacy policy suppresses (its metadata; gender by default)
+    suppressed: tuple = ("Male",)
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,9 @@ class JobPlan:
 
     @property
     def passthrough(self) -> bool:
-        """Whether the input records' other features/columns are copied into the output records."""
-        return self.output_kind != "images" and self.output_kind == self.input_kind
+        """Whether some of the input records' other features/columns (settings.keep_fields) are
+        copied into the output records: only into containers of the input's own kind."""
+        return bool(self.settings.keep_fields) and self.output_kind != "images" and self.output_kind == self.input_kind
 
 
 @dataclass(frozen=True)

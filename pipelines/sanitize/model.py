@@ -61,11 +61,13 @@ def model_facts(model_dir: str) -> ModelFacts:
                 file_digest.update(block)
         digest.update(f"{path[len(model_dir):].lstrip('/')}\0{file_digest.hexdigest()}\n".encode())
     try:
-        image_size = int(load_metadata(model_dir)["image_size"])
+        metadata = load_metadata(model_dir)
+        image_size = int(metadata["image_size"])
     except Exception as error:
         raise SystemExit(f"error: cannot read the sanitizer metadata of {model_dir} ({error}); is it a model "
                          "exported by trainer.export (the pipeline's SanTrainer/Pusher)?") from None
-    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size)
+    suppressed = tuple(metadata.get("policy", {}).get("suppress", ModelFacts.suppressed))
+    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size, suppressed)
 
 
 class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
