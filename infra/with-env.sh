@@ -27,7 +27,7 @@ python310="$(find_python310)" || {
   echo "with-env: Python 3.10 not found. TFX 1.16 needs Python 3.10: install it (e.g. 'pyenv install 3.10') and re-run." >&2
   exit 1
 }
-uv sync --frozen --quiet --extra faces --python "$python310"
+uv sync --frozen --quiet --extra faces --extra formats --python "$python310"
 
 export PATH="$repo/.venv/bin:$PATH"
 export VIRTUAL_ENV="$repo/.venv"

@@ -131,7 +131,8 @@ def bad_corpus(tmp_path_factory):
         "huge.png": (_png_declaring(60_000, 60_000), ("rejected", "too_large")),
         "gray.jpg": (_encoded(face.convert("L"), "JPEG"), ("sanitized", "")),
         "tiny.png": (_encoded(face.resize((6, 6)), "PNG"), ("rejected", "too_small")),
-        "anim.gif": (_encoded(face.convert("P"), "GIF"), ("rejected", "unsupported_format")),
+        "anim.gif": (_encoded(face.convert("P"), "GIF"), ("sanitized", "")),
+        "portable.ppm": (_encoded(face, "PPM"), ("rejected", "unsupported_format")),  # Pillow reads it, we do not
         "notes/readme.txt": (b"a stray text file\n", ("rejected", "undecodable")),
     }
     for name, (data, _) in files.items():

@@ -39,6 +39,24 @@ class ImageRejected(ValueError):
 class DecodedImage:
     pixels: np.ndarray  # HxWx3 uint8 RGB
     source_format: str  # PIL format name, e.g. "JPEG", "PNG"
+    frames: int = 1  # animated GIF/WebP/TIFF pages: only the first is decoded
+
+
+# The formats encode_like writes back (Pillow's names; HEIF needs the 'formats' extra, pillow-heif).
+WRITABLE_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "HEIF", "AVIF")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def _register_heif() -> bool:
+    try:
+        import pillow_heif  # the 'formats' extra
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_SUPPORTED = _register_heif()
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = 1,
@@ -52,6 +70,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
     """
     if not data:
         raise ImageRejected("empty", "the file has zero bytes")
+    if not HEIF_SUPPORTED and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        raise ImageRejected("unsupported_format", "HEIC/HEIF photo: install pillow-heif (the project's 'formats' "
+                                                  "extra, `uv sync --extra formats`; infra/with-env.sh does this)")
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -66,9 +87,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
             if min(width, height) < min_side:
                 raise ImageRejected("too_small", f"{width}x{height} pixels; each side must be at least {min_side}")
             source_format = image.format or "UNKNOWN"  # exif_transpose returns a copy without it
+            frames = int(getattr(image, "n_frames", 1) or 1)
+            image.seek(0)
             image.load()
             image = ImageOps.exif_transpose(image)
-            return DecodedImage(_to_rgb8(image), source_format)
+            return DecodedImage(_to_rgb8(image), source_format, frames)
     except ImageRejected:
         raise
     except Image.DecompressionBombError as error:  # PIL's own guard, at twice its pixel limit
@@ -106,16 +129,27 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 
 def encode_like(pixels: np.ndarray, source_format: str, jpeg_quality: int = 95) -> bytes:
-    """HxWx3 uint8 as `source_format` ("JPEG" or "PNG") bytes, written fresh: no EXIF (so no GPS),
-    no ICC profile, no comments or text chunks of any original survive."""
+    """HxWx3 uint8 as `source_format` bytes (WRITABLE_FORMATS), written fresh: no EXIF (so no GPS),
+    no ICC profile, no XMP, no comments or text chunks of any original survive. Lossy formats use
+    `jpeg_quality`; GIF is quantised to its 256-colour palette; one frame only."""
     buffer = io.BytesIO()
     image = Image.fromarray(pixels)
     if source_format == "JPEG":
         image.save(buffer, format="JPEG", quality=jpeg_quality, optimize=False)
     elif source_format == "PNG":
         image.save(buffer, format="PNG", optimize=False)
+    elif source_format in ("WEBP", "AVIF", "HEIF"):
+        if source_format == "HEIF" and not HEIF_SUPPORTED:
+            raise ValueError("cannot write HEIF without pillow-heif (the project's 'formats' extra)")
+        image.save(buffer, format=source_format, quality=jpeg_quality)
+    elif source_format == "TIFF":
+        image.save(buffer, format="TIFF", compression="tiff_lzw")
+    elif source_format == "BMP":
+        image.save(buffer, format="BMP")
+    elif source_format == "GIF":
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buffer, format="GIF")
     else:
-        raise ValueError(f"cannot re-encode as {source_format!r}; only JPEG and PNG")
+        raise ValueError(f"cannot re-encode as {source_format!r}; only {', '.join(WRITABLE_FORMATS)}")
     return buffer.getvalue()
 
 

@@ -93,11 +93,11 @@ def read_staged(path: str) -> tuple[dict, bytes]:
 
 
 def stage(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format: str, status: str, faces: int,
-          size) -> tuple[str, dict]:
+          size, detail: str = "") -> tuple[str, dict]:
     """Writes a finished input to _staging/ (a JSON header line, then the encoded image) and
     returns its reference for the shard that will hold it."""
     header = {"status": status, "faces": int(faces), "format": source_format, "width": int(size[0]),
-              "height": int(size[1])}
+              "height": int(size[1]), "detail": detail}
     write_atomically(staged_path(plan, key), json.dumps(header, sort_keys=True).encode() + b"\n" + encoded,
                      plan.out(TMP_DIR))
     Metrics.counter(NAMESPACE, "inputs_staged").inc()
@@ -216,4 +216,5 @@ class WriteShards(beam.DoFn):
         for ref in refs:
             out, header = located[ref["key"]]
             yield manifest_row(plan, ref["key"], ref, header["status"], output_key=out, faces=header["faces"],
-                               size=(header["width"], header["height"]), input_format=header["format"])
+                               size=(header["width"], header["height"]), input_format=header["format"],
+                               detail=header.get("detail", ""))

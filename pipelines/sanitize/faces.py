@@ -18,15 +18,18 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from components.faces.detection import FaceFinder
-from components.faces.imaging import ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face
+from components.faces.imaging import (
+    WRITABLE_FORMATS, ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face,
+)
 from pipelines.sanitize.containers import stage, staged_path, staged_ref
 from pipelines.sanitize.layout import (
     COPIED_NO_FACE, IMAGES_DIR, NAMESPACE, SANITIZED, TMP_DIR, InferenceFailed, JobPlan, write_atomically,
 )
 from pipelines.sanitize.manifest import manifest_row, reject
 
-SUPPORTED_FORMATS = ("JPEG", "PNG")
-FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png"}
+SUPPORTED_FORMATS = WRITABLE_FORMATS  # decoded, and written back in the same format
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif",
+                     "HEIF": ".heic", "AVIF": ".avif"}
 
 
 def output_key(source: dict, source_format: str) -> str:
@@ -34,8 +37,13 @@ def output_key(source: dict, source_format: str) -> str:
     return rel + FORMAT_EXTENSIONS[source_format] if source["append_ext"] else rel
 
 
+def frames_note(frames: int) -> str:
+    """The manifest's word on a multi-frame input (animated GIF/WebP, multi-page TIFF)."""
+    return f"first of {frames} frames sanitized; the other frames are not in the output" if frames > 1 else ""
+
+
 def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format: str, status: str, faces: int,
-            size) -> tuple[str, Any]:
+            size, detail: str = "") -> tuple[str, Any]:
     """A finished input: ("row", manifest row) once its image file is written (images output), or
     ("record", (shard, reference)) once it is staged for its container shard (container output)."""
     if plan.output_kind == "images":
@@ -43,8 +51,8 @@ def deliver(plan: JobPlan, key: str, source: dict, encoded: bytes, source_format
         written = write_atomically(plan.out(IMAGES_DIR, out), encoded, plan.out(TMP_DIR))
         Metrics.counter(NAMESPACE, "images_written" if written else "images_already_present").inc()
         return "row", manifest_row(plan, key, source, status, output_key=out, faces=faces, size=size,
-                                   input_format=source_format)
-    return "record", stage(plan, key, source, encoded, source_format, status, faces, size)
+                                   input_format=source_format, detail=detail)
+    return "record", stage(plan, key, source, encoded, source_format, status, faces, size, detail)
 
 
 @dataclass(frozen=True)
@@ -146,7 +154,7 @@ class PrepareFaces(beam.DoFn):
                 encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
             with at_stage("write"):
                 kind, value = deliver(plan, key, source, encoded, decoded.source_format, COPIED_NO_FACE, 0,
-                                      (width, height))
+                                      (width, height), frames_note(decoded.frames))
             Metrics.counter(NAMESPACE, COPIED_NO_FACE).inc()
             yield beam.pvalue.TaggedOutput(self.ROWS if kind == "row" else self.RECORDS, value)
             return
@@ -184,7 +192,7 @@ class ComposeAndWrite(beam.DoFn):
                 encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
             with at_stage("write"):
                 kind, value = deliver(plan, context.key, context.source, encoded, decoded.source_format, SANITIZED,
-                                      len(context.eyes), found["size"])
+                                      len(context.eyes), found["size"], frames_note(decoded.frames))
         except (ImageRejected, StageFailed) as error:
             yield reject(plan, context.key, context.source, error.reason, error.detail, found.get("size", (0, 0)),
                          found.get("format", ""))
