@@ -67,6 +67,7 @@ def test_real_photos_all_faces_sanitized_and_no_face_copied(model, photos, tmp_p
     root, expected = photos
     out = tmp_path / "out"
     settings = SanitizeJobConfig(input=str(root), output=str(out), faces="wild", progress_every_s=0,
+                                 no_face="copy-unsanitized",
                                  beam_pipeline_args=["--direct_running_mode=multi_processing",
                                                      "--direct_num_workers=2"])
     summary = run_job(settings, model_dir=model)
@@ -95,12 +96,12 @@ def test_real_photos_all_faces_sanitized_and_no_face_copied(model, photos, tmp_p
         assert np.abs(after[mask] - before[mask]).mean() < 3, name
 
 
-def test_no_face_reject_goes_to_dead_letter(model, photos, tmp_path):
+def test_a_photo_without_a_face_goes_to_the_dead_letter_by_default(model, photos, tmp_path):
+    """Fail closed: no photo leaves unsanitized unless --no-face copy-unsanitized says so."""
     root, expected = photos
     out = tmp_path / "out"
     settings = SanitizeJobConfig(input=str(root / "landscape.jpg"), output=str(out), faces="wild",
-                                 no_face="reject", progress_every_s=0,
-                                 beam_pipeline_args=["--direct_running_mode=in_memory"])
+                                 progress_every_s=0, beam_pipeline_args=["--direct_running_mode=in_memory"])
     summary = run_job(settings, model_dir=model)
     assert (summary["inputs"], summary["rejected"], summary["rejected_by_reason"]) == (1, 1, {"no_face": 1})
     assert [row["input_key"] for row in read_dead_letter(str(out))] == ["landscape.jpg"]
@@ -115,7 +116,8 @@ def test_real_photos_into_a_tfrecord_shard(model, photos, tmp_path):
     root, expected = photos
     out = tmp_path / "out"
     settings = SanitizeJobConfig(input=str(root), output=str(out), faces="wild", output_format="tfrecord",
-                                 progress_every_s=0, beam_pipeline_args=["--direct_running_mode=in_memory"])
+                                 no_face="copy-unsanitized", progress_every_s=0,
+                                 beam_pipeline_args=["--direct_running_mode=in_memory"])
     run_job(settings, model_dir=model)
     records = container_records(out)
     assert {key: record["fields"]["facesan_faces"] for key, record in records.items()} == expected
@@ -127,3 +129,31 @@ def test_real_photos_into_a_tfrecord_shard(model, photos, tmp_path):
         assert (record["size"], record["format"]) == (original.size, original.format), name
         assert metadata_found(record["data"]) == [], name
         assert rows[name]["output_key"] == record["path"]
+
+
+@pytest.mark.parametrize("turn", [Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270])
+def test_a_turned_photo_is_found_and_its_face_sanitized(model, photos, tmp_path, turn):
+    """A photo saved turned (a lost orientation tag): the detector tries the quarter turns, and the
+    face is sanitized in the photo as it is, which keeps its orientation and size."""
+    root, _ = photos
+    folder = tmp_path / "in"
+    folder.mkdir()
+    original = Image.open(root / "obama.jpg").convert("RGB")
+    original.transpose(turn).save(folder / "turned.jpg", quality=95)
+    out = tmp_path / "out"
+    summary = run_job(SanitizeJobConfig(input=str(folder), output=str(out), faces="wild", progress_every_s=0,
+                                        beam_pipeline_args=["--direct_running_mode=in_memory"]), model_dir=model)
+    row = manifest_rows(out)["turned.jpg"]
+    assert (row["status"], row["faces"], summary["rejected"]) == ("sanitized", 1, 0)
+    assert "faces found with the photo turned by" in row["detail"]
+    written = np.asarray(Image.open(out / "images" / "turned.jpg").convert("RGB"), float)
+    before = np.asarray(Image.open(folder / "turned.jpg").convert("RGB"), float)
+    assert written.shape == before.shape
+    # The face (found in the upright photo) changed where it lies in the turned one.
+    [box] = _boxes(root / "obama.jpg")
+    upright_changed = np.asarray(Image.fromarray(np.abs(written - before).mean(axis=2).astype(np.uint8))
+                                 .transpose({Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+                                             Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(turn, turn)),
+                                 float)
+    left, top, right, bottom = box
+    assert upright_changed[top:bottom, left:right].mean() > 10

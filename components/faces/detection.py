@@ -55,3 +55,35 @@ class FaceFinder:
             left, right = (first, second) if first[0] <= second[0] else (second, first)
             faces.append(FoundFace(tuple(left), tuple(right), box))
         return sorted(faces, key=lambda face: (face.box[1], face.box[0]))
+
+    def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
+        """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo
+        turned by 90, 180 or 270 degrees (a wrong or lost orientation tag; dlib's HOG detector only
+        finds upright faces), with their eye centres mapped back into the photo as it is. Alignment
+        then turns each face upright itself (align_face follows the eyes)."""
+        faces = self.find(pixels)
+        if faces:
+            return faces, 0
+        height, width = pixels.shape[:2]
+        for turns in (1, 2, 3):
+            found = self.find(np.ascontiguousarray(np.rot90(pixels, turns)))
+            if found:
+                return [_turned_back(face, turns, width, height) for face in found], turns
+        return [], 0
+
+
+def _turned_back(face: FoundFace, turns: int, width: int, height: int) -> FoundFace:
+    """A face found in np.rot90(photo, turns) (counter-clockwise quarter turns) in the photo's own
+    continuous coordinates (photo W x H)."""
+    def back(x, y):
+        if turns == 1:
+            return width - y, x
+        if turns == 2:
+            return width - x, height - y
+        return y, height - x
+
+    left, right = back(*face.left_eye), back(*face.right_eye)
+    corners = [back(x, y) for x in (face.box[0], face.box[2]) for y in (face.box[1], face.box[3])]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    # Left/right as in the upright face: the eye that was left in the turned photo stays "left".
+    return FoundFace(tuple(left), tuple(right), (int(min(xs)), int(min(ys)), int(max(xs)), int(max(ys))))

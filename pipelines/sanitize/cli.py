@@ -90,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar=("LX", "LY", "RX", "RY"),
                         help="aligned mode: eye centres as fractions of the image width/height (default CelebA's "
                              "aligned crops: %(default)s; the TFX pipeline's examples: 0.35 0.40 0.65 0.40)")
-    parser.add_argument("--no-face", choices=("copy", "reject"), default=d.no_face,
-                        help="wild mode, a photo without a detected face: copy it (re-encoded, metadata removed) "
-                             "or reject it to the dead letter (default %(default)s)")
+    parser.add_argument("--no-face", choices=("reject", "copy-unsanitized"), default=d.no_face,
+                        help="wild mode, a photo in which no face is found (upright or turned by 90/180/270 degrees): "
+                             "reject it to the dead letter with reason no_face (fails closed), or copy-unsanitized: "
+                             "write it re-encoded, metadata removed, but NOT sanitized, so a face the detector "
+                             "missed goes out as it was (default %(default)s)")
     parser.add_argument("--color", choices=("gray", "keep-chroma"), default=d.color,
                         help="the SAN outputs gray faces. gray: the face region becomes gray (original colour, which "
                              "can carry gender cues, is dropped); keep-chroma: only the luminance is replaced "

@@ -22,7 +22,9 @@ class SanitizeJobConfig:
     # (pinned) aligned mode: eye centres as fractions of width and height (left x, left y, right x,
     # right y). Default: CelebA's aligned 178x218 crops. TFX examples: 0.35 0.40 0.65 0.40.
     aligned_eyes: tuple = (0.390, 0.509, 0.612, 0.509)
-    no_face: str = "copy"  # (pinned) wild mode, photo without a face: copy (re-encoded) | reject
+    # (pinned) wild mode, photo without a detected face: reject (to the dead letter; fail closed) |
+    # copy-unsanitized (re-encoded, metadata removed, but NOT sanitized: a missed face goes out as it was)
+    no_face: str = "reject"
     color: str = "gray"  # (pinned) gray: the face region becomes the SAN's gray face | keep-chroma
     feather: float = 0.08  # (pinned) seam blend width, fraction of the aligned face's side
     jpeg_quality: int = 95  # (pinned) quality of re-encoded JPEGs

@@ -63,6 +63,7 @@ class FaceContext:
     source: dict
     data: bytes
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
+    note: str = ""  # how the faces were found, when it is worth a word in the manifest
 
 
 class StageFailed(Exception):
@@ -90,8 +91,9 @@ class PrepareFaces(beam.DoFn):
     """Reads and decodes one input, finds and aligns its faces -> (FaceContext, faces [k,S,S,1]).
 
     Inputs that cannot be used (with the stage that failed: decode, detect, align; or the decoder's
-    own reason), and (with --no-face reject) photos without a face, leave as rejected rows on the
-    "rows" output; with --no-face copy a photo without a face is re-encoded and written as it is.
+    own reason), and (with --no-face reject, the default) photos without a face, leave as rejected
+    rows on the "rows" output; with --no-face copy-unsanitized a photo without a face is re-encoded
+    and written as it is.
     """
 
     ROWS = "rows"
@@ -140,16 +142,22 @@ class PrepareFaces(beam.DoFn):
         pixels = decoded.pixels
         height, width = pixels.shape[:2]
         found.update(size=(width, height), format=decoded.source_format)
+        found_note = ""
         with at_stage("detect"):
             if settings.faces == "aligned":
                 lx, ly, rx, ry = settings.aligned_eyes
                 eyes = [((lx * width, ly * height), (rx * width, ry * height))]
             else:
-                eyes = [(face.left_eye, face.right_eye) for face in self._finder.find(pixels)]
+                found, turns = self._finder.find_any_orientation(pixels)
+                eyes = [(face.left_eye, face.right_eye) for face in found]
+                if turns:
+                    Metrics.counter(NAMESPACE, "photos_found_turned").inc()
+                    found_note = f"faces found with the photo turned by {90 * turns} degrees"
         Metrics.counter(NAMESPACE, "faces").inc(len(eyes))
         if not eyes:
             if settings.no_face == "reject":
-                raise ImageRejected("no_face", "no face found (--no-face reject)")
+                raise ImageRejected("no_face", "no face found, upright or turned (--no-face reject); check the photo, "
+                                               "or pass --no-face copy-unsanitized to let such photos out unsanitized")
             with at_stage("encode"):
                 encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
             with at_stage("write"):
@@ -161,7 +169,7 @@ class PrepareFaces(beam.DoFn):
         size = plan.model.image_size
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
-        yield FaceContext(key, dict(source, data=None), data, tuple(eyes)), faces
+        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note), faces
 
 
 class ComposeAndWrite(beam.DoFn):
@@ -192,7 +200,8 @@ class ComposeAndWrite(beam.DoFn):
                 encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
             with at_stage("write"):
                 kind, value = deliver(plan, context.key, context.source, encoded, decoded.source_format, SANITIZED,
-                                      len(context.eyes), found["size"], frames_note(decoded.frames))
+                                      len(context.eyes), found["size"],
+                                      "; ".join(n for n in (context.note, frames_note(decoded.frames)) if n))
         except (ImageRejected, StageFailed) as error:
             yield reject(plan, context.key, context.source, error.reason, error.detail, found.get("size", (0, 0)),
                          found.get("format", ""))
