@@ -87,7 +87,7 @@ def check_kept_fields(settings: SanitizeJobConfig, suppressed) -> None:
 def job_record(plan: JobPlan) -> dict:
     settings = plan.settings
     pinned = {name: getattr(settings, name) for name in SanitizeJobConfig.PINNED}
-    pinned["aligned_eyes"] = list(pinned["aligned_eyes"])
+    pinned = {name: list(value) if isinstance(value, tuple) else value for name, value in pinned.items()}  # as JSON
     return {"format_version": 1, "settings": pinned, "input_kind": plan.input_kind,
             "model": {"version": plan.model.version, "sha256": plan.model.sha256,
                       "image_size": plan.model.image_size},
