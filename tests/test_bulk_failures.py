@@ -97,7 +97,7 @@ def test_every_stage_failure_is_one_dead_letter_row_and_the_job_goes_on(model, t
 
     monkeypatch.setattr(faces_module, "write_atomically", write_failing)
     out = tmp_path / "out"
-    summary = run_job(_settings(folder, out, faces="wild"), model_dir=model)
+    summary = run_job(_settings(folder, out, faces="wild", detector="dlib"), model_dir=model)  # the patched finder
     rows = manifest_rows(out)
     assert {key: (row["status"], row["reason"]) for key, row in rows.items()} == {
         **{f"{stage}.jpg": ("rejected", f"{stage}_failed") for stage in FAILING.values()},

@@ -1,4 +1,5 @@
-"""Faces and eye centres in in-the-wild photos, with dlib's HOG detector and 5-point landmark model.
+"""Faces and eye centres in in-the-wild photos, with dlib's HOG detector and 5-point landmark model
+(CenterFace, which finds more faces, is in centerface.py; both search turned photos alike).
 
 Both come from PyPI (`dlib-bin` and `face-recognition-models`, the project's `faces` extra) and run
 offline. The eye centres feed `components.imaging.align_face`, the alignment used by training.
@@ -21,8 +22,31 @@ class FoundFace:
     box: tuple[int, int, int, int]  # detector box (left, top, right, bottom), full-resolution pixels
 
 
-class FaceFinder:
-    """Detects frontal faces and returns their eye centres, in a deterministic order (top, left).
+class OrientationSearch:
+    """find_any_orientation for a detector with `find(pixels) -> [FoundFace]`."""
+
+    def find(self, pixels: np.ndarray) -> list[FoundFace]:
+        raise NotImplementedError
+
+    def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
+        """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo
+        turned by 90, 180 or 270 degrees (a wrong or lost orientation tag; detectors find upright
+        faces best), with their eye centres mapped back into the photo as it is. Alignment then
+        turns each face upright itself (align_face follows the eyes)."""
+        faces = self.find(pixels)
+        if faces:
+            return faces, 0
+        height, width = pixels.shape[:2]
+        for turns in (1, 2, 3):
+            found = self.find(np.ascontiguousarray(np.rot90(pixels, turns)))
+            if found:
+                return [_turned_back(face, turns, width, height) for face in found], turns
+        return [], 0
+
+
+class FaceFinder(OrientationSearch):
+    """Detects frontal faces with dlib's HOG detector and returns their eye centres, in a
+    deterministic order (top, left).
 
     `upsample` is dlib's pyramid upsampling (1 finds faces down to about 40 px); photos larger than
     `detect_max_side` are searched at that size and the boxes scaled back, so a 12-megapixel photo
@@ -55,21 +79,6 @@ class FaceFinder:
             left, right = (first, second) if first[0] <= second[0] else (second, first)
             faces.append(FoundFace(tuple(left), tuple(right), box))
         return sorted(faces, key=lambda face: (face.box[1], face.box[0]))
-
-    def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
-        """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo
-        turned by 90, 180 or 270 degrees (a wrong or lost orientation tag; dlib's HOG detector only
-        finds upright faces), with their eye centres mapped back into the photo as it is. Alignment
-        then turns each face upright itself (align_face follows the eyes)."""
-        faces = self.find(pixels)
-        if faces:
-            return faces, 0
-        height, width = pixels.shape[:2]
-        for turns in (1, 2, 3):
-            found = self.find(np.ascontiguousarray(np.rot90(pixels, turns)))
-            if found:
-                return [_turned_back(face, turns, width, height) for face in found], turns
-        return [], 0
 
 
 def _turned_back(face: FoundFace, turns: int, width: int, height: int) -> FoundFace:

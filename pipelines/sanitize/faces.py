@@ -3,7 +3,8 @@ then warp the sanitized faces back into the photo, re-encode it and deliver it.
 
 Decoding and alignment are the project's one implementation (components/faces/imaging.py), the
 same the training data went through; eye centres are fixed fractions of the image for aligned
-crops (--faces aligned) or found by dlib (--faces wild, components/faces/detection.py).
+crops (--faces aligned) or found by a detector (--faces wild: CenterFace, components/faces/centerface.py,
+or dlib, detection.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from components.faces.centerface import CenterFaceFinder
 from components.faces.detection import FaceFinder
 from components.faces.imaging import (
     WRITABLE_FORMATS, ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face,
@@ -104,8 +106,11 @@ class PrepareFaces(beam.DoFn):
         self._finder = None
 
     def setup(self):
-        if self._plan.settings.faces == "wild":
-            self._finder = FaceFinder(self._plan.settings.detect_upsample, self._plan.settings.detect_max_side)
+        settings = self._plan.settings
+        if settings.faces == "wild" and settings.detector == "dlib":
+            self._finder = FaceFinder(settings.detect_upsample, settings.detect_max_side)
+        elif settings.faces == "wild":
+            self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side)
 
     def process(self, element):
         key, source = element

