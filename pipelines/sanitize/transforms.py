@@ -158,12 +158,13 @@ class ConsolidateManifest(beam.PTransform):
                                            progress_files=beam.pvalue.AsList(outputs["progress_files"])))
         # Every input accounted for, key by key, against the manifest as written (read back once the
         # writing and clean-up are done): each listed input has one row and each row a listed input.
-        written = (cleaned
-                   | "ManifestFilesWritten" >> beam.FlatMap(
-                       lambda _, pattern: matching(pattern), pattern=plan.out(MANIFEST_DIR, "*.parquet"))
-                   | "ReadWrittenManifest" >> beam.io.ReadAllFromParquet(columns=["input_key"])
-                   | "KeyWritten" >> beam.Map(lambda row: (row["input_key"], True)))
-        return ({"listed": outputs["listed"] | "KeyListed" >> beam.Map(lambda key: (key, True)), "row": written}
+        manifest_keys = (cleaned
+                         | "ManifestFilesWritten" >> beam.FlatMap(
+                             lambda _, pattern: matching(pattern), pattern=plan.out(MANIFEST_DIR, "*.parquet"))
+                         | "ReadWrittenManifest" >> beam.io.ReadAllFromParquet(columns=["input_key"])
+                         | "KeyWritten" >> beam.Map(lambda row: (row["input_key"], True)))
+        listed = outputs["listed"] | "KeyListed" >> beam.Map(lambda key: (key, True))
+        return ({"listed": listed, "row": manifest_keys}
                 | "ListedAgainstManifest" >> beam.CoGroupByKey()
                 | "Discrepancies" >> beam.FlatMap(_discrepancy)
                 | "CollectDiscrepancies" >> beam.combiners.ToList()
