@@ -160,3 +160,30 @@ def test_a_turned_photo_is_found_and_its_face_sanitized(model, photos, tmp_path,
                                  float)
     left, top, right, bottom = box
     assert upright_changed[top:bottom, left:right].mean() > 10
+
+
+def test_aligned_mode_refuses_what_is_not_an_aligned_crop(model, photos, tmp_path):
+    """A banner-shaped photo is refused by its shape; with --verify-aligned, a crop without a face at
+    the eye positions is refused too, while a real aligned face passes; both name --faces wild."""
+    from components.faces.centerface import CenterFaceFinder
+    from components.faces.imaging import ALIGNED_LEFT_EYE, ALIGNED_RIGHT_EYE, align_face
+
+    root, _ = photos
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    pixels = np.asarray(Image.open(root / "obama.jpg").convert("RGB"))
+    [face] = CenterFaceFinder().find(pixels)
+    Image.fromarray(align_face(pixels, face.left_eye, face.right_eye, 160)).save(folder / "aligned.png")
+    noise = np.random.default_rng(0).integers(0, 255, (160, 160, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "noise.png")
+    Image.fromarray(np.full((120, 600, 3), 200, np.uint8)).save(folder / "banner.png")
+    eyes = (*ALIGNED_LEFT_EYE, *ALIGNED_RIGHT_EYE)
+    for verify, expected in ((False, {"aligned.png": "", "noise.png": "", "banner.png": "not_aligned"}),
+                             (True, {"aligned.png": "", "noise.png": "not_aligned", "banner.png": "not_aligned"})):
+        out = tmp_path / f"out_{verify}"
+        run_job(SanitizeJobConfig(input=str(folder), output=str(out), aligned_eyes=eyes, verify_aligned=verify,
+                                  progress_every_s=0, beam_pipeline_args=["--direct_running_mode=in_memory"]),
+                model_dir=model)
+        rows = manifest_rows(out)
+        assert {key: row["reason"] for key, row in rows.items()} == expected, verify
+        assert all("--faces wild" in row["detail"] for row in rows.values() if row["reason"] == "not_aligned")

@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar=("LX", "LY", "RX", "RY"),
                         help="aligned mode: eye centres as fractions of the image width/height (default CelebA's "
                              "aligned crops: %(default)s; the TFX pipeline's examples: 0.35 0.40 0.65 0.40)")
+    parser.add_argument("--verify-aligned", action="store_true",
+                        help="aligned mode: run the face detector on every crop and reject one without a face at the "
+                             "eye positions (not_aligned). Without it only the crop's width/height ratio is checked "
+                             "(--aligned-aspect)")
+    parser.add_argument("--aligned-aspect", type=float, nargs=2, default=list(d.aligned_aspect), metavar=("MIN", "MAX"),
+                        help="aligned mode: an image whose width/height ratio is outside this range is rejected as "
+                             "not_aligned, with a hint to use --faces wild (default %(default)s)")
     parser.add_argument("--no-face", choices=("reject", "copy-unsanitized"), default=d.no_face,
                         help="wild mode, a photo in which no face is found (upright or turned by 90/180/270 degrees): "
                              "reject it to the dead letter with reason no_face (fails closed), or copy-unsanitized: "
@@ -152,6 +159,7 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
         input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
         color=args.color, feather=args.feather, detector=args.detector, jpeg_quality=args.jpeg_quality,
+        verify_aligned=args.verify_aligned, aligned_aspect=tuple(args.aligned_aspect),
         max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,
         batch_size=args.batch_size, manifest_shards=args.manifest_shards, output_format=args.output_format,

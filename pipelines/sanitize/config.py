@@ -22,6 +22,10 @@ class SanitizeJobConfig:
     # (pinned) aligned mode: eye centres as fractions of width and height (left x, left y, right x,
     # right y). Default: CelebA's aligned 178x218 crops. TFX examples: 0.35 0.40 0.65 0.40.
     aligned_eyes: tuple = (0.390, 0.509, 0.612, 0.509)
+    # (pinned) aligned mode: also check with the detector that each crop has a face at the eyes'
+    # positions (slower; without it only the crop's shape is checked: aligned_aspect)
+    verify_aligned: bool = False
+    aligned_aspect: tuple = (0.6, 1.4)  # (pinned) width / height an aligned crop may have
     # (pinned) wild mode, photo without a detected face: reject (to the dead letter; fail closed) |
     # copy-unsanitized (re-encoded, metadata removed, but NOT sanitized: a missed face goes out as it was)
     no_face: str = "reject"
@@ -51,6 +55,6 @@ class SanitizeJobConfig:
     progress_every_s: float = 10.0  # local progress line interval
     beam_pipeline_args: list[str] = field(default_factory=list)
 
-    PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "no_face", "color", "feather",
+    PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "verify_aligned", "aligned_aspect", "no_face", "color", "feather",
               "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
               "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

@@ -107,9 +107,11 @@ class PrepareFaces(beam.DoFn):
 
     def setup(self):
         settings = self._plan.settings
-        if settings.faces == "wild" and settings.detector == "dlib":
+        if settings.faces == "aligned" and not settings.verify_aligned:
+            return
+        if settings.detector == "dlib":
             self._finder = FaceFinder(settings.detect_upsample, settings.detect_max_side)
-        elif settings.faces == "wild":
+        else:
             self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side)
 
     def process(self, element):
@@ -152,6 +154,7 @@ class PrepareFaces(beam.DoFn):
             if settings.faces == "aligned":
                 lx, ly, rx, ry = settings.aligned_eyes
                 eyes = [((lx * width, ly * height), (rx * width, ry * height))]
+                self._check_aligned(pixels, eyes[0])
             else:
                 found, turns = self._finder.find_any_orientation(pixels)
                 eyes = [(face.left_eye, face.right_eye) for face in found]
@@ -175,6 +178,26 @@ class PrepareFaces(beam.DoFn):
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
         yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note), faces
+
+
+    def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
+        """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
+        height, width = pixels.shape[:2]
+        low, high = self._plan.settings.aligned_aspect
+        hint = "is it a photo rather than an eye-aligned face crop? Use --faces wild for photos"
+        if not low <= width / height <= high:
+            raise ImageRejected("not_aligned", f"{width}x{height} pixels: width/height {width / height:.2f} is outside "
+                                               f"--aligned-aspect {low} {high}; {hint}")
+        if self._finder is None:
+            return
+        expected = np.mean(eyes, axis=0)
+        distance = float(np.linalg.norm(np.subtract(eyes[1], eyes[0])))
+        for face in self._finder.find(pixels):
+            found = np.add(face.left_eye, face.right_eye) / 2
+            if np.linalg.norm(found - expected) < 0.35 * distance:
+                return
+        raise ImageRejected("not_aligned", f"no face found with its eyes at the --aligned-eyes positions "
+                                           f"(--verify-aligned); {hint}")
 
 
 class ComposeAndWrite(beam.DoFn):
