@@ -156,8 +156,8 @@ class PrepareFaces(beam.DoFn):
                 eyes = [((lx * width, ly * height), (rx * width, ry * height))]
                 self._check_aligned(pixels, eyes[0])
             else:
-                found, turns = self._finder.find_any_orientation(pixels)
-                eyes = [(face.left_eye, face.right_eye) for face in found]
+                detected, turns = self._finder.find_any_orientation(pixels)
+                eyes = [(face.left_eye, face.right_eye) for face in detected]
                 if turns:
                     Metrics.counter(NAMESPACE, "photos_found_turned").inc()
                     found_note = f"faces found with the photo turned by {90 * turns} degrees"
@@ -179,7 +179,6 @@ class PrepareFaces(beam.DoFn):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
         yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note), faces
 
-
     def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
         """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
         height, width = pixels.shape[:2]
@@ -193,8 +192,8 @@ class PrepareFaces(beam.DoFn):
         expected = np.mean(eyes, axis=0)
         distance = float(np.linalg.norm(np.subtract(eyes[1], eyes[0])))
         for face in self._finder.find(pixels):
-            found = np.add(face.left_eye, face.right_eye) / 2
-            if np.linalg.norm(found - expected) < 0.35 * distance:
+            middle = np.add(face.left_eye, face.right_eye) / 2
+            if np.linalg.norm(middle - expected) < 0.35 * distance:
                 return
         raise ImageRejected("not_aligned", f"no face found with its eyes at the --aligned-eyes positions "
                                            f"(--verify-aligned); {hint}")
