@@ -60,7 +60,8 @@ def print_summary(config: Config) -> int:
 
         for judge, outputs in split["gender"].items():
             print(f"  gender error of {judge}: " + "  ".join(
-                f"{name} {figure(values['error_rate'], values.get('error_rate_ci'))}" for name, values in outputs.items()))
+                f"{name} {figure(values['error_rate'], values.get('error_rate_ci'))}"
+                for name, values in outputs.items()))
         for judge, outputs in split["matching"].items():
             fmr = f"{metrics['gate']['tmr_fmr']:g}"
             print(f"  TMR at FMR {fmr} of {judge}: " + "  ".join(

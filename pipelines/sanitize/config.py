@@ -55,6 +55,6 @@ class SanitizeJobConfig:
     progress_every_s: float = 10.0  # local progress line interval
     beam_pipeline_args: list[str] = field(default_factory=list)
 
-    PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "verify_aligned", "aligned_aspect", "no_face", "color", "feather",
-              "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
+    PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "verify_aligned",
+              "aligned_aspect", "no_face", "color", "feather", "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
               "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

@@ -79,9 +79,9 @@ def check_kept_fields(settings: SanitizeJobConfig, suppressed) -> None:
         refused = [field for field in settings.keep_fields if _normalized(field) in names]
         if refused:
             raise SystemExit(
-                f"error: --keep-fields {', '.join(refused)}: the model's privacy policy suppresses {attribute}, so a field "
-                "carrying it would undo the sanitization. Leave it out, or pass --force-keep-suppressed-fields if "
-                "you really mean to publish it beside the sanitized faces.")
+                f"error: --keep-fields {', '.join(refused)}: the model's privacy policy suppresses {attribute}, "
+                "so a field carrying it would undo the sanitization. Leave it out, or pass "
+                "--force-keep-suppressed-fields if you really mean to publish it beside the sanitized faces.")
 
 
 def job_record(plan: JobPlan) -> dict:

@@ -32,7 +32,8 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.sanitize.layout import (
-    DEAD_LETTER_DIR, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, REJECTED, TMP_DIR, JobPlan, matching, replace_atomically, write_atomically,
+    DEAD_LETTER_DIR, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, REJECTED, TMP_DIR, JobPlan, matching, replace_atomically,
+    write_atomically,
 )
 
 MANIFEST_SCHEMA = pa.schema([
