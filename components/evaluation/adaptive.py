@@ -15,26 +15,17 @@ import numpy as np
 import tensorflow as tf
 
 from components.evaluation.cnn_judges import ADAPTIVE_JUDGE, DESCRIPTIONS, KerasGenderJudge, train_gender_cnn
-from trainer.data import aligned_face_batches
-
-SANITIZED_OUTPUT = "sanitized"  # the sanitize_faces output the bulk job writes (X'_OP)
+from components.evaluation.outputs import sanitized_batches
 
 
 def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
                              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(the sanitizer's output for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N]),
-    through the exported `sanitize_faces` signature, as the bulk job calls it."""
-    sanitize = model.signatures["sanitize_faces"]
-    faces, male, count = [], [], 0
-    for batch in aligned_face_batches(train_patterns, image_size, batch_size):
-        take = min(int(batch["male"].shape[0]), max_faces - count)
-        if take <= 0:
-            break
-        sanitized = sanitize(faces=batch["face"][:take])[SANITIZED_OUTPUT].numpy()
-        faces.append(np.clip(np.rint(sanitized * 255.0), 0, 255).astype(np.uint8))
-        male.append(batch["male"][:take].numpy())
-        count += take
-    if not count:
+    """(the sanitizer's output X'_OP for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N])."""
+    faces, male = [], []
+    for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces):
+        faces.append(np.clip(np.rint(batch["images"]["opposite"].numpy() * 255.0), 0, 255).astype(np.uint8))
+        male.append(batch["male"])
+    if not faces:
         raise ValueError(f"no training examples found in {train_patterns} for the adaptive attacker")
     return np.concatenate(faces), np.concatenate(male)
 

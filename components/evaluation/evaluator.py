@@ -21,21 +21,20 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from components.evaluation.adaptive import train_adaptive_attacker
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
 from components.evaluation.gate import decide_blessing
 from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
-from components.evaluation.adaptive import train_adaptive_attacker
 from components.evaluation.judges import JudgeSet, load_synthetic_judges
 from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
+from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
-from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
 GRID_FILE = "examples_grid.png"  # rows: original, SM, NT, OP (in the report folder)
-OUTPUTS = ("original", "same", "neutral", "opposite")
 WHITE_BOX = "auxiliary_gender_classifier"
 GRID_FACES_PER_GENDER = 4  # the grid shows 4 female then 4 male faces, like the paper's Figure 5
 
@@ -61,22 +60,6 @@ def load_judges(names, judges_dir: str | None) -> JudgeSet:
     return judges
 
 
-def _sanitized_batches(model, file_patterns, image_size, batch_size, max_faces):
-    """Batches {"male", "identity", "images": {output: [N,S,S,1]}} up to max_faces faces."""
-    sanitize = model.signatures["sanitize_faces"]
-    seen = 0
-    for batch in aligned_face_batches(file_patterns, image_size, batch_size):
-        take = min(int(batch["male"].shape[0]), max_faces - seen)
-        if take <= 0:
-            return
-        faces = batch["face"][:take]
-        outputs = sanitize(faces=faces)
-        yield {"male": batch["male"][:take].numpy(), "identity": batch["identity"][:take].numpy(),
-               "images": {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
-                          "opposite": outputs["sanitized"]}}
-        seen += take
-
-
 def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, settings: EvaluationConfig,
                    adaptive: list = (), progress=logging.info) -> tuple[dict, dict]:
     """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}.
@@ -93,7 +76,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     probability.update({judge.name: {"original": []} for judge in judges.identity_leakage})
     embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
     quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
-    for batch in _sanitized_batches(model, file_patterns, image_size, settings.batch_size,
+    for batch in sanitized_batches(model, file_patterns, image_size, settings.batch_size,
                                     settings.max_faces_per_split):
         images = batch["images"]
         for index, is_male in enumerate(batch["male"]):

@@ -26,7 +26,7 @@ class OrientationSearch:
     """find_any_orientation for a detector with `find(pixels) -> [FoundFace]`."""
 
     def find(self, pixels: np.ndarray) -> list[FoundFace]:
-        raise NotImplementedError
+        raise NotImplementedError  # each detector (FaceFinder, CenterFaceFinder) implements it
 
     def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
         """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo

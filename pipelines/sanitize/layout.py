@@ -92,18 +92,14 @@ def write_atomically(path: str, data: bytes, tmp_dir: str) -> bool:
     """
     if FileSystems.exists(path):
         return False
-    tmp = FileSystems.join(tmp_dir, uuid.uuid4().hex)
-    with FileSystems.create(tmp) as handle:
-        handle.write(data)
-    if is_local(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    FileSystems.rename([tmp], [path])  # GCS: copy + delete; the object appears whole or not at all
+    replace_atomically(path, data, tmp_dir)
     return True
 
 
 def replace_atomically(path: str, data: bytes, tmp_dir: str) -> None:
     """Writes `data` to `path` via a temporary file and a rename that replaces any file there
-    (a POSIX rename locally, a copy onto the object on GCS): a reader sees the old or the new file."""
+    (a POSIX rename locally; on GCS copy + delete, the object appears whole or not at all): a
+    reader sees the old or the new file, never a part."""
     tmp = FileSystems.join(tmp_dir, uuid.uuid4().hex)
     with FileSystems.create(tmp) as handle:
         handle.write(data)

@@ -110,56 +110,20 @@ def reject(plan, key, source, reason, detail, size=(0, 0), input_format=""):
                         input_format=input_format)
 
 
-class RecordProgress(beam.DoFn):
-    """Flushes finished rows to _progress/part-<uuid>-n<rows>.parquet every `flush_rows` rows or
-    `flush_s` seconds and at the end of each bundle (each part written atomically); emits the
-    path of every part it wrote, so that the clean-up can wait for all of them."""
-
-    def __init__(self, plan: JobPlan, flush_rows: int = 32, flush_s: float = 15.0, in_shards: bool = False):
-        self._plan = plan
-        self._flush_rows = flush_rows
-        self._flush_s = flush_s
-        self._in_shards = in_shards  # rows of inputs written into shards (told apart by the progress line)
-
-    def start_bundle(self):
-        self._rows = []
-        self._since = time.monotonic()
-
-    def process(self, row):
-        self._rows.append(row)
-        if len(self._rows) >= self._flush_rows or time.monotonic() - self._since > self._flush_s:
-            yield from self._flush()
-
-    def finish_bundle(self):
-        for path in self._flush():
-            yield GlobalWindows.windowed_value(path)
-
-    def _flush(self):
-        if self._rows:
-            table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            path = self._plan.out(PROGRESS_DIR, part_name(len(self._rows), self._in_shards))
-            write_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
-            yield path
-        self._rows = []
-        self._since = time.monotonic()
-
-
-class MarkStaged(beam.DoFn):
-    """Container output: empty marker files _progress/staged-<uuid>-n<count> for the progress line
-    (staged inputs have no manifest row until their shard is written); hints only. Emits the
-    markers' paths."""
+class _FlushedInBatches(beam.DoFn):
+    """Buffers elements and writes one _progress/ file for every `flush_every` of them, every
+    `flush_s` seconds and at the end of each bundle; emits the path of every file it wrote, so
+    that the clean-up can wait for all of them."""
 
     def __init__(self, plan: JobPlan, flush_every: int = 32, flush_s: float = 15.0):
-        self._plan, self._every, self._flush_s = plan, flush_every, flush_s
+        self._plan, self._flush_every, self._flush_s = plan, flush_every, flush_s
 
     def start_bundle(self):
-        self._count, self._since = 0, time.monotonic()
+        self._items, self._since = [], time.monotonic()
 
     def process(self, element):
-        self._count += 1
-        if self._count >= self._every or time.monotonic() - self._since > self._flush_s:
+        self._items.append(element)
+        if len(self._items) >= self._flush_every or time.monotonic() - self._since > self._flush_s:
             yield from self._flush()
 
     def finish_bundle(self):
@@ -167,12 +131,39 @@ class MarkStaged(beam.DoFn):
             yield GlobalWindows.windowed_value(path)
 
     def _flush(self):
-        if self._count:
-            path = self._plan.out(PROGRESS_DIR, staged_marker_name(self._count))
-            with FileSystems.create(path):
-                pass
-            yield path
-        self._count, self._since = 0, time.monotonic()
+        if self._items:
+            yield self._write(self._items)
+        self._items, self._since = [], time.monotonic()
+
+    def _write(self, items: list) -> str:
+        """Writes one _progress/ file standing for `items`; returns its path."""
+        raise NotImplementedError  # each subclass writes its own kind of file
+
+
+class RecordProgress(_FlushedInBatches):
+    """Flushes finished rows to _progress/part-<uuid>-n<rows>.parquet (each part written atomically)."""
+
+    def __init__(self, plan: JobPlan, flush_rows: int = 32, flush_s: float = 15.0, in_shards: bool = False):
+        super().__init__(plan, flush_rows, flush_s)
+        self._in_shards = in_shards  # rows of inputs written into shards (told apart by the progress line)
+
+    def _write(self, rows: list) -> str:
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), sink)
+        path = self._plan.out(PROGRESS_DIR, part_name(len(rows), self._in_shards))
+        write_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
+        return path
+
+
+class MarkStaged(_FlushedInBatches):
+    """Container output: empty marker files _progress/staged-<uuid>-n<count> for the progress line
+    (staged inputs have no manifest row until their shard is written); hints only."""
+
+    def _write(self, refs: list) -> str:
+        path = self._plan.out(PROGRESS_DIR, staged_marker_name(len(refs)))
+        with FileSystems.create(path):
+            pass
+        return path
 
 
 def pick_one_row(element) -> tuple[bool, dict]:
