@@ -93,8 +93,8 @@ class EvaluationConfig(_JsonConfig):
     # Not TrainingConfig.seed: the judges are trained independently of the auxiliary networks.
     judge_seed: int = 1
     judge_max_train_faces: int = 20000  # the SVM judge's training cost grows with N^2
-    # Epochs of the residual CNN gender judge (JudgeTrainer) and of the adaptive attacker: about 15 s
-    # an epoch each on 2560 faces at 64 px on 2 cores.
+    # Epochs of the residual CNN gender judge (JudgeTrainer) and of the adaptive attacker (README,
+    # "Two kinds of attacker", has the one timing taken).
     cnn_epochs: int = 5
     # The adaptive attacker: the residual CNN trained on the sanitizer's X'_OP of the train split.
     adaptive_attacker: bool = True
