@@ -6,12 +6,14 @@ import json
 import os
 
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.orchestration import pipeline as tfx_pipeline
 
 from components.celeba.example_gen import CelebAExampleGen
 from components.evaluation.component import SanitizerEvaluator
 from components.evaluation.config import SYNTHETIC
 from components.evaluation.judge_trainer import JudgeTrainer
+from components.training.reports import ReportingExecutor
 from components.training.san_trainer import SanTrainer, VertexSanTrainer
 from components.validation.gate import ValidationGate
 from pipelines.config import Config
@@ -49,8 +51,12 @@ def create_components(config: Config) -> list:
     )
     transform.add_upstream_node(validation_gate)
 
-    def trainer(node_id: str, run_fn: str) -> tfx.components.Trainer:
+    def trainer(node_id: str, run_fn: str, executor=None) -> tfx.components.Trainer:
+        # `executor`: a local executor class replacing TFX's GenericExecutor (not on Vertex AI).
+        extra = {} if on_vertex or executor is None else {
+            "custom_executor_spec": executor_spec.ExecutorClassSpec(executor)}
         return trainer_component(
+            **extra,
             run_fn=run_fn,
             examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
@@ -66,7 +72,8 @@ def create_components(config: Config) -> list:
             source_uri=config.matcher_model, artifact_type=tfx.types.standard_artifacts.Model
         ).with_id("MatcherImporter")
     else:
-        matcher = trainer("MatcherTrainer", MATCHER_RUN_FN)
+        # Records the matcher's TMR on unseen eval identities in ML Metadata (components/training/reports.py).
+        matcher = trainer("MatcherTrainer", MATCHER_RUN_FN, ReportingExecutor)
     # The SAN trains against both frozen networks: the classifier as the Trainer's base model,
     # the matcher on the extra input of the SanTrainer component.
     san_trainer = (VertexSanTrainer if on_vertex else SanTrainer)(

@@ -14,6 +14,9 @@ from components.evaluation.evaluator import METRICS_FILE
 from pipelines.config import Config
 
 
+MATCHER_TMR = "tmr_at_fmr/0.01"
+
+
 def latest_artifact(store: metadata_store.MetadataStore, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
     return max(artifacts, key=lambda artifact: artifact.id) if artifacts else None
@@ -38,6 +41,13 @@ def run_outcome(config: Config) -> dict:
         outcome["metrics_file"] = os.path.join(evaluation.uri, METRICS_FILE)
         with tf.io.gfile.GFile(outcome["metrics_file"]) as handle:
             outcome["metrics"] = json.loads(handle.read())
+    # The auxiliary matcher's figures on unseen identities (components/training/reports.py).
+    matchers = [model for model in store.get_artifacts_by_type("Model") if MATCHER_TMR in model.custom_properties]
+    if matchers:
+        matcher = max(matchers, key=lambda artifact: artifact.id)
+        outcome["matcher_on_unseen_identities"] = {
+            key: matcher.custom_properties[key].double_value for key in (MATCHER_TMR, "tmr_at_fmr/0.001")
+            if key in matcher.custom_properties}
     pushed = latest_artifact(store, "PushedModel")
     if pushed is not None and _custom(pushed, "pushed") == 1:
         outcome["pushed_model"] = _custom(pushed, "pushed_destination")
@@ -50,6 +60,10 @@ def print_summary(config: Config) -> int:
     if config.data is None:
         print("data: embedded SYNTHETIC CelebA-layout faces (not real CelebA); figures below are on synthetic data")
     print(f"ingestion report: {outcome.get('ingestion_report')}")
+    if outcome.get("matcher_on_unseen_identities"):
+        figures = outcome["matcher_on_unseen_identities"]
+        print("auxiliary face matcher on the eval split's unseen identities: " + ", ".join(
+            f"TMR at FMR {key.split('/')[1]} {value:.1%}" for key, value in figures.items()))
     metrics = outcome.get("metrics")
     if metrics:
         split = metrics["splits"][metrics["gate_split"]]
@@ -68,7 +82,7 @@ def print_summary(config: Config) -> int:
                 f"{name} {figure(values['tmr_at_fmr'][fmr], values.get('tmr_at_fmr_ci', {}).get(fmr))}"
                 for name, values in outputs.items()))
         for judge, outputs in split.get("adaptive", {}).items():
-            values = outputs["opposite"]
+            values = outputs["sanitized"]
             print(f"  ADAPTIVE attacker {judge} (trained on sanitized train faces), error on sanitized faces: "
                   f"{figure(values['error_rate'], values.get('error_rate_ci'))}")
         for judge, outputs in split.get("identity_leakage", {}).items():
@@ -79,7 +93,7 @@ def print_summary(config: Config) -> int:
         print("  SSIM vs original: " + "  ".join(
             f"{name} {values['ssim']:.3f}" for name, values in split["image_quality"].items()))
         print(f"evaluation result: {outcome['metrics_file']}")
-        print(f"example faces (rows: original, SM, NT, OP): {metrics['example_grid']}")
+        print(f"example faces (rows: original, SM, NT, sanitized): {metrics['example_grid']}")
         if not metrics["blessed"]:
             print("model NOT blessed, so NOT pushed:\n  " + "\n  ".join(metrics["failed_thresholds"]))
     if outcome.get("pushed_model"):

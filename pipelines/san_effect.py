@@ -30,7 +30,7 @@ from pipelines.config import DEFAULT_WORK_DIR
 from trainer.data import aligned_face_batches
 from trainer.export import load_metadata
 
-OUTPUTS = ("original", "same", "neutral", "opposite")
+OUTPUTS = ("original", "same", "neutral", "sanitized")
 
 
 def _latest_uri(store, type_name: str, producer: str) -> str:
@@ -66,7 +66,7 @@ def measure(work_dir: str) -> dict:
     for start in range(0, int(data["faces"].shape[0]), 64):
         faces = data["faces"][start:start + 64]
         out = sanitizer(faces=faces)
-        for name, key in (("original", None), ("same", "same"), ("neutral", "neutral"), ("opposite", "sanitized")):
+        for name, key in (("original", None), ("same", "same"), ("neutral", "neutral"), ("sanitized", "sanitized")):
             images[name].append(faces if key is None else out[key])
     images = {name: tf.concat(parts, 0) for name, parts in images.items()}
 

@@ -7,7 +7,7 @@ from components.evaluation.evaluator import example_grid
 def test_example_grid_puts_one_output_per_row():
     size, faces = 4, 3
     images = {name: tf.fill((faces, size, size, 1), value) for name, value in
-              (("original", 0.0), ("same", 0.25), ("neutral", 0.5), ("opposite", 1.0))}
+              (("original", 0.0), ("same", 0.25), ("neutral", 0.5), ("sanitized", 1.0))}
     images["original"] = tf.reshape(tf.range(faces, dtype=tf.float32) / 5, (faces, 1, 1, 1)) + tf.zeros(
         (faces, size, size, 1))
     grid = example_grid(images).numpy()[..., 0]  # tf.image.convert_image_dtype: floor(x * 255.5)

@@ -6,8 +6,11 @@ import tf_keras as keras
 from trainer import features, losses
 from pipelines.config import TrainingConfig
 from trainer.models import (
-    SemiAdversarialNetwork, build_face_matcher, build_gender_classifier, build_san_autoencoder, prototypes_for_labels,
+    ResidualSanitizer, SemiAdversarialNetwork, build_face_matcher, build_gender_classifier, build_san_autoencoder,
+    prototypes_for_labels,
 )
+from trainer.export import hashed_targets
+from trainer.gender_classifier import train_ensemble_members
 from trainer.san import LossSchedule, build_san_trainer
 
 
@@ -58,7 +61,7 @@ def test_loss_terms_zero_and_positive_where_they_must_be():
     assert float(losses.gender_cross_entropy(tf.constant([0.1, 0.9]), tf.constant([1, 0]))) > 2.0
 
 
-def _tiny_trainer(size=32, with_matcher=True):
+def _tiny_trainer(size=32, with_matcher=True, architecture="paper"):
     tf.keras.utils.set_random_seed(0)
     classifier = build_gender_classifier(size, dropout=0.5)
     classifier.trainable = False
@@ -66,12 +69,15 @@ def _tiny_trainer(size=32, with_matcher=True):
     matcher.trainable = False
     prototypes = {"male": tf.fill((size, size, 3), 0.7), "female": tf.fill((size, size, 3), 0.3),
                   "neutral": tf.fill((size, size, 3), 0.5)}
-    config = TrainingConfig(image_size=size, pretrain_epochs=1, matcher_start_epoch=1)
-    trainer, terms = build_san_trainer(
-        config, prototypes, classifier, (lambda faces: matcher(faces, training=False)) if with_matcher else None)
+    config = TrainingConfig(architecture=architecture, image_size=size, pretrain_epochs=1, matcher_start_epoch=1)
     batch = {features.FACE_GRAY_KEY: tf.random.uniform((4, size, size, 1), seed=2),
              features.LABEL_KEY: tf.constant([0, 1, 1, 0], tf.int64)}
-    return trainer, terms, classifier, matcher, config, tf.data.Dataset.from_tensors(batch)
+    dataset = tf.data.Dataset.from_tensors(batch)
+    ensemble = train_ensemble_members(dataset, size, seed=0) if architecture == "residual" else None
+    trainer, terms = build_san_trainer(
+        config, prototypes, classifier, (lambda faces: matcher(faces, training=False)) if with_matcher else None,
+        ensemble)
+    return trainer, terms, classifier, matcher, config, dataset
 
 
 def test_training_step_changes_san_but_not_the_frozen_networks():
@@ -86,6 +92,53 @@ def test_training_step_changes_san_but_not_the_frozen_networks():
     for old, new in zip(frozen_before, classifier.get_weights() + matcher.get_weights()):
         np.testing.assert_array_equal(old, new)
     assert any(not np.array_equal(old, new) for old, new in zip(san_before, trainer.san.get_weights()))
+
+
+def test_residual_training_step_draws_targets_and_keeps_every_auxiliary_network_frozen():
+    trainer, terms, classifier, matcher, config, dataset = _tiny_trainer(architecture="residual")
+    assert isinstance(trainer.san, ResidualSanitizer)
+    assert [term.name for term in terms] == ["reconstruction", "gender_target", "gender_target_linear",
+                                             "gender_target_mlp", "matcher"]
+    members = [term for term in terms if term.name.startswith("gender_target_")]
+    frozen = classifier.get_weights() + matcher.get_weights()
+    frozen_before = [w.copy() for w in frozen]
+    san_before = [w.copy() for w in trainer.san.get_weights()]
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    assert history.history["gender_target"][0] == 0.0 and history.history["gender_target"][1] > 0  # pre-training
+    assert all(history.history[term.name][1] > 0 for term in members)
+    for old, new in zip(frozen_before, classifier.get_weights() + matcher.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert any(not np.array_equal(old, new) for old, new in zip(san_before, trainer.san.get_weights()))
+
+
+def test_untrained_residual_sanitizer_returns_the_face_and_outputs_follow_the_target():
+    tf.keras.utils.set_random_seed(0)
+    san = ResidualSanitizer(32)
+    faces = tf.random.uniform((2, 32, 32, 1), seed=5)
+    outputs = san.sanitizer_outputs(faces, tf.constant([0, 1]), tf.constant([1.0, 0.0]))
+    assert set(outputs) == {"same", "neutral", "opposite", "sanitized"}
+    for value in outputs.values():  # the change layer starts at zero
+        np.testing.assert_array_equal(value.numpy(), faces.numpy())
+    change = san.editor.get_layer("change")
+    change.set_weights([np.full_like(w, 0.05) for w in change.get_weights()])
+    outputs = san.sanitizer_outputs(faces, tf.constant([0, 1]), tf.constant([1.0, 0.0]))
+    # sanitized = the output for the given target: face 0 wants male (= its opposite), face 1 female.
+    np.testing.assert_allclose(outputs["sanitized"].numpy(), outputs["opposite"].numpy(), atol=1e-6)
+    assert np.abs(outputs["same"].numpy() - outputs["opposite"].numpy()).max() > 1e-3
+    assert float(tf.reduce_max(tf.abs(outputs["sanitized"] - faces))) <= san.max_change + 1e-6
+
+
+def test_hashed_targets_are_reproducible_balanced_and_blind_to_the_gender():
+    rng = np.random.default_rng(0)
+    # Faces whose brightness carries the "gender": a target that read appearance would follow it.
+    male = rng.integers(0, 2, 600)
+    faces = np.clip(rng.normal(0.35 + 0.3 * male[:, None, None, None], 0.15, (600, 32, 32, 1)), 0, 1).astype("float32")
+    targets = hashed_targets(tf.constant(faces)).numpy()
+    np.testing.assert_array_equal(targets, hashed_targets(tf.constant(faces)).numpy())
+    assert set(np.unique(targets)) == {0.0, 1.0}
+    assert 0.42 < targets.mean() < 0.58
+    for gender in (0, 1):  # about half of each gender gets each target
+        assert 0.38 < targets[male == gender].mean() < 0.62
 
 
 def test_loss_schedule_follows_the_config():

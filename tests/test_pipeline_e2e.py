@@ -27,7 +27,7 @@ TINY = ["--synthetic-identities", "24", "--synthetic-images-per-identity", "3", 
         "--classifier-epochs", "1", "--matcher-epochs", "1", "--pretrain-epochs", "1", "--san-epochs", "1"]
 # The gate's own logic is unit-tested; here it is opened (then shut) to test the wiring around it.
 OPEN = ["--max-original-gender-error", "1", "--max-sm-gender-error", "1", "--max-tmr-drop-sm", "1",
-        "--max-tmr-drop-op", "1", "--min-ssim-op", "0"]
+        "--max-tmr-drop-op", "1", "--min-ssim-op", "0", "--max-adaptive-gap", "1"]
 OPEN_GATE = ["--min-op-gender-error", "0", *OPEN]
 SHUT_GATE = ["--min-op-gender-error", "1.01", *OPEN]
 
@@ -68,21 +68,23 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     outcome = run_outcome(config)
     report = json.loads(open(outcome["ingestion_report"]).read())
     assert report["rejected_total"] == 0
-    assert report["examples"] == {"train": 60, "eval": 6, "test": 6}  # 20/2/2 identities x 3 images
+    assert report["examples"] == {"train": 39, "eval": 6, "test": 27}  # 13/2/9 identities x 3 images
     metrics = outcome["metrics"]
     assert metrics["blessed"] is True and metrics["gate_split"] == "test"
     assert set(metrics["splits"]) == {"eval", "test"}
     test_split = metrics["splits"]["test"]
-    assert test_split["num_examples"] == 6 and test_split["num_identities"] == 2
+    assert test_split["num_examples"] == 27 and test_split["num_identities"] == 9
     assert set(test_split["gender"]) == {"eigenfaces_logistic", "eigenfaces_svm", "resnet_gender_cnn"}
     # The attacker who owns the sanitizer, and the bound identity sets on any attacker, apart from the gate.
     assert set(test_split["adaptive"]) == {"adaptive_resnet_gender_cnn"}
     assert set(test_split["identity_leakage"]) == {"identity_leakage_fisherfaces"}
     assert set(test_split["identity_leakage"]["identity_leakage_fisherfaces"]) == {"original"}
     assert metrics["judges"]["adaptive_resnet_gender_cnn"]["kind"] == "adaptive"
-    assert all("adaptive" not in check["subject"] for check in metrics["gate_checks"])
+    # The gate holds the adaptive attacker to the identity-leakage bound (here opened, gap 1).
+    assert [check["threshold"] for check in metrics["gate_checks"] if "ADAPTIVE" in check["subject"]] == [
+        "max_adaptive_gap"]
     for outputs in (*test_split["gender"].values(), *test_split["white_box"].values()):
-        assert set(outputs) == {"original", "same", "neutral", "opposite"}
+        assert set(outputs) == {"original", "same", "neutral", "sanitized"}
         assert all(0 <= values["error_rate"] <= 1 for values in outputs.values())
         # A 95% interval (identities resampled) beside every error rate, holding the figure.
         assert all(values["error_rate_ci"][0] <= values["error_rate"] <= values["error_rate_ci"][1]
@@ -92,13 +94,13 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     for values in matching.values():
         for fmr, (low, high) in values["tmr_at_fmr_ci"].items():
             assert low <= values["tmr_at_fmr"][fmr] <= high
-    assert matching["original"]["genuine_pairs"] == 2 * 3 * 2 and matching["original"]["impostor_pairs"] == 6 * 3
-    assert set(matching["opposite"]["tmr_at_fmr"]) == {"0.01", "0.001"}
+    assert matching["original"]["genuine_pairs"] == 9 * 3 * 2 and matching["original"]["impostor_pairs"] == 27 * 24
+    assert set(matching["sanitized"]["tmr_at_fmr"]) == {"0.01", "0.001"}
     assert {check["threshold"] for check in metrics["gate_checks"]} == {
         "min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
-        "max_tmr_drop_op", "min_ssim_op"}
+        "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap"}
     grid = tf.io.decode_png(open(metrics["example_grid"], "rb").read())
-    assert grid.shape[0] == 4 * 32 and grid.shape[1] in range(32, 6 * 32 + 1, 32)  # rows original/SM/NT/OP
+    assert grid.shape[0] == 4 * 32 and grid.shape[1] in range(32, 6 * 32 + 1, 32)  # rows original/SM/NT/sanitized
 
     # The report: self-contained HTML, Markdown beside it, ROC figures; the data labelled synthetic.
     page = open(metrics["report"]["html"]).read()
@@ -110,15 +112,25 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     markdown = open(metrics["report"]["markdown"]).read()
     assert "| eigenfaces_svm |" in markdown and "SYNTHETIC" in markdown
     print_summary(config)
-    assert f"evaluation report (open in a browser): {metrics['report']['html']}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"evaluation report (open in a browser): {metrics['report']['html']}" in printed
+    assert "auxiliary face matcher on the eval split's unseen identities: TMR at FMR 0.01 " in printed
 
     # ML Metadata: the key figures are properties of the evaluation; the judges are not the trained
     # auxiliary networks.
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
-    assert evaluation.custom_properties["gender_error/eigenfaces_svm/opposite"].double_value == pytest.approx(
-        test_split["gender"]["eigenfaces_svm"]["opposite"]["error_rate"])
+    assert evaluation.custom_properties["gender_error/eigenfaces_svm/sanitized"].double_value == pytest.approx(
+        test_split["gender"]["eigenfaces_svm"]["sanitized"]["error_rate"])
+    # The auxiliary matcher's own figures on unseen identities, recorded by its Trainer's executor.
+    matcher_model = max([a for a in store.get_artifacts_by_type("Model") if "/MatcherTrainer/" in a.uri],
+                        key=lambda a: a.id)
+    report_path = matcher_model.custom_properties["training_report"].string_value
+    matcher_report = json.loads(open(report_path).read())
+    assert matcher_report["split"] == "eval" and matcher_report["genuine_pairs"] == 2 * 3
+    assert matcher_model.custom_properties["tmr_at_fmr/0.01"].double_value == pytest.approx(
+        matcher_report["tmr_at_fmr"]["0.01"])
     assert evaluation.custom_properties["report_html"].string_value == metrics["report"]["html"]
     judges_dir = max([a for a in store.get_artifacts_by_type("Model") if "/JudgeTrainer/" in a.uri],
                      key=lambda a: a.id).uri
@@ -147,10 +159,10 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
 
     # The white-box effect script reads the same run back from ML Metadata.
     effect = san_effect.measure(work_dir)
-    assert effect["test_faces"] == 6 and effect["test_identities"] == 2
-    assert set(effect["gender_accuracy"]) == {"original", "same", "neutral", "opposite"}
+    assert effect["test_faces"] == 27 and effect["test_identities"] == 9
+    assert set(effect["gender_accuracy"]) == {"original", "same", "neutral", "sanitized"}
     assert all(0.0 <= value <= 1.0 for value in effect["gender_accuracy"].values())
-    assert effect["matcher"]["original"]["genuine_pairs"] == 2 * 3 * 2  # 2 identities x 3 x 2 ordered pairs
+    assert effect["matcher"]["original"]["genuine_pairs"] == 9 * 3 * 2  # 9 identities x 3 x 2 ordered pairs
 
     # Same configuration again: every node is served from the ML Metadata cache.
     _run(work_dir, OPEN_GATE)

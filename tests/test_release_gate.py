@@ -6,24 +6,24 @@ from components.evaluation.gate import decide_blessing
 from pipelines.config import GateConfig
 
 GATE = GateConfig(min_op_gender_error=0.35, max_original_gender_error=0.25, max_sm_gender_error=0.35,
-                  max_tmr_drop_sm=0.10, max_tmr_drop_op=0.20, tmr_fmr=0.01, min_ssim_op=0.4)
+                  max_tmr_drop_sm=0.10, max_tmr_drop_op=0.20, tmr_fmr=0.01, min_ssim_op=0.4, max_adaptive_gap=None)
 
 
 def _gender(original, same, opposite):
     return {name: {"error_rate": value} for name, value in
-            (("original", original), ("same", same), ("neutral", 0.5), ("opposite", opposite))}
+            (("original", original), ("same", same), ("neutral", 0.5), ("sanitized", opposite))}
 
 
 def _matching(original, same, opposite):
     return {name: {"tmr_at_fmr": {"0.01": value, "0.001": value / 2}} for name, value in
-            (("original", original), ("same", same), ("neutral", 0.0), ("opposite", opposite))}
+            (("original", original), ("same", same), ("neutral", 0.0), ("sanitized", opposite))}
 
 
 def _metrics(**changes):
     metrics = {
         "gender": {"judge_a": _gender(0.05, 0.09, 0.89), "judge_b": _gender(0.10, 0.20, 0.50)},
         "matching": {"matcher_a": _matching(0.90, 0.85, 0.75)},
-        "image_quality": {"same": {"ssim": 0.5}, "neutral": {"ssim": 0.5}, "opposite": {"ssim": 0.5}},
+        "image_quality": {"same": {"ssim": 0.5}, "neutral": {"ssim": 0.5}, "sanitized": {"ssim": 0.5}},
     }
     for key, value in changes.items():
         group, name = key.split("__")
@@ -41,13 +41,13 @@ def test_blesses_when_every_threshold_holds():
 def test_one_judge_failing_refuses_and_names_judge_threshold_and_shortfall():
     blessed, failures, _ = decide_blessing(_metrics(gender__judge_b=_gender(0.10, 0.20, 0.30)), GATE)
     assert not blessed
-    assert failures == ["gender error of judge_b on X'_OP 0.300 FAILS: must be >= min_op_gender_error 0.350 "
+    assert failures == ["gender error of judge_b on sanitized X' 0.300 FAILS: must be >= min_op_gender_error 0.350 "
                         "(short by 0.050)"]
 
 
 def test_original_and_sm_errors_tmr_drops_and_ssim_are_gated():
     metrics = _metrics(gender__judge_a=_gender(0.40, 0.50, 0.89), matching__matcher_a=_matching(0.90, 0.70, 0.60))
-    metrics["image_quality"]["opposite"]["ssim"] = 0.3
+    metrics["image_quality"]["sanitized"]["ssim"] = 0.3
     blessed, failures, checks = decide_blessing(metrics, GATE)
     assert not blessed and len(failures) == 5
     text = "\n".join(failures)
@@ -57,7 +57,7 @@ def test_original_and_sm_errors_tmr_drops_and_ssim_are_gated():
     assert "TMR drop at FMR 0.01 of matcher_a, X'_SM probes vs originals 0.200 FAILS: must be <= " \
            "max_tmr_drop_sm 0.100 (over by 0.100)" in text
     assert "max_tmr_drop_op 0.200 (over by 0.100)" in text
-    assert "mean SSIM of X'_OP vs original 0.300 FAILS: must be >= min_ssim_op 0.400 (short by 0.100)" in text
+    assert "mean SSIM of sanitized X' vs original 0.300 FAILS: must be >= min_ssim_op 0.400 (short by 0.100)" in text
     assert {check.threshold for check in checks if not check.passed} == {
         "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm", "max_tmr_drop_op", "min_ssim_op"}
 
@@ -70,4 +70,27 @@ def test_a_value_exactly_at_the_limit_holds():
 def test_gate_fmr_must_have_been_measured():
     gate = GateConfig(tmr_fmr=0.05)
     with pytest.raises(ValueError, match="add it to EvaluationConfig.fmr_targets"):
+        decide_blessing(_metrics(), gate)
+
+
+def _with_attackers(metrics, adaptive_error, bound_error):
+    metrics["adaptive"] = {"adaptive_cnn": {"sanitized": {"error_rate": adaptive_error}}}
+    metrics["identity_leakage"] = {"leakage": {"original": {"error_rate": bound_error}}}
+    return metrics
+
+
+def test_adaptive_attacker_must_stay_near_the_identity_leakage_bound():
+    gate = GateConfig(**{**GATE.__dict__, "max_adaptive_gap": 0.04})
+    blessed, _, checks = decide_blessing(_with_attackers(_metrics(), adaptive_error=0.08, bound_error=0.11), gate)
+    assert blessed and [check.threshold for check in checks].count("max_adaptive_gap") == 1
+    # An attacker who learned to invert a deterministic flip reads gender far better than identity allows.
+    blessed, failures, _ = decide_blessing(_with_attackers(_metrics(), adaptive_error=0.03, bound_error=0.11), gate)
+    assert not blessed
+    assert failures == ["gender error of ADAPTIVE adaptive_cnn on sanitized X' (bound leakage 0.110 minus the gap) "
+                        "0.030 FAILS: must be >= max_adaptive_gap 0.070 (short by 0.040)"]
+
+
+def test_adaptive_check_without_an_attacker_is_an_error_not_a_pass():
+    gate = GateConfig(**{**GATE.__dict__, "max_adaptive_gap": 0.04})
+    with pytest.raises(ValueError, match="needs an adaptive attacker"):
         decide_blessing(_metrics(), gate)

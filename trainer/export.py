@@ -7,9 +7,13 @@ Signatures (N images, S = the trained image size):
 - `sanitize_labelled_faces(faces, male: int64 [N])`: the same, with the true gender given.
 - `classify_gender(faces: float32 [N,S,S,1])`: the auxiliary classifier's male probability.
 
-Outputs of the sanitize signatures: `sanitized` (X'_OP), `same` (X'_SM), `neutral` (X'_NT), each
-[N,S,S,1] float32 in [0,1], `sanitized_png` (string [N]) and `male_probability` [N]. Gender is
-unknown at inference: the auxiliary classifier predicts it and the prototypes follow it.
+Outputs of the sanitize signatures: `sanitized` (what the bulk job writes), `same` (X'_SM),
+`neutral` (X'_NT), `opposite` (X'_OP), each [N,S,S,1] float32 in [0,1], `sanitized_png` (string
+[N]) and `male_probability` [N]. Gender is unknown at inference: the auxiliary classifier predicts
+it and SM/NT/OP follow it. `sanitized` is X'_OP for the paper's SAN; for the residual sanitizer
+it is the output for a target gender drawn per face from a fingerprint of its thumbnail
+(`hashed_targets`): independent of the gender, and the same every time the same face is given,
+so the evaluator and the bulk job see the same output.
 """
 
 from __future__ import annotations
@@ -20,12 +24,22 @@ import os
 
 import tensorflow as tf
 
-from trainer.models import prototypes_for_labels
 from trainer.preprocessing import decode_face_images, to_model_input
 
 METADATA_FILE = "sanitizer_metadata.json"
 PROTOTYPES_FILE = "prototypes.png"  # female | neutral | male prototype, for a person to look at
 MODEL_FORMAT_VERSION = "1"
+
+
+def hashed_targets(faces: tf.Tensor) -> tf.Tensor:
+    """[N,S,S,1] faces in [0,1] -> [N] target genders 0.0 / 1.0: one bit of a fingerprint (farmhash)
+    of each face's 16x16 area-averaged thumbnail at 5 bits per pixel. Unrelated to the gender,
+    reproducible per face, and coarse on purpose: float rounding differences between two decode
+    paths of the same image (the bulk job's and the evaluator's) do not change the target."""
+    thumbnail = tf.image.resize(tf.clip_by_value(faces, 0.0, 1.0), (16, 16), method="area")
+    quantized = tf.cast(tf.round(thumbnail * 31.0), tf.uint8)
+    fingerprints = tf.fingerprint(tf.reshape(quantized, [tf.shape(faces)[0], -1]))  # [N, 8] uint8
+    return tf.cast(tf.bitwise.bitwise_and(fingerprints[:, 0], 1), tf.float32)
 
 
 class SanitizerModule(tf.Module):
@@ -59,19 +73,19 @@ class SanitizerModule(tf.Module):
         return self._sanitize_with_gender(faces, male, self._male_probability(faces)["male_probability"])
 
     def _sanitize_with_gender(self, faces, male, male_probability):
-        prototypes = prototypes_for_labels(male, {"male": self.prototype_male, "female": self.prototype_female,
-                                                  "neutral": self.prototype_neutral})
-        outputs = self.san({"face": faces, **prototypes}, training=False)
+        prototypes = {"male": self.prototype_male, "female": self.prototype_female, "neutral": self.prototype_neutral}
+        outputs = self.san.sanitizer_outputs(faces, male, hashed_targets(faces), prototypes)
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         sanitized_png = tf.map_fn(
             lambda face: tf.io.encode_png(tf.image.convert_image_dtype(face, tf.uint8, saturate=True)),
-            outputs["opposite"], fn_output_signature=tf.string,
+            outputs["sanitized"], fn_output_signature=tf.string,
         )
         return {
-            "sanitized": outputs["opposite"],
+            "sanitized": outputs["sanitized"],
             "same": outputs["same"],
             "neutral": outputs["neutral"],
+            "opposite": outputs["opposite"],
             "sanitized_png": sanitized_png,
             "male_probability": male_probability,
         }

@@ -1,4 +1,5 @@
-"""TFX Trainer run_fn for the auxiliary gender classifier f_G (frozen later inside SAN training)."""
+"""TFX Trainer run_fn for the auxiliary gender classifier f_G (frozen later inside SAN training),
+and the residual sanitizer's two extra ensemble members (trained by the SAN trainer itself)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from trainer.config import TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
-from trainer.models import build_gender_classifier
+from trainer.models import (
+    build_gender_classifier, build_pooled_linear_gender_classifier, build_pooled_mlp_gender_classifier)
 
 
 def faces_and_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -44,3 +46,31 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     logging.info("gender classifier: final validation accuracy %.4f", history.history["val_accuracy"][-1])
     model.save(fn_args.serving_model_dir, save_format="tf", include_optimizer=False)
+
+
+def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
+                           validation: tf.data.Dataset | None = None) -> dict:
+    """The residual sanitizer's extra auxiliary gender classifiers, trained on the original faces
+    of `dataset` (transformed batches) and frozen: {"linear": 4x4-pooled logistic regression,
+    "mlp": 2x2-pooled MLP}, each face -> P(male) [N,1]. Diverse members make the sanitizer change
+    what several kinds of classifier read, not one network's blind spots."""
+    pairs = faces_and_labels(dataset).map(lambda face, male: (face, tf.cast(male, tf.float32))).cache()
+    members = {}
+    for name, pool, build, epochs, learning_rate in (
+            ("linear", 4, build_pooled_linear_gender_classifier, 20, 1e-2),
+            ("mlp", 2, build_pooled_mlp_gender_classifier, 15, 1e-3)):
+        keras.utils.set_random_seed(seed)
+        normalization = keras.layers.Normalization(name="standardize")
+        normalization.adapt(pairs.map(lambda face, male, pool=pool: tf.reshape(
+            tf.nn.avg_pool2d(face, pool, pool, "VALID"), [-1, (image_size // pool) ** 2])))
+        model = build(image_size, normalization)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
+        if validation is not None:
+            accuracy = model.evaluate(faces_and_labels(validation).map(
+                lambda face, male: (face, tf.cast(male, tf.float32))), verbose=0)[1]
+            logging.info("ensemble gender classifier %s: validation accuracy %.4f", name, accuracy)
+        model.trainable = False
+        members[name] = model
+    return members

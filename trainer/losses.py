@@ -39,6 +39,15 @@ def embedding_distance(perturbed: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reduce_sum(tf.square(difference), axis=-1))
 
 
+def random_shift_and_noise(images: tf.Tensor, max_shift: int = 2, noise: float = 0.02) -> tf.Tensor:
+    """The same random shift (up to max_shift pixels, wrapping) for the batch, plus Gaussian noise:
+    what a gender term sees of the output, so the sanitizer cannot rely on pixel-exact patterns that
+    only the auxiliary classifier reads (expectation over transformations)."""
+    shift = tf.random.uniform([2], -max_shift, max_shift + 1, dtype=tf.int32)
+    shifted = tf.roll(images, shift, axis=[1, 2])
+    return shifted + tf.random.normal(tf.shape(images), stddev=noise, dtype=images.dtype)
+
+
 RECONSTRUCTION_LOSSES = {"l1": reconstruction_l1, "cross_entropy": reconstruction_cross_entropy}
 
 
@@ -46,8 +55,9 @@ RECONSTRUCTION_LOSSES = {"l1": reconstruction_l1, "cross_entropy": reconstructio
 class LossTerm:
     """One weighted objective. `compute(batch, outputs)` returns a scalar.
 
-    batch: dict with at least 'face' [N,S,S,1] and 'male' [N]; outputs: the SAN's dict of
-    'same', 'neutral', 'opposite' faces. The weight is a tf.Variable so a schedule (pre-training,
+    batch: dict with at least 'face' [N,S,S,1], 'male' [N] and, for the residual sanitizer, the
+    drawn 'target' [N]; outputs: the paper SAN's dict of 'same', 'neutral', 'opposite' faces, or
+    the residual sanitizer's {'sanitized'}. The weight is a tf.Variable so a schedule (pre-training,
     a term that starts at a later epoch) changes it without retracing the training step.
     """
 

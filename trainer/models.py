@@ -1,6 +1,14 @@
-"""Keras models: the SAN (convolutional autoencoder + proto-combiner) and the auxiliary gender
-classifier, built from the image size as the SAN paper (Mirjalili et al., ICB 2018) and its
-authors' public code specify.
+"""Keras models: the two sanitizer architectures and the auxiliary networks.
+
+- the paper's SAN (convolutional autoencoder + proto-combiner), built from the image size as the
+  SAN paper (Mirjalili et al., ICB 2018) and its authors' public code specify;
+- the residual sanitizer (the default): a small U-Net predicting a bounded, smooth change of the
+  input towards a target gender given per face;
+- the auxiliary gender classifier f_G (paper), two small extra ensemble members, and the face
+  matcher R.
+
+Both sanitizers answer `sanitizer_outputs(face, male, target, prototypes)` with the same four
+outputs, so training, export and evaluation do not care which one they hold.
 
 Keras 2 (`tf_keras`) is used because TFX 1.16 / tf.Transform 1.16 require it.
 """
@@ -73,6 +81,91 @@ class SemiAdversarialNetwork(keras.Model):
             for name in ("same", "neutral", "opposite")
         }
 
+    def sanitizer_outputs(self, face, male, target, prototypes: dict) -> dict:
+        """X'_SM, X'_NT, X'_OP for the (true or predicted) gender; `sanitized` is X'_OP (the
+        paper's output); `target` is not used (the paper's flip is deterministic)."""
+        del target
+        outputs = self({"face": face, **prototypes_for_labels(male, prototypes)}, training=False)
+        return {**outputs, "sanitized": outputs["opposite"]}
+
+
+def _target_map(inputs):
+    """(target [N,1], reference [N,H,W,C]) -> the target broadcast to [N,H,W,1]."""
+    target, reference = inputs
+    return tf.ones_like(reference[..., :1]) * tf.cast(tf.reshape(target, [-1, 1, 1, 1]), reference.dtype)
+
+
+def build_residual_editor(image_size: int, width: int = 16) -> keras.Model:
+    """(gray face [S,S,1], target P(male) [1]) -> change [S,S,1] in (-1, 1).
+
+    A U-Net: 3x3 convolutions (LeakyReLU) at S (width), S/2 (2 width, stride 2) and S/4 (4 width,
+    stride 2); two more at S/4 with the target given again and a residual connection; up to S/2,
+    joined with the S/2 encoder features (skip connection), one convolution; a tanh change at S/2,
+    upsampled bilinearly to S, so the change is smooth (low-frequency edits, which transfer to
+    unseen judges better than pixel-level adversarial noise). The last layer starts at zero: an
+    untrained editor returns the input unchanged.
+    """
+    if image_size % 4:
+        raise ValueError(f"image_size must be a multiple of 4 for the residual editor's two strides, got {image_size}")
+    layers = keras.layers
+    face = keras.Input((image_size, image_size, 1), name="face")
+    target = keras.Input((1,), name="target")
+    x = layers.Concatenate(name="face_and_target")([face, layers.Lambda(_target_map, name="target_map")([target, face])])
+    skip1 = layers.LeakyReLU(LEAKY_SLOPE)(_conv(width, 3, "encoder_conv1")(x))
+    skip2 = layers.LeakyReLU(LEAKY_SLOPE)(
+        layers.Conv2D(2 * width, 3, strides=2, padding="same", name="encoder_conv2")(skip1))
+    bottom = layers.LeakyReLU(LEAKY_SLOPE)(
+        layers.Conv2D(4 * width, 3, strides=2, padding="same", name="encoder_conv3")(skip2))
+    x = layers.Concatenate(name="bottleneck_and_target")(
+        [bottom, layers.Lambda(_target_map, name="target_map_bottleneck")([target, bottom])])
+    x = layers.LeakyReLU(LEAKY_SLOPE)(_conv(4 * width, 3, "bottleneck_conv1")(x))
+    x = layers.LeakyReLU(LEAKY_SLOPE)(_conv(4 * width, 3, "bottleneck_conv2")(x))
+    x = layers.Add(name="bottleneck_residual")([x, bottom])
+    x = layers.Concatenate(name="skip")([layers.UpSampling2D(2, name="decoder_up")(x), skip2])
+    x = layers.LeakyReLU(LEAKY_SLOPE)(_conv(2 * width, 3, "decoder_conv")(x))
+    change = layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer="zeros", name="change")(x)
+    change = layers.UpSampling2D(2, interpolation="bilinear", name="change_up")(change)
+    return keras.Model([face, target], change, name="residual_editor")
+
+
+class ResidualSanitizer(keras.Model):
+    """x' = clip(x + max_change * editor(x, target), 0, 1): the face, changed towards a target gender.
+
+    The target (P(male) wanted of the output) is drawn per face independently of the true gender
+    for the sanitized output (export.py draws it from a hash of the face), so the output's gender
+    cues say nothing about the true gender; X'_SM / X'_NT / X'_OP are the same editor with the
+    target set to the gender, 0.5 and its opposite, for the paper's comparisons.
+    """
+
+    def __init__(self, image_size: int, width: int = 16, max_change: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.max_change = max_change
+        self.editor = build_residual_editor(image_size, width)
+
+    def edit(self, face, target, training=None):
+        """face [N,S,S,1], target [N] in [0,1] -> the changed face [N,S,S,1]."""
+        change = self.editor([face, tf.reshape(tf.cast(target, face.dtype), [-1, 1])], training=training)
+        return tf.clip_by_value(face + tf.cast(self.max_change, change.dtype) * change, 0.0, 1.0)
+
+    def call(self, inputs, training=None):
+        """inputs: dict face [N,S,S,1], target [N] -> {'sanitized': [N,S,S,1]}."""
+        return {"sanitized": self.edit(inputs["face"], inputs["target"], training=training)}
+
+    def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
+        del prototypes  # the residual sanitizer needs no prototypes
+        male = tf.cast(male, face.dtype)
+        return {"same": self.edit(face, male), "neutral": self.edit(face, tf.fill(tf.shape(male), 0.5)),
+                "opposite": self.edit(face, 1.0 - male), "sanitized": self.edit(face, target)}
+
+
+def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5) -> keras.Model:
+    if architecture == "paper":
+        return SemiAdversarialNetwork(image_size, name="san")
+    if architecture == "residual":
+        return ResidualSanitizer(image_size, width, max_change, name="san")
+    raise ValueError(f"unknown sanitizer architecture {architecture!r}: choose residual or paper")
+
 
 def prototypes_for_labels(male: tf.Tensor, prototypes: dict) -> dict:
     """Per-example prototypes [N,S,S,3] for 0/1 labels [N]: SM = y Pm + (1-y) Pf, OP the reverse.
@@ -107,40 +200,75 @@ def build_gender_classifier(image_size: int, dropout: float = 0.25) -> keras.Mod
     return keras.Model(face, probabilities, name="gender_classifier")
 
 
-def build_face_matcher(image_size: int, embedding_dim: int = 128) -> keras.Model:
+def build_pooled_linear_gender_classifier(image_size: int, normalization: keras.layers.Normalization,
+                                          pool: int = 4) -> keras.Model:
+    """Gray face -> P(male) [N,1]: logistic regression on pool x pool average-pooled pixels,
+    standardised by `normalization` (adapted to the training faces). An ensemble member: it reads
+    the low-frequency appearance a CNN may ignore."""
+    face = keras.Input((image_size, image_size, 1), name="face")
+    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(pool)(face))
+    x = keras.layers.Dense(1, activation="sigmoid", kernel_regularizer=keras.regularizers.l2(1e-3),
+                           name="male")(normalization(x))
+    return keras.Model(face, x, name="pooled_linear_gender")
+
+
+def build_pooled_mlp_gender_classifier(image_size: int, normalization: keras.layers.Normalization,
+                                       pool: int = 2, hidden: int = 64) -> keras.Model:
+    """Gray face -> P(male) [N,1]: one hidden ReLU layer over pool x pool average-pooled pixels."""
+    face = keras.Input((image_size, image_size, 1), name="face")
+    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(pool)(face))
+    x = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3))(normalization(x))
+    x = keras.layers.Dropout(0.3)(x)
+    return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="pooled_mlp_gender")
+
+
+def build_face_matcher(image_size: int, embedding_dim: int = 128, dropout: float = 0.3) -> keras.Model:
     """Gray face [S,S,1] -> L2-normalised identity embedding [D] (R(X) of the paper).
 
-    A compact CNN: four 3x3 convolutions (32, 64, 128, 256) with LeakyReLU and max-pooling,
-    global average pooling and a linear embedding (cheap enough to run twice per SAN step on a CPU).
+    A compact CNN: four blocks of 3x3 convolution (32, 64, 128, 256), batch normalisation, ReLU
+    and max-pooling, then dropout, a linear embedding and batch normalisation (the usual face
+    recognition embedding head). Cheap enough to run twice per SAN step on a CPU; trained with a
+    margin softmax (`CosFaceHead`) it separates unseen synthetic identities (README, "The
+    auxiliary matcher").
     """
     if image_size % 16:
         raise ValueError(f"image_size must be a multiple of 16 for the matcher's four poolings, got {image_size}")
     face = keras.Input((image_size, image_size, 1), name="face")
     x = face
     for block, filters in enumerate((32, 64, 128, 256), start=1):
-        x = _conv(filters, 3, f"block{block}_conv")(x)
-        x = keras.layers.LeakyReLU(LEAKY_SLOPE)(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{block}_norm")(x)
+        x = keras.layers.ReLU(name=f"block{block}_relu")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dense(embedding_dim, name="embedding")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    x = keras.layers.Dense(embedding_dim, use_bias=False, name="embedding")(x)
+    x = keras.layers.BatchNormalization(name="embedding_norm")(x)
     embedding = keras.layers.UnitNormalization(name="l2_normalize")(x)
     return keras.Model(face, embedding, name="face_matcher")
 
 
-class CosineSoftmaxHead(keras.layers.Layer):
-    """Identity logits = scale * cos(embedding, class centre): a normalised-softmax training head."""
+class CosFaceHead(keras.layers.Layer):
+    """Identity logits of a large-margin cosine softmax (CosFace, Wang et al. 2018): scale *
+    (cos(embedding, class centre) - margin on the true class). Inputs (embedding [N,D], class [N]);
+    the margin applies in training only, so inference logits are plain scaled cosines."""
 
-    def __init__(self, num_classes: int, scale: float = 16.0, **kwargs):
+    def __init__(self, num_classes: int, scale: float = 16.0, margin: float = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.scale = scale
+        self.margin = margin
 
     def build(self, input_shape):
         self.centres = self.add_weight(
-            name="centres", shape=(int(input_shape[-1]), self.num_classes), initializer="glorot_uniform")
+            name="centres", shape=(int(input_shape[0][-1]), self.num_classes), initializer="glorot_uniform")
 
-    def call(self, embedding):
-        return self.scale * tf.matmul(embedding, tf.math.l2_normalize(self.centres, axis=0))
+    def call(self, inputs, training=None):
+        embedding, label = inputs
+        cosine = tf.matmul(embedding, tf.math.l2_normalize(self.centres, axis=0))
+        if training:
+            cosine = cosine - self.margin * tf.one_hot(tf.cast(label, tf.int32), self.num_classes, dtype=cosine.dtype)
+        return self.scale * cosine
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale}
+        return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale, "margin": self.margin}

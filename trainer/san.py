@@ -1,9 +1,16 @@
-"""TFX Trainer run_fn for the Semi-Adversarial Network.
+"""TFX Trainer run_fn for the sanitizer, either architecture (TrainingConfig.architecture).
 
-Pre-training on reconstruction of X'_SM, then semi-adversarial training against the frozen
-auxiliary networks: J = lambda_G [CE(y, f_G(X'_SM)) + CE(1 - y, f_G(X'_OP))]
+"paper": pre-training on reconstruction of X'_SM, then semi-adversarial training against the
+frozen auxiliary networks: J = lambda_G [CE(y, f_G(X'_SM)) + CE(1 - y, f_G(X'_OP))]
 + lambda_M ||R(X'_SM) - R(X)||^2 (from `matcher_start_epoch`) + lambda_D reconstruction.
-Only the SAN's own variables get gradients.
+
+"residual" (default): each step draws a target gender t per face, independent of the true one,
+and trains X'_t = clip(x + change) with J = lambda_G CE(t, f_G(shift+noise(X'_t)))
++ lambda_E sum over the extra ensemble members CE(t, f_k(X'_t)) + lambda_M ||R(X'_t) - R(X)||^2
++ lambda_D |X'_t - X|. The extra members (a linear model and an MLP on pooled pixels) are trained
+here on the original train faces and frozen, like f_G.
+
+Only the sanitizer's own variables get gradients.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
-from trainer.models import SemiAdversarialNetwork, prototypes_for_labels
+from trainer.gender_classifier import train_ensemble_members
+from trainer.models import ResidualSanitizer, build_sanitizer, prototypes_for_labels
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
 CHECKPOINT_ROOT_KEY = "checkpoint_root"  # custom_config key: where resumable epoch backups live
@@ -52,10 +60,11 @@ def _weight(value: float, name: str) -> tf.Variable:
     return tf.Variable(value, trainable=False, dtype=tf.float32, name=name)
 
 
-def reconstruction_term(kind: str, weight: float) -> losses.LossTerm:
+def reconstruction_term(kind: str, weight: float, output: str = "same") -> losses.LossTerm:
+    """X'_SM (paper) or the sanitized output (residual) stays close to X."""
     reconstruction = losses.RECONSTRUCTION_LOSSES[kind]
     return losses.LossTerm("reconstruction", _weight(weight, "reconstruction_weight"),
-                           lambda batch, outputs: reconstruction(batch["face"], outputs["same"]))
+                           lambda batch, outputs: reconstruction(batch["face"], outputs[output]))
 
 
 def gender_loss_terms(classifier: keras.Model, weight: float) -> list[losses.LossTerm]:
@@ -70,11 +79,27 @@ def gender_loss_terms(classifier: keras.Model, weight: float) -> list[losses.Los
     ]
 
 
-def matcher_term(matcher, weight: float) -> losses.LossTerm:
-    """J_M: X'_SM keeps the identity embedding of X."""
+def matcher_term(matcher, weight: float, output: str = "same") -> losses.LossTerm:
+    """J_M: X'_SM (paper) or the sanitized output (residual) keeps the identity embedding of X."""
     return losses.LossTerm("matcher", _weight(weight, "matcher_weight"),
                            lambda batch, outputs: losses.embedding_distance(
-                               matcher(outputs["same"]), matcher(batch["face"])))
+                               matcher(outputs[output]), matcher(batch["face"])))
+
+
+def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
+                        ensemble_weight: float) -> list[losses.LossTerm]:
+    """Residual sanitizer: every auxiliary gender classifier must read the drawn target t on X'_t;
+    f_G sees it shifted and noised (losses.random_shift_and_noise)."""
+    terms = [losses.LossTerm("gender_target", _weight(weight, "gender_target_weight"),
+                             lambda batch, outputs: losses.gender_cross_entropy(
+                                 male_probability(classifier, losses.random_shift_and_noise(outputs["sanitized"])),
+                                 batch["target"]))]
+    for name, member in ensemble.items():
+        terms.append(losses.LossTerm(
+            f"gender_target_{name}", _weight(ensemble_weight, f"gender_target_{name}_weight"),
+            lambda batch, outputs, member=member: losses.gender_cross_entropy(
+                tf.cast(member(outputs["sanitized"], training=False)[:, 0], tf.float32), batch["target"])))
+    return terms
 
 
 def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | None) -> str:
@@ -97,7 +122,7 @@ class SanTrainingModel(keras.Model):
     Only the SAN's own variables get gradients: the auxiliary networks stay frozen.
     """
 
-    def __init__(self, san: SemiAdversarialNetwork, prototypes: dict, terms: list[losses.LossTerm], **kwargs):
+    def __init__(self, san: keras.Model, prototypes: dict, terms: list[losses.LossTerm], **kwargs):
         super().__init__(**kwargs)
         self.san = san
         self.prototypes = prototypes
@@ -105,8 +130,13 @@ class SanTrainingModel(keras.Model):
 
     def _forward(self, batch, training):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
-        outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
-                           training=training)
+        if isinstance(self.san, ResidualSanitizer):
+            # A target gender per face, independent of the true one: what the output should show.
+            inputs["target"] = tf.cast(tf.random.uniform(tf.shape(inputs["male"])) < 0.5, tf.float32)
+            outputs = self.san({"face": inputs["face"], "target": inputs["target"]}, training=training)
+        else:
+            outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
+                               training=training)
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         return losses.total_loss(self.terms, inputs, outputs)
 
@@ -124,7 +154,7 @@ class SanTrainingModel(keras.Model):
 
 
 class LossSchedule(keras.callbacks.Callback):
-    """Pre-training (reconstruction only), then J_G, then J_M from `matcher_start_epoch`."""
+    """Pre-training (reconstruction only), then the gender terms, then J_M from `matcher_start_epoch`."""
 
     def __init__(self, terms: list[losses.LossTerm], config: TrainingConfig):
         super().__init__()
@@ -134,13 +164,17 @@ class LossSchedule(keras.callbacks.Callback):
     def weights_for_epoch(self, epoch: int) -> dict:
         adversarial = epoch >= self.config.pretrain_epochs
         matcher_on = adversarial and epoch >= self.config.matcher_start_epoch
-        weights = {
-            "reconstruction": self.config.reconstruction_loss_weight,
-            "gender_same": self.config.gender_loss_weight if adversarial else 0.0,
-            "gender_opposite": self.config.gender_loss_weight if adversarial else 0.0,
-            "matcher": self.config.matcher_loss_weight if matcher_on else 0.0,
-        }
-        return {name: value for name, value in weights.items() if name in self.terms}
+        weights = {}
+        for name in self.terms:
+            if name == "reconstruction":
+                weights[name] = self.config.reconstruction_loss_weight
+            elif name == "matcher":
+                weights[name] = self.config.matcher_loss_weight if matcher_on else 0.0
+            elif name in ("gender_same", "gender_opposite", "gender_target"):
+                weights[name] = self.config.gender_loss_weight if adversarial else 0.0
+            else:  # the extra ensemble members' gender terms
+                weights[name] = self.config.ensemble_loss_weight if adversarial else 0.0
+        return weights
 
     def on_epoch_begin(self, epoch, logs=None):
         weights = self.weights_for_epoch(epoch)
@@ -149,12 +183,22 @@ class LossSchedule(keras.callbacks.Callback):
         logging.info("SAN epoch %d loss weights: %s", epoch, weights)
 
 
-def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher) -> tuple[SanTrainingModel, list]:
-    san = SemiAdversarialNetwork(config.image_size, name="san")
-    terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
-             *gender_loss_terms(classifier, config.gender_loss_weight)]
+def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
+                      ensemble: dict | None = None) -> tuple[SanTrainingModel, list]:
+    """The training model and its loss terms; `ensemble`: the residual sanitizer's extra frozen
+    gender classifiers {name: model -> P(male) [N,1]}."""
+    san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change)
+    if config.architecture == "residual":
+        output = "sanitized"
+        terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, output),
+                 *target_gender_terms(classifier, ensemble or {}, config.gender_loss_weight,
+                                      config.ensemble_loss_weight)]
+    else:
+        output = "same"
+        terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
+                 *gender_loss_terms(classifier, config.gender_loss_weight)]
     if matcher is not None:
-        terms.append(matcher_term(matcher, config.matcher_loss_weight))
+        terms.append(matcher_term(matcher, config.matcher_loss_weight, output))
     trainer = SanTrainingModel(san, prototypes, terms)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
@@ -186,7 +230,12 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         classifier.trainable = False
         matcher_path = (fn_args.custom_config or {}).get(MATCHER_MODEL_KEY)
         matcher = load_frozen_matcher(matcher_path) if matcher_path else None
-        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher)
+        ensemble = {}
+        if config.architecture == "residual":
+            ensemble = train_ensemble_members(
+                transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
+        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher, ensemble)
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
@@ -194,8 +243,10 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         backup = checkpoint_dir(fn_args, config, matcher_path)
         logging.info("SAN: epoch checkpoints in %s (a retried run with the same inputs resumes there)", backup)
         callbacks.append(keras.callbacks.BackupAndRestore(backup))
-    trainer.fit(train, validation_data=evaluation, epochs=config.pretrain_epochs + config.san_epochs,
-                callbacks=callbacks, verbose=2)
+    epochs = config.pretrain_epochs + config.san_epochs
+    # The eval split's losses after the last epoch only: every epoch cost a pass over it for a log line.
+    trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
+                verbose=2)
 
     save_sanitizer(
         SanitizerModule(trainer.san, classifier, prototypes, config.image_size),
@@ -203,6 +254,10 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         metadata={"training_config": config.to_custom_config(),
                   # What the sanitizer hides and keeps; the bulk job refuses to pass a suppressed attribute on.
                   "policy": {"suppress": ["Male"], "preserve": ["identity"]},
+                  "architecture": config.architecture,
+                  # What `sanitized` is: the paper's X'_OP, or the residual sanitizer's output for a
+                  # target gender drawn from a hash of each face (independent of the true gender).
+                  "sanitized_output": "opposite" if config.architecture == "paper" else "hashed_random_target",
                   "male_fraction": float(prototypes["male_fraction"]),
                   "matcher": matcher_path},
     )

@@ -20,10 +20,10 @@ from components.evaluation.outputs import sanitized_batches
 
 def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
                              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(the sanitizer's output X'_OP for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N])."""
+    """(the sanitizer's output (what the bulk job writes) for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N])."""
     faces, male = [], []
     for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces):
-        faces.append(np.clip(np.rint(batch["images"]["opposite"].numpy() * 255.0), 0, 255).astype(np.uint8))
+        faces.append(np.clip(np.rint(batch["images"]["sanitized"].numpy() * 255.0), 0, 255).astype(np.uint8))
         male.append(batch["male"])
     if not faces:
         raise ValueError(f"no training examples found in {train_patterns} for the adaptive attacker")

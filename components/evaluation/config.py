@@ -59,21 +59,23 @@ class GateConfig(_JsonConfig):
     independent matcher judge, all on EvaluationConfig.gate_split.
     """
 
-    # Laptop defaults, set from the independent synthetic judges on a laptop-default run (README
-    # "Evaluation"; test split: OP error 0.394 / 0.309, originals 0.166 / 0.150, SM 0.322 / 0.225,
-    # Fisherfaces TMR drop 0.669 (SM) / 0.695 (OP), SSIM(OP) 0.504). They refuse a SAN that does
-    # nothing (OP error stays at the originals' ~0.16), flips X'_SM, or collapses to a mean face
-    # (TMR near the FMR, a drop above 0.9); they do NOT demand the paper's identity preservation,
-    # which the laptop SAN does not reach. Config.production() does.
-    min_op_gender_error: float = 0.25  # gender error rate on X'_OP must be at least this
+    # Laptop defaults: the product's targets (README "Targets") less a stated margin of 0.02 each,
+    # so a regression stops the run instead of pushing. "_op" names the sanitized output (what the
+    # bulk job writes: X'_OP for the paper's SAN, the random-target output for the residual one).
+    # Config.production() keeps the paper-level gate.
+    min_op_gender_error: float = 0.38  # target 0.40: every unseen gender judge's error on sanitized faces
     max_original_gender_error: float = 0.25  # the judge must work on the originals
-    max_sm_gender_error: float = 0.40  # X'_SM keeps the gender (the SAN is not just noise)
-    # TMR at FMR `tmr_fmr` of X'_SM / X'_OP probes against the original gallery may fall at most
-    # this far below the originals' own TMR (matching must keep working).
-    max_tmr_drop_sm: float = 0.80
-    max_tmr_drop_op: float = 0.80
+    max_sm_gender_error: float = 0.40  # X'_SM keeps the gender (the sanitizer is not just noise)
+    # TMR at FMR `tmr_fmr` of X'_SM / sanitized probes against the original gallery may fall at most
+    # this far below the originals' own TMR (matching must keep working). Target 0.10.
+    max_tmr_drop_sm: float = 0.12
+    max_tmr_drop_op: float = 0.12
     tmr_fmr: float = 1e-2
-    min_ssim_op: float = 0.40  # X'_OP still looks like the input (mean SSIM against the original)
+    min_ssim_op: float = 0.78  # target 0.80: mean SSIM of the sanitized output against the original
+    # The adaptive attacker's error may be at most this far below the identity-leakage bound
+    # (target 0.02: the sanitizer leaks no more gender than keeping identity must). None: not gated
+    # (e.g. judges without an identity-leakage bound, or the paper-level production gate).
+    max_adaptive_gap: float | None = 0.04
 
 
 @dataclass
@@ -96,7 +98,7 @@ class EvaluationConfig(_JsonConfig):
     # Epochs of the residual CNN gender judge (JudgeTrainer) and of the adaptive attacker (README,
     # "Two kinds of attacker", has the one timing taken).
     cnn_epochs: int = 5
-    # The adaptive attacker: the residual CNN trained on the sanitizer's X'_OP of the train split.
+    # The adaptive attacker: the residual CNN trained on the sanitizer's output for the train split.
     adaptive_attacker: bool = True
     attacker_max_train_faces: int = 20000
     max_faces_per_split: int = 5000  # probe x gallery scores are N^2

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from components.evaluation.config import GateConfig
 
-OUTPUT_LABELS = {"original": "originals", "same": "X'_SM", "neutral": "X'_NT", "opposite": "X'_OP"}
+OUTPUT_LABELS = {"original": "originals", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
 
 
 @dataclass
@@ -48,7 +48,7 @@ def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
     for judge, outputs in split_metrics["gender"].items():
         error = {name: values["error_rate"] for name, values in outputs.items()}
         checks += [
-            GateCheck("min_op_gender_error", f"gender error of {judge} on X'_OP", error["opposite"],
+            GateCheck("min_op_gender_error", f"gender error of {judge} on sanitized X'", error["sanitized"],
                       gate.min_op_gender_error, at_least=True),
             GateCheck("max_original_gender_error", f"gender error of {judge} on originals", error["original"],
                       gate.max_original_gender_error, at_least=False),
@@ -62,13 +62,30 @@ def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
                              f"{list(outputs['original']['tmr_at_fmr'])}; add it to EvaluationConfig.fmr_targets")
         original = outputs["original"]["tmr_at_fmr"][key]
         for output, threshold, limit in (("same", "max_tmr_drop_sm", gate.max_tmr_drop_sm),
-                                         ("opposite", "max_tmr_drop_op", gate.max_tmr_drop_op)):
+                                         ("sanitized", "max_tmr_drop_op", gate.max_tmr_drop_op)):
             drop = original - outputs[output]["tmr_at_fmr"][key]
             checks.append(GateCheck(threshold, f"TMR drop at FMR {key} of {judge}, {OUTPUT_LABELS[output]} probes vs "
                                     f"originals", drop, limit, at_least=False))
-    checks.append(GateCheck("min_ssim_op", "mean SSIM of X'_OP vs original",
-                            split_metrics["image_quality"]["opposite"]["ssim"], gate.min_ssim_op, at_least=True))
+    if gate.max_adaptive_gap is not None:
+        checks += _adaptive_checks(split_metrics, gate.max_adaptive_gap)
+    checks.append(GateCheck("min_ssim_op", "mean SSIM of sanitized X' vs original",
+                            split_metrics["image_quality"]["sanitized"]["ssim"], gate.min_ssim_op, at_least=True))
     return checks
+
+
+def _adaptive_checks(split_metrics: dict, max_gap: float) -> list[GateCheck]:
+    """Every adaptive attacker's error on the sanitized faces >= every identity-leakage bound - max_gap."""
+    bounds = {judge: outputs["original"]["error_rate"]
+              for judge, outputs in split_metrics.get("identity_leakage", {}).items()}
+    attackers = {judge: outputs["sanitized"]["error_rate"] for judge, outputs in split_metrics.get("adaptive", {}).items()}
+    if not attackers or not bounds:
+        missing = "adaptive attacker" if not attackers else "identity-leakage bound"
+        raise ValueError(f"the gate's max_adaptive_gap needs an {missing} in the evaluation: turn on "
+                         "EvaluationConfig.adaptive_attacker and use judges with a bound (synthetic), or set "
+                         "GateConfig.max_adaptive_gap to None")
+    return [GateCheck("max_adaptive_gap", f"gender error of ADAPTIVE {attacker} on sanitized X' (bound {bound_name} "
+                      f"{bound:.3f} minus the gap)", error, bound - max_gap, at_least=True)
+            for attacker, error in attackers.items() for bound_name, bound in bounds.items()]
 
 
 def decide_blessing(split_metrics: dict, gate: GateConfig) -> tuple[bool, list[str], list[GateCheck]]:

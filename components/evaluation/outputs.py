@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from trainer.data import aligned_face_batches
 
-OUTPUTS = ("original", "same", "neutral", "opposite")  # opposite = X'_OP, what the bulk job writes
+# "sanitized" is what the bulk job writes: X'_OP for the paper's SAN, the output for a hashed
+# random target gender for the residual sanitizer (trainer/export.py).
+OUTPUTS = ("original", "same", "neutral", "sanitized")
 
 
 def sanitized_batches(model, file_patterns: list[str], image_size: int, batch_size: int, max_faces: int):
@@ -20,5 +22,5 @@ def sanitized_batches(model, file_patterns: list[str], image_size: int, batch_si
         outputs = sanitize(faces=faces)
         yield {"male": batch["male"][:take].numpy(), "identity": batch["identity"][:take].numpy(),
                "images": {"original": faces, "same": outputs["same"], "neutral": outputs["neutral"],
-                          "opposite": outputs["sanitized"]}}
+                          "sanitized": outputs["sanitized"]}}
         seen += take

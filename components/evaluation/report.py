@@ -22,10 +22,10 @@ import tensorflow as tf  # noqa: E402
 
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
-OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "opposite": "X'_OP"}
+OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
 MEANING = [
     "Gender error: share of faces whose gender the judge gets wrong (threshold P(male) = 0.5). "
-    "Privacy wants it HIGH on X'_OP (the sanitized output) and low on the originals and X'_SM. "
+    "Privacy wants it HIGH on the sanitized output X' (X'_OP for the paper's SAN) and low on the originals and X'_SM. "
     "AUC below 0.5 means the judge's ranking is inverted (the perturbation flips the gender it sees).",
     "TMR at FMR: share of genuine pairs (same person) accepted at the score threshold where the given "
     "share of impostor pairs (different people) is accepted. Probe = the output for one face, gallery = "
@@ -64,8 +64,9 @@ def _attacker_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
     header = ["attacker", "what it is", "gender error [95% CI]"]
     rows = []
     for judge, outputs in split_metrics.get("adaptive", {}).items():
-        values = outputs["opposite"]
-        rows.append([judge, "owns the sanitizer; trained on its X'_OP output of the train split, reads X'_OP",
+        values = outputs["sanitized"]
+        rows.append([judge, "owns the sanitizer; trained on its sanitized output of the train split, reads the "
+                     "sanitized test faces",
                      _percent(values["error_rate"], values.get("error_rate_ci"))])
     for judge, outputs in split_metrics.get("identity_leakage", {}).items():
         values = outputs["original"]
@@ -187,7 +188,7 @@ def write_report(result: dict, report_dir: str) -> dict:
         grid_png = handle.read()
     grid_name = os.path.basename(result["example_grid"])
     grid_caption = ("Example faces of the test split (columns: up to 4 female then 4 male faces; rows: original, "
-                    "X'_SM, X'_NT, X'_OP), like the paper's Figure 5")
+                    "X'_SM, X'_NT, sanitized X'), like the paper's Figure 5")
 
     verdict = "BLESSED (will be pushed)" if result["blessed"] else "NOT BLESSED (will not be pushed)"
     sections = [("Verdict", [f"**{verdict}** by the release gate on the {result['gate_split']} split.",
