@@ -98,6 +98,7 @@ def create_components(config: Config) -> list:
             seed=config.evaluation.judge_seed,
             max_train_faces=config.evaluation.judge_max_train_faces,
             cnn_epochs=config.evaluation.cnn_epochs,
+            cnn_matcher_epochs=config.evaluation.cnn_matcher_epochs,
         )
         judge_trainer.add_upstream_node(validation_gate)
     evaluator = SanitizerEvaluator(

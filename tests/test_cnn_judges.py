@@ -9,8 +9,11 @@ import tf_keras as keras
 from bulk_helpers import export_small_model
 from components.evaluation.adaptive import sanitized_training_faces
 from components.evaluation.cnn_judges import CNN_JUDGE, KerasGenderJudge, build_residual_gender_cnn, train_gender_cnn
+from components.evaluation.cnn_matcher import (
+    CNN_MATCHER, KerasMatcherJudge, build_residual_matcher_cnn, train_matcher_cnn)
+from components.evaluation.metrics import genuine_impostor
 from test_judges import SIZE, _faces
-from trainer.models import build_gender_classifier
+from trainer.models import build_face_matcher, build_gender_classifier
 
 
 def test_cnn_judge_learns_gender_of_unseen_identities_and_round_trips(tmp_path):
@@ -36,6 +39,31 @@ def test_cnn_judge_is_not_the_auxiliary_classifier():
     judge_shapes = {w.shape for w in judge.get_weights() if w.ndim == 4}
     auxiliary_shapes = {w.shape for w in auxiliary.get_weights() if w.ndim == 4}
     assert not judge_shapes & auxiliary_shapes  # no convolution kernel of the same shape
+
+
+def test_cnn_matcher_judge_tells_unseen_identities_apart_and_round_trips(tmp_path):
+    train_faces, _, train_identity = _faces(40, 4, seed=13)
+    faces, _, identity = _faces(10, 4, seed=14)  # identities never seen in training
+    model = train_matcher_cnn((train_faces * 255).astype(np.uint8), train_identity, SIZE, epochs=20, seed=5,
+                              batch_size=32)
+    judge = KerasMatcherJudge(CNN_MATCHER, "test", model)
+    embeddings = judge.embed(faces)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    genuine, impostor = genuine_impostor(judge.similarity(embeddings, embeddings), identity)
+    assert genuine.mean() > impostor.mean() + 0.1  # it matches people it never saw
+    judge.save(str(tmp_path))
+    np.testing.assert_allclose(KerasMatcherJudge.load(str(tmp_path), CNN_MATCHER).embed(faces), embeddings, atol=1e-5)
+
+
+def test_cnn_matcher_judge_is_not_the_auxiliary_matcher():
+    judge = build_residual_matcher_cnn(SIZE, seed=0)
+    auxiliary = build_face_matcher(SIZE)
+    kinds = {type(layer).__name__ for layer in judge.layers}
+    assert {"Add", "GlobalAveragePooling2D"} <= kinds and "MaxPooling2D" not in kinds
+    assert "Add" not in {type(layer).__name__ for layer in auxiliary.layers}
+    judge_shapes = {w.shape for w in judge.get_weights() if w.ndim >= 2}
+    auxiliary_shapes = {w.shape for w in auxiliary.get_weights() if w.ndim >= 2}
+    assert not judge_shapes & auxiliary_shapes  # no kernel of the same shape
 
 
 def _write_examples(path, faces, male, identity):

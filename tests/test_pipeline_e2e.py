@@ -90,6 +90,7 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
         assert all(values["error_rate_ci"][0] <= values["error_rate"] <= values["error_rate_ci"][1]
                    for values in outputs.values())
     assert test_split["intervals"]["resampled"] == "identities"
+    assert set(test_split["matching"]) == {"fisherfaces", "resnet_matcher_cnn"}
     matching = test_split["matching"]["fisherfaces"]
     for values in matching.values():
         for fmr, (low, high) in values["tmr_at_fmr_ci"].items():
@@ -106,7 +107,7 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     page = open(metrics["report"]["html"]).read()
     assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page and "95% CI" in page
     assert page.count("data:image/png;base64,") == 1 + len(metrics["report"]["figures"])
-    assert len(metrics["report"]["figures"]) == 3 + 1 + 1  # 3 gender judges, the white-box classifier, 1 matcher
+    assert len(metrics["report"]["figures"]) == 3 + 1 + 2  # 3 gender judges, the white-box classifier, 2 matchers
     assert "identity-leakage bound" in page and "ADAPTIVE" in page
     assert all(tf.io.decode_png(open(path, "rb").read()).shape[-1] in (3, 4) for path in metrics["report"]["figures"])
     markdown = open(metrics["report"]["markdown"]).read()

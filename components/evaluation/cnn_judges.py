@@ -30,7 +30,7 @@ DESCRIPTIONS = {
 }
 
 
-def _residual_block(x, filters: int, stride: int):
+def residual_block(x, filters: int, stride: int):
     shortcut = x
     x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
@@ -54,7 +54,7 @@ def build_residual_gender_cnn(image_size: int, seed: int) -> keras.Model:
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
     for filters in (24, 48, 80, 112):  # widths unlike the auxiliary classifier's 32/64/128/256/512
-        x = _residual_block(x, filters, stride=2)
+        x = residual_block(x, filters, stride=2)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.2, seed=seed + 3)(x)
     male = keras.layers.Dense(1, activation="sigmoid", name="male")(x)

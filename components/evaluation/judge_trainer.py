@@ -15,6 +15,9 @@ from tfx.types import artifact_utils
 
 from trainer.data import aligned_face_batches
 from components.evaluation.cnn_judges import CNN_JUDGE, DESCRIPTIONS, KerasGenderJudge, train_gender_cnn
+from components.evaluation.cnn_matcher import CNN_MATCHER, DESCRIPTION as CNN_MATCHER_DESCRIPTION, KerasMatcherJudge
+from components.evaluation.cnn_matcher import train_matcher_cnn
+from components.evaluation.metrics import genuine_impostor, tmr_at_fmr
 from components.evaluation.judges import FEATURE_SIDE, pixel_features, save_synthetic_judges, train_synthetic_judges
 
 
@@ -47,11 +50,13 @@ def JudgeTrainer(
     seed: tfx.dsl.components.Parameter[int],
     max_train_faces: tfx.dsl.components.Parameter[int],
     cnn_epochs: tfx.dsl.components.Parameter[int] = 8,
+    cnn_matcher_epochs: tfx.dsl.components.Parameter[int] = 8,
     train_split: tfx.dsl.components.Parameter[str] = "train",
     validation_split: tfx.dsl.components.Parameter[str] = "eval",
 ) -> None:
     """Fits the synthetic judges (scikit-learn gender judges, Fisherfaces matcher, identity-leakage
-    bound) and the residual CNN gender judge on ORIGINAL faces; writes them and judges.json."""
+    bound), the residual CNN gender judge and the residual CNN matcher on ORIGINAL faces; writes
+    them and judges.json."""
     def split_faces(split):
         uri = artifact_utils.get_split_uri([examples], split)
         return load_judge_faces([os.path.join(uri, "*")], image_size, max_train_faces)
@@ -68,10 +73,16 @@ def JudgeTrainer(
     report = models["_report"]
     report[f"{CNN_JUDGE}_validation_accuracy"] = float(np.mean(
         (cnn.male_probability(validation["faces"] / 255.0) >= 0.5) == validation["male"]))
-    save_synthetic_judges(models, judges.uri, cnn_judges=[cnn])
+    matcher = KerasMatcherJudge(CNN_MATCHER, CNN_MATCHER_DESCRIPTION, train_matcher_cnn(
+        train["faces"], train["identity"], image_size, epochs=cnn_matcher_epochs, seed=seed, progress=progress))
+    embeddings = matcher.embed(validation["faces"] / 255.0)
+    genuine, impostor = genuine_impostor(matcher.similarity(embeddings, embeddings), validation["identity"])
+    if genuine.size and impostor.size:  # unseen identities: how well the judge matches originals
+        report[f"{CNN_MATCHER}_validation_tmr_at_fmr_0.01"] = tmr_at_fmr(genuine, impostor, 1e-2)
+    save_synthetic_judges(models, judges.uri, cnn_judges=[cnn], cnn_matchers=[matcher])
     for key, value in report.items():
         if isinstance(value, float):
             judges.set_float_custom_property(key, value)
-    names = sorted([name for name in models if not name.startswith("_")] + [CNN_JUDGE])
+    names = sorted([name for name in models if not name.startswith("_")] + [CNN_JUDGE, CNN_MATCHER])
     judges.set_string_custom_property("judges", json.dumps(names))
     logging.info("JudgeTrainer: %s", json.dumps(report))

@@ -39,6 +39,7 @@ from sklearn.preprocessing import FunctionTransformer, Normalizer
 from sklearn.svm import SVC
 
 from components.evaluation.cnn_judges import DESCRIPTIONS as CNN_DESCRIPTIONS, KerasGenderJudge
+from components.evaluation.cnn_matcher import CNN_MATCHER, DESCRIPTION as CNN_MATCHER_DESCRIPTION, KerasMatcherJudge
 
 
 FEATURE_SIDE = 32  # synthetic judges look at faces block-averaged to 32x32, whatever the image size
@@ -137,6 +138,7 @@ DESCRIPTIONS = {
     IDENTITY_LEAKAGE: "identity-leakage bound: logistic regression on the Fisherfaces matcher's identity embedding of "
                       "ORIGINAL faces (train split), i.e. the gender that identity alone reveals",
     **CNN_DESCRIPTIONS,
+    CNN_MATCHER: CNN_MATCHER_DESCRIPTION,
 }
 
 
@@ -195,7 +197,8 @@ def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.nda
     return {**models, "_report": report}
 
 
-def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[KerasGenderJudge] = ()) -> None:
+def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[KerasGenderJudge] = (),
+                          cnn_matchers: Sequence[KerasMatcherJudge] = ()) -> None:
     tf.io.gfile.makedirs(directory)
     for name, model in models.items():
         if name.startswith("_"):
@@ -204,10 +207,11 @@ def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[Ker
         joblib.dump(model, buffer)
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "wb") as handle:
             handle.write(buffer.getvalue())
-    for judge in cnn_judges:
+    for judge in [*cnn_judges, *cnn_matchers]:
         judge.save(directory)
     manifest = {"gender": ["eigenfaces_logistic", "eigenfaces_svm"], "matcher": ["fisherfaces"],
                 "gender_cnn": [judge.name for judge in cnn_judges],
+                "matcher_cnn": [judge.name for judge in cnn_matchers],
                 "identity_leakage": [IDENTITY_LEAKAGE] if IDENTITY_LEAKAGE in models else [],
                 "descriptions": DESCRIPTIONS, "training": models.get("_report", {})}
     with tf.io.gfile.GFile(os.path.join(directory, MANIFEST_FILE), "w") as handle:
@@ -232,6 +236,7 @@ def load_synthetic_judges(directory: str) -> JudgeSet:
     return JudgeSet(
         gender=[SklearnGenderJudge(name, describe(name), load(name)) for name in manifest["gender"]]
         + [KerasGenderJudge.load(directory, name) for name in manifest.get("gender_cnn", [])],
-        matcher=[SklearnMatcherJudge(name, describe(name), load(name)) for name in manifest["matcher"]],
+        matcher=[SklearnMatcherJudge(name, describe(name), load(name)) for name in manifest["matcher"]]
+        + [KerasMatcherJudge.load(directory, name) for name in manifest.get("matcher_cnn", [])],
         identity_leakage=[SklearnGenderJudge(name, describe(name), load(name))
                           for name in manifest.get("identity_leakage", [])])

@@ -1,0 +1,101 @@
+"""A CNN matcher judge: a small residual network (cnn_judges.py's blocks), unlike the auxiliary
+matcher the sanitizer trains against (trainer/models.py: plain conv/batch-norm/max-pool blocks, a
+flattened linear embedding, CosFace margin). Global average pooling, a 64-d embedding, a plain
+normalised softmax (no margin), its own seed and augmentation (flips, shifts, contrast), trained by
+the JudgeTrainer on ORIGINAL faces of the train split, never seen by the sanitizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from components.evaluation.cnn_judges import residual_block
+
+CNN_MATCHER = "resnet_matcher_cnn"
+DESCRIPTION = ("small residual CNN matcher (batch norm, ReLU, global pooling, 64-d embedding, normalised softmax; "
+               "not the auxiliary matcher's architecture or loss), own seed and augmentation, trained on ORIGINAL "
+               "faces of the train split; cosine score")
+
+
+def build_residual_matcher_cnn(image_size: int, seed: int, embedding_dim: int = 64) -> keras.Model:
+    """Gray faces [N,S,S,1] in [0,1] -> L2-normalised embeddings [N,D]. Augmentation in training only."""
+    keras.utils.set_random_seed(seed)
+    faces = keras.Input((image_size, image_size, 1), name="faces")
+    x = keras.layers.RandomFlip("horizontal", seed=seed)(faces)
+    x = keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 1)(x)
+    x = keras.layers.RandomContrast(0.2, seed=seed + 2)(x)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    for filters in (24, 48, 80, 112):
+        x = residual_block(x, filters, stride=2)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(embedding_dim, name="embedding")(x)
+    return keras.Model(faces, keras.layers.UnitNormalization(name="l2_normalize")(x), name="residual_matcher_cnn")
+
+
+class _NormalisedSoftmax(keras.layers.Layer):
+    def __init__(self, classes: int, scale: float = 16.0, **kwargs):
+        super().__init__(**kwargs)
+        self.classes, self.scale = classes, scale
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(name="centres", shape=(int(input_shape[-1]), self.classes),
+                                       initializer="glorot_uniform")
+
+    def call(self, embedding):
+        return self.scale * tf.matmul(embedding, tf.math.l2_normalize(self.centres, axis=0))
+
+
+def train_matcher_cnn(faces: np.ndarray, identity: np.ndarray, image_size: int, epochs: int, seed: int,
+                      batch_size: int = 64, progress: Callable[[str], None] = logging.info) -> keras.Model:
+    """Fits the residual matcher on gray faces [N,S,S,1] (uint8 or float in [0,1]) of several identities."""
+    classes, labels = np.unique(identity, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError("a matcher CNN needs faces of at least two identities to train on")
+    scale = 255.0 if faces.dtype == np.uint8 else 1.0
+    dataset = (tf.data.Dataset.from_tensor_slices((faces, labels.astype(np.int64)))
+               .shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+               .batch(batch_size)
+               .map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
+               .prefetch(tf.data.AUTOTUNE))
+    matcher = build_residual_matcher_cnn(image_size, seed)
+    model = keras.Sequential([matcher, _NormalisedSoftmax(len(classes))])
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(dataset, epochs=epochs, verbose=0)
+    progress(f"matcher CNN trained on {len(faces)} faces of {len(classes)} identities for {epochs} epochs: "
+             f"training identity accuracy {history.history['accuracy'][-1]:.3f}")
+    return matcher
+
+
+@dataclass
+class KerasMatcherJudge:
+    """A matcher judge (judges.MatcherJudge) backed by a Keras model mapping faces to unit embeddings."""
+
+    name: str
+    description: str
+    model: keras.Model
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        faces = np.asarray(faces, dtype=np.float32)
+        if faces.shape[-1] != 1:
+            faces = faces.mean(axis=-1, keepdims=True)
+        return self.model.predict(faces, batch_size=256, verbose=0).astype(np.float64)
+
+    def similarity(self, probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+        return probe @ gallery.T  # cosine of L2-normalised embeddings
+
+    def save(self, directory: str) -> None:
+        self.model.save(os.path.join(directory, self.name), save_format="tf", include_optimizer=False)
+
+    @classmethod
+    def load(cls, directory: str, name: str) -> "KerasMatcherJudge":
+        return cls(name, DESCRIPTION, keras.models.load_model(os.path.join(directory, name), compile=False))
