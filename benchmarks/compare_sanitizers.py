@@ -44,8 +44,17 @@ def rows(metrics: dict) -> dict:
     return table
 
 
-TARGETS = {"gender error, sanitized": ">= 40% (unseen judges)", "ADAPTIVE": ">= bound - 2 points",
-           "probes": "sanitized <= 10 points below originals", "SSIM": ">= 0.80"}
+def target(key: str) -> str:
+    """The [quality] target a row is held to (the laptop gate is each less 0.02)."""
+    if key.startswith("ADAPTIVE"):
+        return ">= identity-leakage bound - 2 points"
+    if key.endswith("gender error, sanitized"):
+        return ">= 40% (every unseen judge)"
+    if key.endswith("sanitized probes"):
+        return "<= 10 points below the original probes"
+    if key.startswith("SSIM"):
+        return ">= 0.80"
+    return ""
 
 
 def main(argv=None) -> int:
@@ -69,9 +78,7 @@ def main(argv=None) -> int:
     print("| figure | " + " | ".join(names) + " | target |")
     print("|---|" + "---|" * (len(names) + 1))
     for key in keys:
-        target = next((text for fragment, text in TARGETS.items() if fragment in key and "original" not in
-                       key.split(",")[-1]), "")
-        print(f"| {key} | " + " | ".join(table.get(key, "–") for table in tables) + f" | {target} |")
+        print(f"| {key} | " + " | ".join(table.get(key, "–") for table in tables) + f" | {target(key)} |")
     return 0
 
 

@@ -92,7 +92,8 @@ def judge_point(san, data: dict, judges, seed: int) -> dict:
     for judge in judges.identity_leakage:
         result["identity_leakage"] = {judge.name: error(judge, test["face"])}
     attacker_faces = np.clip(np.rint(sanitize(san, train["face"]) * 255.0), 0, 255).astype(np.uint8)
-    attacker = train_gender_cnn(attacker_faces, train["male"], san.image_size, epochs=5, seed=seed + 1)
+    attacker = train_gender_cnn(attacker_faces, train["male"], san.image_size, epochs=8, seed=seed + 1,
+                                identity=train["identity"])  # as the evaluator trains it
     adaptive = type("Adaptive", (), {"male_probability": lambda self, faces: attacker.predict(
         faces, batch_size=256, verbose=0)[:, 0]})()
     result["adaptive"] = error(adaptive, sanitized)

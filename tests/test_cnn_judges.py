@@ -8,7 +8,8 @@ import tf_keras as keras
 
 from bulk_helpers import export_small_model
 from components.evaluation.adaptive import sanitized_training_faces
-from components.evaluation.cnn_judges import CNN_JUDGE, KerasGenderJudge, build_residual_gender_cnn, train_gender_cnn
+from components.evaluation.cnn_judges import (
+    CNN_JUDGE, KeepBest, KerasGenderJudge, build_residual_gender_cnn, train_gender_cnn)
 from components.evaluation.cnn_matcher import (
     CNN_MATCHER, KerasMatcherJudge, build_residual_matcher_cnn, train_matcher_cnn)
 from components.evaluation.metrics import genuine_impostor
@@ -27,6 +28,26 @@ def test_cnn_judge_learns_gender_of_unseen_identities_and_round_trips(tmp_path):
     judge.save(str(tmp_path))
     loaded = KerasGenderJudge.load(str(tmp_path), CNN_JUDGE)
     np.testing.assert_allclose(loaded.male_probability(faces), probability, atol=1e-5)
+
+
+def test_keep_best_restores_the_weights_of_the_best_epoch():
+    model = keras.Sequential([keras.layers.Dense(1, input_shape=(2,))])
+    keep = KeepBest()
+    keep.set_model(model)
+    for epoch, accuracy in enumerate([0.6, 0.9, 0.7]):
+        model.set_weights([np.full((2, 1), float(epoch), np.float32), np.zeros(1, np.float32)])
+        keep.on_epoch_end(epoch, {"val_accuracy": accuracy})
+    keep.on_train_end()
+    assert keep.epoch == 1 and model.get_weights()[0][0, 0] == 1.0
+
+
+def test_attacker_training_holds_out_identities():
+    train = _faces(16, 3, seed=21)
+    model = train_gender_cnn((train[0] * 255).astype(np.uint8), train[1], SIZE, epochs=2, seed=5, batch_size=16,
+                             identity=train[2])
+    assert model.predict(train[0][:2], verbose=0).shape == (2, 1)
+    with pytest.raises(ValueError, match="too few identities"):
+        train_gender_cnn(train[0][:3], np.array([0, 1, 0]), SIZE, epochs=1, seed=5, identity=np.array([1, 1, 1]))
 
 
 def test_cnn_judge_is_not_the_auxiliary_classifier():
@@ -87,9 +108,11 @@ def test_adaptive_attacker_trains_on_the_sanitized_train_split_only(tmp_path):
     _write_examples(tmp_path / "Split-train" / "data.gz", train, [0, 1] * 5, range(10))
     _write_examples(tmp_path / "Split-test" / "data.gz", test, [1] * 6, range(100, 106))
     model = tf.saved_model.load(model_dir)
-    faces, male = sanitized_training_faces(model, [str(tmp_path / "Split-train" / "*")], size, max_faces=100)
+    faces, male, identity = sanitized_training_faces(model, [str(tmp_path / "Split-train" / "*")], size,
+                                                     max_faces=100)
     assert faces.shape == (10, size, size, 1) and faces.dtype == np.uint8
     assert male.tolist() == [0, 1] * 5  # the train split's true genders, nothing of the test split
+    assert identity.tolist() == list(range(10))
     decoded = (np.rint(train * 255) / 255).astype(np.float32)  # what the PNG round trip gives
     expected = model.signatures["sanitize_faces"](faces=tf.constant(decoded))["sanitized"].numpy()
     np.testing.assert_allclose(faces / 255.0, expected, atol=1 / 255 + 1e-6)  # the sanitizer's output...

@@ -95,3 +95,14 @@ def test_tmr_intervals_hold_the_point_value_and_are_reproducible():
 def test_percentile_interval_and_pair_budget():
     assert percentile_interval(np.arange(101) / 100) == pytest.approx([0.025, 0.975])
     assert pair_samples(100_000, 1000) == 1000 and pair_samples(25_000_000, 1000) == 100
+
+
+@pytest.mark.parametrize("head_fmr", [0.001, 0.02, 0.3])
+def test_walking_only_the_head_of_the_pairs_gives_the_same_tmr_as_walking_all(head_fmr):
+    """The head shortcut (totals from per-identity pair counts, fallback past the head) is exact."""
+    scores, identity = _scores(seed=5, identities=30, per_identity=4)
+    full, head = PairScores(scores, identity, head_fmr=1.0), PairScores(scores, identity, head_fmr=head_fmr)
+    fmrs = (1e-3, 1e-2, 0.05, 0.5)
+    for counts in draw_counts(30, 40, seed=3):
+        assert head.tmrs_at(fmrs, counts) == full.tmrs_at(fmrs, counts)
+    assert head.tmrs_at(fmrs) == full.tmrs_at(fmrs)

@@ -1,7 +1,7 @@
 import pytest
 
 from pipelines import run
-from pipelines.config import Config
+from pipelines.config import Config, TrainingConfig
 
 
 def test_defaults_are_the_laptop_config():
@@ -32,6 +32,23 @@ def test_production_takes_the_paper_values_unless_overridden():
     assert run.config_from_args(["--production", "--max-tmr-drop-op", "0.3"]).gate.max_tmr_drop_op == 0.3
 
 
+def test_architecture_flag_selects_the_paper_san_with_its_laptop_schedule():
+    default = run.config_from_args([])
+    assert default.training.architecture == "residual" and default.training.san_epochs == 6
+    paper = run.config_from_args(["--architecture", "paper"])
+    assert paper.training.architecture == "paper"
+    assert (paper.training.pretrain_epochs, paper.training.san_epochs, paper.training.reconstruction_loss_weight,
+            paper.training.matcher_loss_weight, paper.training.matcher_start_epoch) == (1, 3, 10.0, 8.0, 1)
+    assert run.config_from_args(["--architecture", "paper", "--san-epochs", "7"]).training.san_epochs == 7
+    production = run.config_from_args(["--production", "--architecture", "paper"])
+    assert production.training.architecture == "paper" and production.training.san_epochs == 20
+    assert production.gate.max_adaptive_gap is None and default.gate.max_adaptive_gap == 0.04
+    with pytest.raises(SystemExit):
+        run.config_from_args(["--architecture", "flowsan"])
+    with pytest.raises(ValueError, match="unknown sanitizer architecture 'flowsan'"):
+        TrainingConfig(architecture="flowsan")
+
+
 def test_image_size_must_suit_the_classifier():
     with pytest.raises(SystemExit, match="multiple of 32"):
         run.config_from_args(["--image-size", "100"])
@@ -44,7 +61,7 @@ def test_help_documents_every_flag(capsys):
     for flag in ("--runner", "--data", "--work-dir", "--production", "--image-size", "--batch-size",
                  "--classifier-epochs", "--pretrain-epochs", "--san-epochs", "--min-op-gender-error",
                  "--max-tmr-drop-sm", "--max-tmr-drop-op", "--min-ssim-op", "--judges", "--judge-seed",
-                 "--synthetic-identities"):
+                 "--synthetic-identities", "--architecture", "--max-adaptive-gap"):
         assert flag in text
 
 

@@ -19,21 +19,24 @@ from components.evaluation.outputs import sanitized_batches
 
 
 def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
-                             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(the sanitizer's output (what the bulk job writes) for up to max_faces train-split faces, uint8 [N,S,S,1]; male [N])."""
-    faces, male = [], []
+                             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the sanitizer's output (what the bulk job writes) for up to max_faces train-split faces,
+    uint8 [N,S,S,1]; male [N]; identity [N])."""
+    faces, male, identity = [], [], []
     for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces):
         faces.append(np.clip(np.rint(batch["images"]["sanitized"].numpy() * 255.0), 0, 255).astype(np.uint8))
         male.append(batch["male"])
+        identity.append(batch["identity"])
     if not faces:
         raise ValueError(f"no training examples found in {train_patterns} for the adaptive attacker")
-    return np.concatenate(faces), np.concatenate(male)
+    return np.concatenate(faces), np.concatenate(male), np.concatenate(identity)
 
 
 def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
                             seed: int, progress: Callable[[str], None] = logging.info) -> KerasGenderJudge:
     model = tf.saved_model.load(model_dir)
-    faces, male = sanitized_training_faces(model, train_patterns, image_size, max_faces)
-    progress(f"adaptive attacker: training on the sanitized output of {len(faces)} train-split faces")
-    cnn = train_gender_cnn(faces, male, image_size, epochs=epochs, seed=seed, progress=progress)
+    faces, male, identity = sanitized_training_faces(model, train_patterns, image_size, max_faces)
+    progress(f"adaptive attacker: training on the sanitized output of {len(faces)} train-split faces (some "
+             "identities held out to keep its best epoch)")
+    cnn = train_gender_cnn(faces, male, image_size, epochs=epochs, seed=seed, progress=progress, identity=identity)
     return KerasGenderJudge(ADAPTIVE_JUDGE, DESCRIPTIONS[ADAPTIVE_JUDGE], cnn)

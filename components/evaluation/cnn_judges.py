@@ -61,22 +61,63 @@ def build_residual_gender_cnn(image_size: int, seed: int) -> keras.Model:
     return keras.Model(faces, male, name="residual_gender_cnn")
 
 
+def face_batches(faces: np.ndarray, labels: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    """(faces [N,S,S,1] uint8 or float in [0,1], labels [N]) -> float batches; shuffled when seeded."""
+    scale = 255.0 if faces.dtype == np.uint8 else 1.0
+    dataset = tf.data.Dataset.from_tensor_slices((faces, labels))
+    if seed is not None:
+        dataset = dataset.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
+    return (dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
+            .prefetch(tf.data.AUTOTUNE))
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Restores, at the end of training, the weights of the epoch with the best `monitor` (max)."""
+
+    def __init__(self, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.monitor, self.best, self.weights, self.epoch = monitor, -np.inf, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is not None and value > self.best:
+            self.best, self.weights, self.epoch = value, self.model.get_weights(), epoch
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
 def train_gender_cnn(faces: np.ndarray, male: np.ndarray, image_size: int, epochs: int, seed: int,
-                     batch_size: int = 64, progress: Callable[[str], None] = logging.info) -> keras.Model:
-    """Fits the residual CNN on gray faces [N,S,S,1] (uint8 or float in [0,1]) and labels [N]."""
+                     batch_size: int = 64, progress: Callable[[str], None] = logging.info,
+                     identity: np.ndarray | None = None, validation_share: float = 0.15) -> keras.Model:
+    """Fits the residual CNN on gray faces [N,S,S,1] (uint8 or float in [0,1]) and labels [N].
+
+    With `identity`, a share of the identities is held out and the weights of the epoch that reads
+    them best are kept: the strongest attacker the epochs allow, not whatever the last epoch left
+    (single runs of the adaptive attacker without it ranged from 6% to 28% error on the same
+    sanitized faces)."""
     if len(np.unique(male)) < 2:
         raise ValueError("a gender CNN needs faces of both genders to train on")
-    scale = 255.0 if faces.dtype == np.uint8 else 1.0
-    dataset = (tf.data.Dataset.from_tensor_slices((faces, np.asarray(male, np.float32)))
-               .shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
-               .batch(batch_size)
-               .map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
-               .prefetch(tf.data.AUTOTUNE))
+    male = np.asarray(male, np.float32)
+    validation, callbacks = None, []
+    if identity is not None:
+        people = np.unique(identity)
+        held_out = np.random.default_rng(seed).permutation(people)[:max(1, int(round(validation_share * len(people))))]
+        hold = np.isin(identity, held_out)
+        if hold.all() or not hold.any() or len(np.unique(male[~hold])) < 2:
+            raise ValueError("too few identities to hold some out for validation")
+        validation = face_batches(faces[hold], male[hold], 256)
+        faces, male = faces[~hold], male[~hold]
+        callbacks.append(KeepBest())
     model = build_residual_gender_cnn(image_size, seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(dataset, epochs=epochs, verbose=0)
+    history = model.fit(face_batches(faces, male, batch_size, seed), validation_data=validation, epochs=epochs,
+                        callbacks=callbacks, verbose=0)
+    kept = (f"; kept epoch {callbacks[0].epoch + 1}, held-out identities' accuracy {callbacks[0].best:.3f}"
+            if callbacks and callbacks[0].weights is not None else "")
     progress(f"gender CNN trained on {len(faces)} faces for {epochs} epochs: training accuracy "
-             f"{history.history['accuracy'][-1]:.3f}")
+             f"{history.history['accuracy'][-1]:.3f}{kept}")
     return model
 
 

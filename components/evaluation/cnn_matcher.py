@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components.evaluation.cnn_judges import residual_block
+from components.evaluation.cnn_judges import face_batches, residual_block
 
 CNN_MATCHER = "resnet_matcher_cnn"
 DESCRIPTION = ("small residual CNN matcher (batch norm, ReLU, global pooling, 64-d embedding, normalised softmax; "
@@ -60,12 +60,7 @@ def train_matcher_cnn(faces: np.ndarray, identity: np.ndarray, image_size: int, 
     classes, labels = np.unique(identity, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("a matcher CNN needs faces of at least two identities to train on")
-    scale = 255.0 if faces.dtype == np.uint8 else 1.0
-    dataset = (tf.data.Dataset.from_tensor_slices((faces, labels.astype(np.int64)))
-               .shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
-               .batch(batch_size)
-               .map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = face_batches(faces, labels.astype(np.int64), batch_size, seed)
     matcher = build_residual_matcher_cnn(image_size, seed)
     model = keras.Sequential([matcher, _NormalisedSoftmax(len(classes))])
     model.compile(optimizer=keras.optimizers.Adam(2e-3),

@@ -103,6 +103,8 @@ class EvaluationConfig(_JsonConfig):
     cnn_matcher_epochs: int = 8
     # The adaptive attacker: the residual CNN trained on the sanitizer's output for the train split.
     adaptive_attacker: bool = True
+    # Its epochs; it keeps the epoch that reads held-out identities' sanitized faces best.
+    attacker_epochs: int = 8
     attacker_max_train_faces: int = 20000
     max_faces_per_split: int = 5000  # probe x gallery scores are N^2
     # 95% bootstrap intervals (identities resampled) beside every error rate and TMR (intervals.py);

@@ -140,8 +140,9 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 raise ValueError(f"the split in {file_patterns} has no identity with two images: matching "
                                  "needs genuine pairs")
             result = matching_metrics(genuine, impostor, settings.fmr_targets)
-            draws = pair_samples(genuine.size + impostor.size, settings.bootstrap_samples)
-            intervals = PairScores(scores, identity).tmr_intervals(settings.fmr_targets, draws, settings.bootstrap_seed)
+            pairs = PairScores(scores, identity)
+            draws = pair_samples(pairs.pairs_walked, settings.bootstrap_samples)
+            intervals = pairs.tmr_intervals(settings.fmr_targets, draws, settings.bootstrap_seed)
             result["tmr_at_fmr_ci"] = {f"{fmr:g}": interval for fmr, interval in intervals.items()}
             result["bootstrap_samples"] = draws
             metrics["matching"][judge.name][name] = result
@@ -181,7 +182,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     if settings.adaptive_attacker and train_patterns:
         image_size = int(load_metadata(model_dir)["image_size"])
         adaptive = [train_adaptive_attacker(
-            model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.cnn_epochs,
+            model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
             seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message))]
     splits, grid = {}, None
     for split, patterns in split_patterns.items():

@@ -60,10 +60,13 @@ class PairScores:
     """Probe/gallery scores of one matcher on one split, ready for weighted TMR at FMR.
 
     scores [N, N]: probe i against gallery j; pairs i != j only; genuine = same identity. Sorted
-    once (descending), so each weighting costs one pass over the pairs.
+    once (descending). A threshold at a low FMR lies among the highest-scoring pairs, so each
+    weighting walks only the `head_fmr` best-scoring share of the impostor pairs (and the genuine
+    pairs among them); the totals come from per-identity pair counts. When a weighted FMR target is
+    not reached inside that head the whole list is walked instead, so the result is always exact.
     """
 
-    def __init__(self, scores: np.ndarray, identity: np.ndarray):
+    def __init__(self, scores: np.ndarray, identity: np.ndarray, head_fmr: float = 0.05):
         scores = np.asarray(scores, dtype=np.float64)
         index, self.identities = identity_index(identity)
         n = len(index)
@@ -82,27 +85,51 @@ class PairScores:
                              "identities)")
         # Last position of each run of equal scores: a threshold accepts whole runs.
         self._run_ends = np.nonzero(np.append(self.values[1:] != self.values[:-1], True))[0]
+        # Pairs per identity (genuine) and per identity pair (impostor): the weighted totals.
+        k = self.identities
+        self._genuine_pairs = np.bincount(self.probe_identity[self.genuine], minlength=k).astype(np.float64)
+        impostor = ~self.genuine
+        self._impostor_pairs = np.bincount(self.probe_identity[impostor] * k + self.gallery_identity[impostor],
+                                           minlength=k * k).astype(np.float64).reshape(k, k)
+        # The head: every run up to the one where head_fmr of the impostor pairs (unweighted) is passed.
+        impostor_seen = np.cumsum(impostor)[self._run_ends]
+        last = int(np.searchsorted(impostor_seen, head_fmr * impostor_seen[-1], side="right"))
+        self._head_runs = self._run_ends[:min(last + 1, len(self._run_ends))]
+
+    @property
+    def pairs_walked(self) -> int:
+        """Pairs one weighting walks (the head), what a draw costs."""
+        return int(self._head_runs[-1]) + 1
 
     def tmr_at_fmr(self, fmr: float, counts: np.ndarray | None = None) -> float:
         """TMR at the lowest threshold whose (weighted) FMR is at most `fmr`; counts [K] per identity."""
         return self.tmrs_at((fmr,), counts)[0]
 
+    def _walk(self, counts: np.ndarray, stop: int, run_ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted cumulative genuine and impostor pair counts at the run ends, over pairs [0, stop)."""
+        genuine = self.genuine[:stop]
+        probe = counts[self.probe_identity[:stop]]
+        weights = np.where(genuine, probe, probe * counts[self.gallery_identity[:stop]])
+        return (np.cumsum(np.where(genuine, weights, 0.0))[run_ends],
+                np.cumsum(np.where(genuine, 0.0, weights))[run_ends])
+
     def tmrs_at(self, fmrs, counts: np.ndarray | None = None) -> list[float]:
         """TMR at each FMR target, for one weighting (counts [K] per identity; None: all 1)."""
-        if counts is None:
-            weights = np.ones(len(self.values))
-        else:
-            weights = np.where(self.genuine, counts[self.probe_identity],
-                               counts[self.probe_identity] * counts[self.gallery_identity])
-        genuine = np.cumsum(np.where(self.genuine, weights, 0.0))[self._run_ends]
-        impostor = np.cumsum(np.where(self.genuine, 0.0, weights))[self._run_ends]
-        if genuine[-1] <= 0 or impostor[-1] <= 0:
+        counts = np.ones(self.identities) if counts is None else np.asarray(counts, dtype=np.float64)
+        total_genuine = float(counts @ self._genuine_pairs)
+        total_impostor = float(counts @ self._impostor_pairs @ counts)
+        if total_genuine <= 0 or total_impostor <= 0:
             return [float("nan")] * len(fmrs)  # a draw without genuine or impostor pairs
-        rate = impostor / impostor[-1]
+        head = self._head_runs
+        genuine, impostor = self._walk(counts, int(head[-1]) + 1, head)
+        rate = impostor / total_impostor
+        if rate[-1] <= max(fmrs) + 1e-12 and len(head) < len(self._run_ends):  # a target lies past the head
+            genuine, impostor = self._walk(counts, len(self.values), self._run_ends)
+            rate = impostor / total_impostor
         result = []
         for fmr in fmrs:
             accepted = rate <= fmr + 1e-12
-            result.append(float(genuine[accepted].max() / genuine[-1]) if accepted.any() else 0.0)
+            result.append(float(genuine[accepted].max() / total_genuine) if accepted.any() else 0.0)
         return result
 
     def tmr_intervals(self, fmrs, samples: int = DEFAULT_SAMPLES, seed: int = 0,
@@ -113,6 +140,6 @@ class PairScores:
 
 
 def pair_samples(pairs: int, samples: int, budget: float = 5e8) -> int:
-    """Bootstrap draws for TMR intervals: `samples`, fewer when the pairs are many (N^2 pairs per
-    draw; at most `budget` pair visits, and never under 100)."""
+    """Bootstrap draws for TMR intervals: `samples`, fewer when the pairs one draw walks are many
+    (PairScores.pairs_walked; at most `budget` pair visits, and never under 100)."""
     return int(max(100, min(samples, budget // max(pairs, 1))))
