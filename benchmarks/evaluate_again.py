@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     judges = latest_uri(store, "Model", "JudgeTrainer")
     [context] = [c for c in store.get_contexts_by_type("node") if c.name.split(".")[-1] == "SanTrainer"]
     model_type = store.get_artifact_type("Model").id
-    models = sorted(a.uri for a in store.get_artifacts_by_context(context.id) if a.type_id == model_type)
+    models = sorted(a.uri for a in store.get_artifacts_by_context(context.id)
+                    if a.type_id == model_type and "/SanTrainer/" in a.uri)  # not its input models
     config = Config()
     for model in models:
         serving = os.path.join(model, "Format-Serving")

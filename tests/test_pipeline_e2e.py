@@ -101,7 +101,7 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
         "min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
         "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap"}
     grid = tf.io.decode_png(open(metrics["example_grid"], "rb").read())
-    assert grid.shape[0] == 4 * 32 and grid.shape[1] in range(32, 6 * 32 + 1, 32)  # rows original/SM/NT/sanitized
+    assert grid.shape[0] == 4 * 32 and grid.shape[1] in range(32, 8 * 32 + 1, 32)  # up to 4 female + 4 male  # rows original/SM/NT/sanitized
 
     # The report: self-contained HTML, Markdown beside it, ROC figures; the data labelled synthetic.
     page = open(metrics["report"]["html"]).read()

@@ -146,7 +146,8 @@ class ResidualSanitizer(keras.Model):
     def edit(self, face, target, training=None):
         """face [N,S,S,1], target [N] in [0,1] -> the changed face [N,S,S,1]."""
         change = self.editor([face, tf.reshape(tf.cast(target, face.dtype), [-1, 1])], training=training)
-        return tf.clip_by_value(face + tf.cast(self.max_change, change.dtype) * change, 0.0, 1.0)
+        change = tf.cast(change, face.dtype)  # float16 under mixed precision (GPU), the face float32
+        return tf.clip_by_value(face + self.max_change * change, 0.0, 1.0)
 
     def call(self, inputs, training=None):
         """inputs: dict face [N,S,S,1], target [N] -> {'sanitized': [N,S,S,1]}."""
