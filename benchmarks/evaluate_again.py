@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ml_metadata import metadata_store  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
-from benchmarks.sanitizer_tradeoff import latest_uri  # noqa: E402
+from pipelines.san_effect import latest_uri  # noqa: E402
 from components.evaluation.config import SYNTHETIC  # noqa: E402
 from components.evaluation.evaluator import run_evaluation  # noqa: E402
 from pipelines.config import Config  # noqa: E402

@@ -37,21 +37,13 @@ from components.evaluation.cnn_judges import train_gender_cnn  # noqa: E402
 from components.evaluation.intervals import rate_interval  # noqa: E402
 from components.evaluation.judges import load_synthetic_judges  # noqa: E402
 from components.evaluation.metrics import genuine_impostor, tmr_at_fmr  # noqa: E402
+from pipelines.san_effect import latest_uri  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer.config import TrainingConfig  # noqa: E402
 from trainer.data import aligned_face_batches  # noqa: E402
 from trainer.export import hashed_targets  # noqa: E402
 from trainer.gender_classifier import train_ensemble_members  # noqa: E402
 from trainer.san import LossSchedule, build_san_trainer, load_frozen_matcher  # noqa: E402
-
-
-def latest_uri(store, type_name: str, producer: str) -> str:
-    contexts = [c for c in store.get_contexts_by_type("node") if c.name.split(".")[-1] == producer]
-    type_id = store.get_artifact_type(type_name).id
-    artifacts = [a for c in contexts for a in store.get_artifacts_by_context(c.id) if a.type_id == type_id]
-    if not artifacts:
-        raise SystemExit(f"no {type_name} from {producer} in {store}: run the pipeline in this work dir first")
-    return max(artifacts, key=lambda a: a.id).uri
 
 
 def load_split(examples_uri: str, split: str, image_size: int) -> dict:

@@ -33,7 +33,7 @@ from trainer.export import load_metadata
 OUTPUTS = ("original", "same", "neutral", "sanitized")
 
 
-def _latest_uri(store, type_name: str, producer: str) -> str:
+def latest_uri(store, type_name: str, producer: str) -> str:
     """The newest artifact of a type produced by the node `producer`."""
     [context] = [c for c in store.get_contexts_by_type("node") if c.name.split(".")[-1] == producer]
     artifacts = [a for a in store.get_artifacts_by_context(context.id)
@@ -53,11 +53,11 @@ def load_test_split(examples_uri: str, image_size: int) -> dict:
 def measure(work_dir: str) -> dict:
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(os.path.join(work_dir, "metadata.sqlite"))
     store = metadata_store.MetadataStore(config)
-    san_dir = os.path.join(_latest_uri(store, "Model", "SanTrainer"), "Format-Serving")
-    classifier_dir = os.path.join(_latest_uri(store, "Model", "GenderClassifierTrainer"), "Format-Serving")
-    matcher_dir = os.path.join(_latest_uri(store, "Model", "MatcherTrainer"), "Format-Serving")
+    san_dir = os.path.join(latest_uri(store, "Model", "SanTrainer"), "Format-Serving")
+    classifier_dir = os.path.join(latest_uri(store, "Model", "GenderClassifierTrainer"), "Format-Serving")
+    matcher_dir = os.path.join(latest_uri(store, "Model", "MatcherTrainer"), "Format-Serving")
     image_size = int(load_metadata(san_dir)["image_size"])
-    data = load_test_split(_latest_uri(store, "Examples", "CelebAExampleGen"), image_size)
+    data = load_test_split(latest_uri(store, "Examples", "CelebAExampleGen"), image_size)
 
     sanitizer = tf.saved_model.load(san_dir).signatures["sanitize_faces"]
     classifier = keras.models.load_model(classifier_dir, compile=False)

@@ -43,19 +43,26 @@ def residual_block(x, filters: int, stride: int):
     return keras.layers.ReLU()(keras.layers.Add()([x, shortcut]))
 
 
-def build_residual_gender_cnn(image_size: int, seed: int) -> keras.Model:
-    """Gray faces [N,S,S,1] in [0,1] -> P(male) [N,1]. Augmentation is active in training only."""
+def residual_trunk(image_size: int, seed: int, shift: float):
+    """(faces input, pooled features): flips, shifts (`shift` of the side) and contrast in training
+    only, a 16-wide stem, four residual blocks (widths unlike the auxiliary networks' 32/64/128/256/
+    512), global average pooling. The CNN judges' shared body."""
     keras.utils.set_random_seed(seed)
     faces = keras.Input((image_size, image_size, 1), name="faces")
     x = keras.layers.RandomFlip("horizontal", seed=seed)(faces)
-    x = keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed + 1)(x)
+    x = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 1)(x)
     x = keras.layers.RandomContrast(0.2, seed=seed + 2)(x)
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
-    for filters in (24, 48, 80, 112):  # widths unlike the auxiliary classifier's 32/64/128/256/512
+    for filters in (24, 48, 80, 112):
         x = residual_block(x, filters, stride=2)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    return faces, keras.layers.GlobalAveragePooling2D()(x)
+
+
+def build_residual_gender_cnn(image_size: int, seed: int) -> keras.Model:
+    """Gray faces [N,S,S,1] in [0,1] -> P(male) [N,1]. Augmentation is active in training only."""
+    faces, x = residual_trunk(image_size, seed, shift=0.06)
     x = keras.layers.Dropout(0.2, seed=seed + 3)(x)
     male = keras.layers.Dense(1, activation="sigmoid", name="male")(x)
     return keras.Model(faces, male, name="residual_gender_cnn")
@@ -122,23 +129,33 @@ def train_gender_cnn(faces: np.ndarray, male: np.ndarray, image_size: int, epoch
 
 
 @dataclass
-class KerasGenderJudge:
-    """A gender judge (judges.GenderJudge) backed by a Keras model mapping faces to P(male)."""
+class KerasJudge:
+    """A judge backed by a Keras model over gray faces, saved as a SavedModel named after the judge."""
 
     name: str
     description: str
     model: keras.Model
 
-    def male_probability(self, faces: np.ndarray) -> np.ndarray:
+    def predict(self, faces: np.ndarray) -> np.ndarray:
         faces = np.asarray(faces, dtype=np.float32)
-        if faces.shape[-1] != 1:  # the CNN judges look at gray faces, as the SAN outputs them
+        if faces.shape[-1] != 1:  # the CNN judges look at gray faces, as the sanitizer outputs them
             faces = faces.mean(axis=-1, keepdims=True)
-        return self.model.predict(faces, batch_size=256, verbose=0)[:, 0].astype(np.float64)
+        return self.model.predict(faces, batch_size=256, verbose=0).astype(np.float64)
 
     def save(self, directory: str) -> None:
         self.model.save(os.path.join(directory, self.name), save_format="tf", include_optimizer=False)
 
     @classmethod
-    def load(cls, directory: str, name: str) -> "KerasGenderJudge":
-        model = keras.models.load_model(os.path.join(directory, name), compile=False)
-        return cls(name, DESCRIPTIONS.get(name, name), model)
+    def describe(cls, name: str) -> str:
+        return DESCRIPTIONS.get(name, name)
+
+    @classmethod
+    def load(cls, directory: str, name: str):
+        return cls(name, cls.describe(name), keras.models.load_model(os.path.join(directory, name), compile=False))
+
+
+class KerasGenderJudge(KerasJudge):
+    """A gender judge (judges.GenderJudge): the model maps faces to P(male) [N,1]."""
+
+    def male_probability(self, faces: np.ndarray) -> np.ndarray:
+        return self.predict(faces)[:, 0]

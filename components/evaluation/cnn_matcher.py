@@ -8,15 +8,13 @@ the JudgeTrainer on ORIGINAL faces of the train split, never seen by the sanitiz
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from components.evaluation.cnn_judges import face_batches, residual_block
+from components.evaluation.cnn_judges import KerasJudge, face_batches, residual_trunk
 
 CNN_MATCHER = "resnet_matcher_cnn"
 DESCRIPTION = ("small residual CNN matcher (batch norm, ReLU, global pooling, 64-d embedding, normalised softmax; "
@@ -26,17 +24,7 @@ DESCRIPTION = ("small residual CNN matcher (batch norm, ReLU, global pooling, 64
 
 def build_residual_matcher_cnn(image_size: int, seed: int, embedding_dim: int = 64) -> keras.Model:
     """Gray faces [N,S,S,1] in [0,1] -> L2-normalised embeddings [N,D]. Augmentation in training only."""
-    keras.utils.set_random_seed(seed)
-    faces = keras.Input((image_size, image_size, 1), name="faces")
-    x = keras.layers.RandomFlip("horizontal", seed=seed)(faces)
-    x = keras.layers.RandomTranslation(0.05, 0.05, fill_mode="nearest", seed=seed + 1)(x)
-    x = keras.layers.RandomContrast(0.2, seed=seed + 2)(x)
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    for filters in (24, 48, 80, 112):
-        x = residual_block(x, filters, stride=2)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    faces, x = residual_trunk(image_size, seed, shift=0.05)
     x = keras.layers.Dense(embedding_dim, name="embedding")(x)
     return keras.Model(faces, keras.layers.UnitNormalization(name="l2_normalize")(x), name="residual_matcher_cnn")
 
@@ -71,26 +59,15 @@ def train_matcher_cnn(faces: np.ndarray, identity: np.ndarray, image_size: int, 
     return matcher
 
 
-@dataclass
-class KerasMatcherJudge:
-    """A matcher judge (judges.MatcherJudge) backed by a Keras model mapping faces to unit embeddings."""
-
-    name: str
-    description: str
-    model: keras.Model
+class KerasMatcherJudge(KerasJudge):
+    """A matcher judge (judges.MatcherJudge): the model maps faces to unit embeddings [N,D]."""
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
-        faces = np.asarray(faces, dtype=np.float32)
-        if faces.shape[-1] != 1:
-            faces = faces.mean(axis=-1, keepdims=True)
-        return self.model.predict(faces, batch_size=256, verbose=0).astype(np.float64)
+        return self.predict(faces)
 
     def similarity(self, probe: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         return probe @ gallery.T  # cosine of L2-normalised embeddings
 
-    def save(self, directory: str) -> None:
-        self.model.save(os.path.join(directory, self.name), save_format="tf", include_optimizer=False)
-
     @classmethod
-    def load(cls, directory: str, name: str) -> "KerasMatcherJudge":
-        return cls(name, DESCRIPTION, keras.models.load_model(os.path.join(directory, name), compile=False))
+    def describe(cls, name: str) -> str:
+        return DESCRIPTION
