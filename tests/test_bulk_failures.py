@@ -55,6 +55,9 @@ class _Finder:
     def find_any_orientation(self, pixels):
         return self.find(pixels), 0
 
+    def smallest_face(self, height, width):
+        return 1.0
+
 
 def _failing(function, stage, width_of):
     def wrapper(*args, **kwargs):
@@ -77,8 +80,8 @@ def test_every_stage_failure_is_one_dead_letter_row_and_the_job_goes_on(model, t
     monkeypatch.setattr(faces_module, "FaceFinder", _Finder)
     monkeypatch.setattr(faces_module, "decode_image", lambda data, *a: _decode_failing(decode, data, *a))
     monkeypatch.setattr(faces_module, "align_face", _failing(faces_module.align_face, "align", lambda p, *a: p.shape[1]))
-    monkeypatch.setattr(faces_module, "unalign_face",
-                        _failing(faces_module.unalign_face, "compose", lambda p, *a: p.shape[1]))
+    monkeypatch.setattr(faces_module, "paste_face",
+                        _failing(faces_module.paste_face, "compose", lambda p, *a: p.shape[1]))
     monkeypatch.setattr(faces_module, "encode_like", _failing(faces_module.encode_like, "encode", lambda p, *a: p.shape[1]))
     sanitize = model_module.SanitizerModelHandler.sanitize
 

@@ -149,6 +149,9 @@ def test_a_turned_photo_is_found_and_its_face_sanitized(model, photos, tmp_path,
     row = manifest_rows(out)["turned.jpg"]
     assert (row["status"], row["faces"], summary["rejected"]) == ("sanitized", 1, 0)
     assert "faces found with the photo turned by" in row["detail"]
+    # dlib (upsampling 1) finds faces from 16 px between the eyes, short of --min-face 12: flagged.
+    assert "FLAGGED: faces under 16 px between the eyes may be missed" in row["detail"]
+    assert summary["this_run"]["photos_flagged_small_faces"] == 1
     written = np.asarray(Image.open(out / "images" / "turned.jpg").convert("RGB"), float)
     before = np.asarray(Image.open(folder / "turned.jpg").convert("RGB"), float)
     assert written.shape == before.shape

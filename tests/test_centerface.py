@@ -68,3 +68,29 @@ def test_a_turned_photo_is_searched_turned_and_the_eyes_mapped_back(finders, tur
         w, h = h, w
     middle = np.add(faces[0].left_eye, faces[0].right_eye) / 2
     assert np.linalg.norm(middle - expected) < 3
+
+
+def test_a_large_photo_is_searched_in_tiles_down_to_min_face():
+    """A 4000x3000 photo is shrunk to 1600 px for the first pass, where faces of 10 px between the
+    eyes become 4 px, below CenterFace's reach (8 px): the tiled pass finds them; its mouth centre
+    is below the eyes."""
+    pixels = _photo("obama.jpg")
+    reference = CenterFaceFinder().find(pixels)[0]
+    scale = 10.0 / np.linalg.norm(np.subtract(reference.right_eye, reference.left_eye))
+    small = Image.fromarray(pixels).resize((round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
+                                           Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (4000, 3000), (110, 110, 110))
+    spots = [(300, 200), (1990, 1400), (3600, 2700)]  # one on a tile seam of the tiled pass
+    for spot in spots:
+        canvas.paste(small, spot)
+    photo = np.asarray(canvas)
+    tiled, untiled = CenterFaceFinder(min_face=10.0), CenterFaceFinder(min_face=40.0)
+    assert tiled.smallest_face(3000, 4000) == pytest.approx(10.0)
+    assert untiled.smallest_face(3000, 4000) == pytest.approx(20.0)  # 8 px at 1600/4000 scale
+    found = tiled.find(photo)
+    truths = [(np.add(reference.left_eye, reference.right_eye) / 2) * scale + spot for spot in spots]
+    assert len(found) == len(spots)
+    for face, truth in zip(found, truths):
+        assert np.linalg.norm(np.add(face.left_eye, face.right_eye) / 2 - truth) < 5
+        assert face.mouth[1] > face.left_eye[1] + 5
+    assert len(untiled.find(photo)) < len(spots)  # what the first pass alone misses

@@ -20,13 +20,23 @@ class FoundFace:
     left_eye: tuple[float, float]  # continuous image coordinates; left = smaller x
     right_eye: tuple[float, float]
     box: tuple[int, int, int, int]  # detector box (left, top, right, bottom), full-resolution pixels
+    mouth: tuple[float, float] | None = None  # mouth centre (CenterFace's mouth corners); None: not given
+
+
+def eye_distance(face: FoundFace) -> float:
+    return float(np.hypot(face.right_eye[0] - face.left_eye[0], face.right_eye[1] - face.left_eye[1]))
 
 
 class OrientationSearch:
-    """find_any_orientation for a detector with `find(pixels) -> [FoundFace]`."""
+    """find_any_orientation for a detector with `find(pixels) -> [FoundFace]` and
+    `smallest_face(height, width)`: the smallest eye distance (photo pixels) its search of a photo
+    that size reaches, so that the job can flag photos in which smaller faces would be missed."""
 
     def find(self, pixels: np.ndarray) -> list[FoundFace]:
         raise NotImplementedError  # each detector (FaceFinder, CenterFaceFinder) implements it
+
+    def smallest_face(self, height: int, width: int) -> float:
+        raise NotImplementedError
 
     def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
         """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo
@@ -53,6 +63,10 @@ class FaceFinder(OrientationSearch):
     costs what a 1.6-megapixel one does; landmarks are always fitted at full resolution.
     """
 
+    # dlib's HOG window is 80 px; each pyramid upsampling halves the smallest face it finds, whose
+    # eyes are about 0.4 of its box apart.
+    REACH_AT_NO_UPSAMPLE = 32.0
+
     def __init__(self, upsample: int = 1, detect_max_side: int = 1600):
         dlib = require_dlib()
         self._dlib = dlib
@@ -60,6 +74,9 @@ class FaceFinder(OrientationSearch):
         self._predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5")))
         self._upsample = upsample
         self._max_side = detect_max_side
+
+    def smallest_face(self, height: int, width: int) -> float:
+        return self.REACH_AT_NO_UPSAMPLE / 2 ** self._upsample / min(1.0, self._max_side / max(height, width))
 
     def find(self, pixels: np.ndarray) -> list[FoundFace]:
         height, width = pixels.shape[:2]
@@ -92,7 +109,9 @@ def _turned_back(face: FoundFace, turns: int, width: int, height: int) -> FoundF
         return y, height - x
 
     left, right = back(*face.left_eye), back(*face.right_eye)
+    mouth = None if face.mouth is None else back(*face.mouth)
     corners = [back(x, y) for x in (face.box[0], face.box[2]) for y in (face.box[1], face.box[3])]
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
     # Left/right as in the upright face: the eye that was left in the turned photo stays "left".
-    return FoundFace(tuple(left), tuple(right), (int(min(xs)), int(min(ys)), int(max(xs)), int(max(ys))))
+    return FoundFace(tuple(left), tuple(right), (int(min(xs)), int(min(ys)), int(max(xs)), int(max(ys))),
+                     None if mouth is None else tuple(mouth))

@@ -193,54 +193,160 @@ def celeba_landmark_to_point(x: int, y: int) -> tuple[float, float]:
     return (x + 0.5, y + 0.5)
 
 
-def unalign_face(pixels: np.ndarray, face: np.ndarray, left_eye, right_eye, feather: float = 0.08,
-                 keep_chroma: bool = False) -> np.ndarray:
-    """The inverse of `align_face`: warps an aligned S x S face back onto the photo and blends it.
+PASTE_MODES = ("edit", "face")
+MASK_SHAPES = ("face", "crop")
+COLOR_MODES = ("skin", "gray", "keep-chroma")
+# The mouth's height in an aligned face (fraction of the side) when the detector gives no mouth
+# landmarks (dlib's 5 points, aligned crops): CelebA's mean eye-to-mouth distance is 1.13 eye
+# distances, and the aligned eye distance is 0.3 of the side.
+DEFAULT_ALIGNED_MOUTH = (0.5, ALIGNED_LEFT_EYE[1] + 1.13 * (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0]))
 
-    `face` is S x S (or S x S x 1) float in [0, 1], e.g. the SAN's grayscale output for the crop that
-    `align_face(pixels, left_eye, right_eye, S)` produced. Inside the crop's footprint the photo is
-    replaced; the last `feather` * S pixels towards the crop's border fade linearly into the
-    original, so there is no hard seam. The SAN outputs luminance only: by default the face region
-    becomes gray (the original colour, which can carry gender cues such as make-up, is dropped);
-    `keep_chroma=True` keeps the original's chroma (YCbCr) and replaces only its luminance.
-    Only the footprint's bounding box is resampled, so cost follows the face, not the photo.
+
+def face_mask(size: int, mouth=DEFAULT_ALIGNED_MOUTH, feather: float = 0.08, shape: str = "face") -> np.ndarray:
+    """size x size float32 blend weights in [0, 1] over an aligned face.
+
+    shape "face": an oval from forehead to chin and cheek to cheek, placed by the landmarks: the
+    eyes are where alignment put them, `mouth` is the mouth centre in aligned fractions (from the
+    detector's mouth corners). Face proportions: the eyes sit 1.25 eye-to-mouth distances below
+    the hairline and 1.75 above the chin; the face is 2.3 eye distances wide. The weights fall
+    smoothly to 0 over the last `feather` (fraction of the side) inside the oval and the square.
+    shape "crop": the whole aligned square, with the same soft border.
     """
-    size = face.shape[0]
-    face = np.clip(np.asarray(face, dtype=np.float32).reshape(size, size), 0.0, 1.0)
-    forward = eye_alignment_matrix(left_eye, right_eye, size)
+    eye_y = ALIGNED_LEFT_EYE[1]
+    eye_distance = ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0]
+    mouth_x, mouth_y = mouth
+    if not (eye_y + 0.6 * eye_distance <= mouth_y <= eye_y + 1.8 * eye_distance and abs(mouth_x - 0.5) < eye_distance):
+        mouth_x, mouth_y = DEFAULT_ALIGNED_MOUTH  # an implausible landmark: the average face's
+    width = max(feather, 1e-6)
+    centres = (np.arange(size, dtype=np.float64) + 0.5) / size
+    border = np.clip(np.minimum(centres, 1.0 - centres) / width, 0.0, 1.0)
+    weights = np.minimum(border[:, None], border[None, :])
+    if shape == "face":
+        drop = mouth_y - eye_y
+        cx, cy = (0.5 + mouth_x) / 2, eye_y + 0.25 * drop
+        ax, ay = 1.15 * eye_distance, 1.5 * drop
+        y, x = centres[:, None], centres[None, :]
+        radius = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
+        weights = np.minimum(weights, np.clip((1.0 - radius) * min(ax, ay) / width, 0.0, 1.0))
+    elif shape != "crop":
+        raise ValueError(f"mask shape {shape!r}: use one of {', '.join(MASK_SHAPES)}")
+    weights = weights * weights * (3.0 - 2.0 * weights)  # smoothstep: no visible edge at either end
+    return weights.astype(np.float32)
+
+
+def _rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """JPEG's (full-range BT.601) YCbCr of float RGB; Y uses the model's luma weights (to_gray_float)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.stack([r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2],
+                     128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b,
+                     128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
+
+
+def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    y, cb, cr = ycc[..., 0], ycc[..., 1] - 128.0, ycc[..., 2] - 128.0
+    return np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+
+
+def _skin_chroma(pixels: np.ndarray, left_eye, right_eye, size: int, weights: np.ndarray) -> np.ndarray:
+    """size x size x 2: the face's chroma (Cb, Cr) in the aligned frame, smoothed over a fifth of
+    the side with a Gaussian normalised by `weights` (so only the face's own pixels, not the
+    background or the photo's outside, set the tone): skin tone and the colour of the light stay,
+    local colour (lipstick, eye shadow, blush) goes."""
+    from scipy.ndimage import gaussian_filter
+
+    aligned = align_face(pixels, left_eye, right_eye, size).astype(np.float32)
+    inside = align_face(np.full(pixels.shape[:2] + (3,), 255, np.uint8), left_eye, right_eye, size)[..., 0] / 255.0
+    weight = (weights * inside).astype(np.float64) + 1e-6
+    chroma = _rgb_to_ycbcr(aligned)[..., 1:].astype(np.float64)
+    sigma = 0.2 * size
+    total = gaussian_filter(weight, sigma, mode="nearest")
+    smooth = [gaussian_filter(chroma[..., k] * weight, sigma, mode="nearest") / total for k in range(2)]
+    return np.stack(smooth, axis=-1).astype(np.float32)
+
+
+def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
+               mouth=None, paste: str = "edit", mask: str = "face", color: str = "skin",
+               feather: float = 0.08) -> np.ndarray:
+    """Puts one sanitized face back into the photo it was aligned from; the inverse of `align_face`.
+
+    `sanitized` and `model_input` are the model's S x S gray output and the gray aligned face it was
+    given (`to_gray_float(align_face(pixels, left_eye, right_eye, S))`), floats in [0, 1]; `mouth`
+    is the detector's mouth centre in photo coordinates, or None (the average face's).
+
+    * paste "edit": the sanitizer's change (output - input) is added to the photo's own luminance,
+      so the photo keeps its resolution, grain and lighting and only what the model changed
+      changes. Detail finer than the model's S x S crop is the photo's own: a classifier working at
+      a higher resolution than the model sees it as it was. paste "face": the luminance becomes the
+      model's face itself, its mean and contrast matched to the photo's under the mask (no detail
+      finer than S x S survives; the face looks softer than the rest of the photo).
+    * Fields are upsampled to the face's size in the photo with a Lanczos filter, then turned and
+      placed with bicubic interpolation.
+    * mask "face": blended through a face-shaped oval from the landmarks (`face_mask`); "crop": the
+      aligned square, as the evaluator judged it. `feather` is the soft edge, a fraction of S.
+    * color: the model outputs luminance only. "skin": the face's chroma becomes its own smoothed
+      skin tone (`_skin_chroma`): local colour such as make-up goes, the skin's hue stays.
+      "gray": the face's chroma is removed. "keep-chroma": the photo's chroma is kept as it is.
+    Only the face's bounding box is touched; outside the mask the photo's bytes are unchanged.
+    """
+    if paste not in PASTE_MODES:
+        raise ValueError(f"paste {paste!r}: use one of {', '.join(PASTE_MODES)}")
+    if color not in COLOR_MODES:
+        raise ValueError(f"color {color!r}: use one of {', '.join(COLOR_MODES)}")
+    size = sanitized.shape[0]
+    output = np.clip(np.asarray(sanitized, np.float32).reshape(size, size), 0.0, 1.0)
+    given = np.clip(np.asarray(model_input, np.float32).reshape(size, size), 0.0, 1.0)
+    unit = eye_alignment_matrix(left_eye, right_eye, 1.0)
+    mouth_aligned = DEFAULT_ALIGNED_MOUTH if mouth is None else tuple(unit @ np.array([mouth[0], mouth[1], 1.0]))
+    weights = face_mask(size, mouth_aligned, feather, mask)
+    # The aligned frame at the face's own resolution in the photo (T x T), so the last warp is a
+    # turn and a shift, not an upsampling.
+    eye_distance = float(np.hypot(right_eye[0] - left_eye[0], right_eye[1] - left_eye[1]))
+    side = int(np.clip(round(eye_distance / (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0])), 4, 8192))
+    forward = eye_alignment_matrix(left_eye, right_eye, side)
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))
-    corners = inverse @ np.array([[0, size, 0, size], [0, 0, size, size], [1, 1, 1, 1]], dtype=np.float64)
+    corners = inverse @ np.array([[0, side, 0, side], [0, 0, side, side], [1, 1, 1, 1]], dtype=np.float64)
     height, width = pixels.shape[:2]
     x0, y0 = max(int(np.floor(corners[0].min())), 0), max(int(np.floor(corners[1].min())), 0)
     x1, y1 = min(int(np.ceil(corners[0].max())), width), min(int(np.ceil(corners[1].max())), height)
     if x1 <= x0 or y1 <= y0:
         return pixels.copy()
-    # Output pixel (x, y) of the box samples the aligned face at forward(x + x0, y + y0).
     shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    ramp = np.minimum(np.arange(size) + 0.5, size - np.arange(size) - 0.5) / max(feather * size, 1e-6)
-    ramp = np.clip(ramp, 0.0, 1.0).astype(np.float32)
-    mask = np.minimum(ramp[:, None], ramp[None, :])
 
-    def warp(plane: np.ndarray) -> np.ndarray:
-        image = Image.fromarray(plane).transform(  # float32 -> mode "F"
-            (x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(shifted.ravel()),
-            resample=Image.Resampling.BILINEAR)
-        return np.asarray(image, dtype=np.float32)
+    def place(field: np.ndarray) -> np.ndarray:
+        """An S x S aligned-frame field -> the photo's box: Lanczos to T x T, bicubic turn and shift."""
+        image = Image.fromarray(np.ascontiguousarray(field, np.float32))  # mode "F"
+        if side != size:
+            image = image.resize((side, side), Image.Resampling.LANCZOS)
+        placed = image.transform((x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(shifted.ravel()),
+                                 resample=Image.Resampling.BICUBIC)
+        return np.asarray(placed, dtype=np.float32)
 
-    alpha = np.clip(warp(mask), 0.0, 1.0)[:, :, None]
-    luminance = warp(face * 255.0)[:, :, None]
+    alpha = np.clip(place(weights), 0.0, 1.0)
     box = pixels[y0:y1, x0:x1].astype(np.float32)
-    if keep_chroma:
-        ycbcr = np.asarray(Image.fromarray(pixels[y0:y1, x0:x1]).convert("YCbCr"), dtype=np.float32)
-        ycbcr[:, :, :1] = alpha * luminance + (1.0 - alpha) * ycbcr[:, :, :1]
-        blended_u8 = np.asarray(Image.fromarray(np.clip(ycbcr + 0.5, 0, 255).astype(np.uint8), mode="YCbCr")
-                                .convert("RGB"))
-        # Outside the footprint keep the original bytes exactly (YCbCr round trips are lossy).
-        blended = np.where(alpha > 0, blended_u8.astype(np.float32), box)
+    ycc = _rgb_to_ycbcr(box)
+    luma = ycc[..., 0]
+    if paste == "edit":
+        new_luma = luma + 255.0 * place(output - given)
     else:
-        blended = alpha * luminance + (1.0 - alpha) * box
+        face = 255.0 * place(output)
+        total = alpha.sum() + 1e-6
+        mean_face, mean_photo = (face * alpha).sum() / total, (luma * alpha).sum() / total
+        std_face = np.sqrt((((face - mean_face) ** 2) * alpha).sum() / total) + 1e-6
+        std_photo = np.sqrt((((luma - mean_photo) ** 2) * alpha).sum() / total)
+        new_luma = mean_photo + (face - mean_face) * float(np.clip(std_photo / std_face, 0.5, 2.0))
+    new = ycc.copy()
+    new[..., 0] = new_luma
+    if color == "gray":
+        new[..., 1:] = 128.0
+    elif color == "skin":
+        skin = _skin_chroma(pixels, left_eye, right_eye, size, weights)
+        new[..., 1] = place(skin[..., 0])
+        new[..., 2] = place(skin[..., 1])
+    blended = _ycbcr_to_rgb(alpha[..., None] * new + (1.0 - alpha[..., None]) * ycc)
     out = pixels.copy()
-    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    # Where the mask is 0 the photo's own bytes stay (a colour round trip would shift them by 1).
+    out[y0:y1, x0:x1] = np.where(alpha[..., None] > 1e-3, np.clip(blended + 0.5, 0, 255).astype(np.uint8),
+                                 pixels[y0:y1, x0:x1])
     return out
 
 

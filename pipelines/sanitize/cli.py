@@ -19,6 +19,7 @@ import sys
 
 import apache_beam as beam
 
+from components.faces.imaging import COLOR_MODES, MASK_SHAPES, PASTE_MODES
 from pipelines.config import Config
 from pipelines.sanitize.config import SanitizeJobConfig
 from pipelines.sanitize.job import run_job
@@ -106,12 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
                              "reject it to the dead letter with reason no_face (fails closed), or copy-unsanitized: "
                              "write it re-encoded, metadata removed, but NOT sanitized, so a face the detector "
                              "missed goes out as it was (default %(default)s)")
-    parser.add_argument("--color", choices=("gray", "keep-chroma"), default=d.color,
-                        help="the SAN outputs gray faces. gray: the face region becomes gray (original colour, which "
-                             "can carry gender cues, is dropped); keep-chroma: only the luminance is replaced "
-                             "(default %(default)s)")
+    parser.add_argument("--paste", choices=PASTE_MODES, default=d.paste,
+                        help="how a sanitized face goes back into the photo. edit: the sanitizer's change is added to "
+                             "the photo at the photo's resolution (keeps its sharpness and lighting; detail finer "
+                             "than the model's crop stays as it was); face: the face becomes the model's own face, "
+                             "upsampled, its brightness and contrast matched (softer) (default %(default)s)")
+    parser.add_argument("--mask", choices=MASK_SHAPES, default=d.mask,
+                        help="face: blend through a face-shaped oval from the detector's landmarks; crop: the whole "
+                             "aligned square, exactly what the evaluator judged (hair and background near the face "
+                             "included) (default %(default)s)")
+    parser.add_argument("--color", choices=COLOR_MODES, default=d.color,
+                        help="the sanitizer outputs luminance. skin: the face keeps its own smoothed skin tone "
+                             "(local colour such as make-up, a gender cue, goes; the skin's hue stays); gray: the "
+                             "face's colour is removed; keep-chroma: the photo's colour is kept (leaks what colour "
+                             "carries) (default %(default)s)")
     parser.add_argument("--feather", type=float, default=d.feather,
-                        help="seam blend width as a fraction of the aligned face side (default %(default)s)")
+                        help="soft edge of the blend mask as a fraction of the aligned face side (default %(default)s)")
+    parser.add_argument("--min-face", type=float, default=d.min_face,
+                        help="wild mode: smallest face to search for, in photo pixels between the eyes; CenterFace "
+                             "searches large photos in tiles down to it; a photo the detector cannot search that "
+                             "far (dlib) is flagged in its manifest row (default %(default)s)")
     parser.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help="(default %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=d.max_pixels,
                         help="reject images whose declared size exceeds this many pixels (default %(default)s)")
@@ -158,7 +173,7 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
     return SanitizeJobConfig(
         input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
-        color=args.color, feather=args.feather, detector=args.detector, jpeg_quality=args.jpeg_quality,
+        paste=args.paste, mask=args.mask, color=args.color, feather=args.feather, min_face=args.min_face, detector=args.detector, jpeg_quality=args.jpeg_quality,
         verify_aligned=args.verify_aligned, aligned_aspect=tuple(args.aligned_aspect),
         max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,

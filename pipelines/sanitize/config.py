@@ -29,8 +29,17 @@ class SanitizeJobConfig:
     # (pinned) wild mode, photo without a detected face: reject (to the dead letter; fail closed) |
     # copy-unsanitized (re-encoded, metadata removed, but NOT sanitized: a missed face goes out as it was)
     no_face: str = "reject"
-    color: str = "gray"  # (pinned) gray: the face region becomes the SAN's gray face | keep-chroma
-    feather: float = 0.08  # (pinned) seam blend width, fraction of the aligned face's side
+    # (pinned) paste-back (components/faces/imaging.py:paste_face). edit: the sanitizer's change is
+    # added to the photo at its own resolution | face: the face becomes the model's (softer) face
+    paste: str = "edit"
+    mask: str = "face"  # (pinned) face: an oval from the landmarks | crop: the whole aligned square
+    # (pinned) the face's colour: skin: its own smoothed skin tone (make-up colour goes) | gray |
+    # keep-chroma: the photo's colour as it was (leaks what colour carries, e.g. make-up)
+    color: str = "skin"
+    feather: float = 0.08  # (pinned) soft edge of the mask, fraction of the aligned face's side
+    # (pinned) wild mode: smallest face searched for, in photo pixels between the eyes; CenterFace
+    # searches large photos in tiles down to it, a detector that cannot reach it flags the photo
+    min_face: float = 12.0
     jpeg_quality: int = 95  # (pinned) quality of re-encoded JPEGs
     max_pixels: int = 50_000_000  # (pinned) larger declared sizes are rejected (too_large)
     min_side: int = 16  # (pinned) smaller images are rejected (too_small)
@@ -56,5 +65,5 @@ class SanitizeJobConfig:
     beam_pipeline_args: list[str] = field(default_factory=list)
 
     PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "verify_aligned",
-              "aligned_aspect", "no_face", "color", "feather", "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
+              "aligned_aspect", "no_face", "paste", "mask", "color", "feather", "min_face", "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
               "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

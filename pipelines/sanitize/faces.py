@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 from components.faces.centerface import CenterFaceFinder
 from components.faces.detection import FaceFinder
 from components.faces.imaging import (
-    WRITABLE_FORMATS, ImageRejected, align_face, decode_image, encode_like, to_gray_float, unalign_face,
+    WRITABLE_FORMATS, ImageRejected, align_face, decode_image, encode_like, paste_face, to_gray_float,
 )
 from pipelines.sanitize.containers import stage, staged_path, staged_ref
 from pipelines.sanitize.layout import (
@@ -66,6 +66,7 @@ class FaceContext:
     data: bytes
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
     note: str = ""  # how the faces were found, when it is worth a word in the manifest
+    mouths: tuple = ()  # the mouth centre of each face (image coordinates), or None where not found
 
 
 class StageFailed(Exception):
@@ -112,7 +113,7 @@ class PrepareFaces(beam.DoFn):
         if settings.detector == "dlib":
             self._finder = FaceFinder(settings.detect_upsample, settings.detect_max_side)
         else:
-            self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side)
+            self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side, min_face=settings.min_face)
 
     def process(self, element):
         key, source = element
@@ -149,18 +150,28 @@ class PrepareFaces(beam.DoFn):
         pixels = decoded.pixels
         height, width = pixels.shape[:2]
         found.update(size=(width, height), format=decoded.source_format)
-        found_note = ""
+        notes = []
         with at_stage("detect"):
             if settings.faces == "aligned":
                 lx, ly, rx, ry = settings.aligned_eyes
                 eyes = [((lx * width, ly * height), (rx * width, ry * height))]
+                mouths = [None]
                 self._check_aligned(pixels, eyes[0])
             else:
                 detected, turns = self._finder.find_any_orientation(pixels)
                 eyes = [(face.left_eye, face.right_eye) for face in detected]
+                mouths = [face.mouth for face in detected]
                 if turns:
                     Metrics.counter(NAMESPACE, "photos_found_turned").inc()
-                    found_note = f"faces found with the photo turned by {90 * turns} degrees"
+                    notes.append(f"faces found with the photo turned by {90 * turns} degrees")
+                reach = self._finder.smallest_face(height, width)
+                if reach > settings.min_face + 1e-6:
+                    # Not silent: the row says that faces smaller than the detector's reach may be missed.
+                    Metrics.counter(NAMESPACE, "photos_flagged_small_faces").inc()
+                    notes.append(f"FLAGGED: faces under {reach:.0f} px between the eyes may be missed in this photo "
+                                 f"(--min-face {settings.min_face:g}; use --detector centerface, which searches "
+                                 f"down to it)")
+        found_note = "; ".join(notes)
         Metrics.counter(NAMESPACE, "faces").inc(len(eyes))
         if not eyes:
             if settings.no_face == "reject":
@@ -177,7 +188,7 @@ class PrepareFaces(beam.DoFn):
         size = plan.model.image_size
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
-        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note), faces
+        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note, tuple(mouths)), faces
 
     def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
         """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
@@ -221,8 +232,10 @@ class ComposeAndWrite(beam.DoFn):
             pixels = decoded.pixels
             found.update(size=(pixels.shape[1], pixels.shape[0]), format=decoded.source_format)
             with at_stage("compose"):
-                for face, (left, right) in zip(result.inference, context.eyes):
-                    pixels = unalign_face(pixels, face, left, right, settings.feather, settings.color == "keep-chroma")
+                for sanitized, given, (left, right), mouth in zip(result.inference, result.example, context.eyes,
+                                                                  context.mouths):
+                    pixels = paste_face(pixels, sanitized, given, left, right, mouth, paste=settings.paste,
+                                        mask=settings.mask, color=settings.color, feather=settings.feather)
             with at_stage("encode"):
                 encoded = encode_like(pixels, decoded.source_format, settings.jpeg_quality)
             with at_stage("write"):

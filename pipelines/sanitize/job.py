@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from components.faces.imaging import COLOR_MODES, MASK_SHAPES, PASTE_MODES
 from pipelines.config import Config
 from pipelines.sanitize.config import SanitizeJobConfig
 from pipelines.sanitize.containers import output_shards_for
@@ -39,7 +40,7 @@ from pipelines.sanitize.transforms import ACCOUNTING_ERROR, ConsolidateManifest,
 THIS_RUN_COUNTERS = (
     "images_read", "faces", "faces_sanitized", "sanitized", "copied_no_face", "rejected", "images_written",
     "images_already_present", "inputs_staged", "inputs_already_staged", "records_written", "records_already_present",
-    "containers_written")
+    "containers_written", "photos_flagged_small_faces")
 
 
 def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPlan:
@@ -47,6 +48,13 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
         raise SystemExit("error: --input and --output are required")
     if settings.records_per_shard < 1:
         raise SystemExit(f"error: --records-per-shard {settings.records_per_shard} must be at least 1")
+    for flag, value, choices in (("--paste", settings.paste, PASTE_MODES), ("--mask", settings.mask, MASK_SHAPES),
+                                 ("--color", settings.color, COLOR_MODES)):
+        if value not in choices:
+            raise SystemExit(f"error: {flag} {value!r} is not one of {', '.join(choices)}")
+    if not settings.min_face > 0 or not 0 <= settings.feather <= 0.5:
+        raise SystemExit(f"error: --min-face {settings.min_face} must be positive and --feather {settings.feather} "
+                         "between 0 and 0.5")
     pattern, base = input_pattern(settings.input)
     kind = detect_input_kind(pattern, settings.input_format)
     output = settings.output.rstrip("/")
@@ -281,6 +289,10 @@ def print_summary(plan: JobPlan, summary: dict) -> None:
           f"{summary['already_done']} already done by earlier runs"
           + (f" ({staged_before} more sanitized by an earlier run and kept in _staging/)" if staged_before else "")
           + f", {this_run['faces_sanitized']} faces sanitized, {written}")
+    if this_run["photos_flagged_small_faces"]:
+        print(f"FLAGGED: in {this_run['photos_flagged_small_faces']} photos the detector could not search for faces "
+              f"down to --min-face {plan.settings.min_face:g} px between the eyes; their manifest rows say so "
+              f"(the default detector, centerface, searches large photos in tiles down to it)")
     written_to = IMAGES_DIR if plan.output_kind == "images" else RECORDS_DIR
     print(f"sanitized: {plan.out(written_to)}  manifest: {plan.out(MANIFEST_DIR)}  "
           f"dead letter: {plan.out(DEAD_LETTER_DIR)}")
