@@ -1,23 +1,30 @@
-"""Bulk job throughput against the model's own forward throughput, and peak memory at two sizes.
+"""The product's speed in one run on one machine: the sanitizer's forward pass (float32 and
+bfloat16), the bulk job end to end on aligned faces and on group photos, deface on the same group
+photos, and peak memory at two database sizes; every ratio is taken within this run.
 
     bash infra/with-env.sh python benchmarks/bulk_throughput.py --sizes 1000 10000
 
-In one run, on this machine:
-(a) raw: the exported sanitizer's `sanitize_faces` signature on batches of aligned SxS gray faces,
-    in this process (TensorFlow uses all cores);
-(b) end to end: `python -m pipelines.sanitize` (DirectRunner, --mode multi_threading (the job's local
-    default) or multi_processing, --workers 2) over a
-    folder of aligned SxS JPEG faces (--aligned-eyes 0.35 0.40 0.65 0.40, the pipeline's alignment,
-    so the crop is the image): list, decode, align, RunInference, warp back, re-encode, write,
-    manifest. Throughput = images / seconds of the sanitize pipeline (the job's own figure, worker
-    start and model load included; the one-off driver import and manifest consolidation are
-    reported separately in the wall time);
-peak memory = the largest sum of resident memory over the job's process tree (driver + workers),
-sampled every 0.2 s, at each database size.
+(a) raw: the exported sanitizer on batches of aligned SxS gray faces in this process (TensorFlow
+    uses all cores): the lean `sanitize_only` signature the bulk job calls, in float32 and in
+    bfloat16 (`sanitize_only_bfloat16`), and the full `sanitize_faces` the evaluator calls.
+(b) aligned faces end to end: `python -m pipelines.sanitize` (DirectRunner, --mode, --workers) over
+    folders of aligned SxS JPEG faces (--aligned-eyes 0.35 0.40 0.65 0.40, the pipeline's alignment,
+    so the crop is the image): list, decode, align, RunInference, paste back, re-encode, write,
+    manifest; at each of --sizes, float32, and at the smallest size also --precision bfloat16.
+    Throughput = images / seconds of the sanitize pipeline (the job's own figure; worker start and
+    model load included; the one-off driver import and manifest consolidation are in the wall time);
+    peak memory = the largest sum of resident memory over the job's process tree (driver + workers),
+    sampled every 0.2 s.
+(c) group photos end to end: --wild-photos photos of 1600x1000, each with 8 REAL faces pasted at
+    8-80 px between the eyes (benchmarks/detector_recall.py's composites of the face-recognition
+    test photos), through `python -m pipelines.sanitize --faces wild` (CenterFace, sanitize, paste
+    back), and through `deface` (CenterFace, blur) on the same files. deface is installed by this
+    script into a throwaway virtual environment (uv, from PyPI; --skip-deface to leave it out).
 
-The model is the real SAN architecture at S (default 224), untrained (speed does not depend on
-the weights). The faces are the SYNTHETIC CelebA-style faces of components.synthetic_celeba,
-eye-aligned to S by imaging.align_face, each copy with its own brightness and noise.
+The model is the real sanitizer architecture (--architecture: residual, the default, or the
+paper's SAN) at S (default 224), untrained (speed does not depend on the weights). The aligned
+faces are the SYNTHETIC CelebA-style faces of components.synthetic, eye-aligned to S by
+imaging.align_face, each copy with its own brightness and noise.
 """
 
 from __future__ import annotations
@@ -39,16 +46,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def export_model(path: str, size: int) -> str:
+def export_model(path: str, size: int, architecture: str = "residual") -> str:
     import tensorflow as tf
 
     from trainer.export import SanitizerModule, save_sanitizer
-    from trainer.models import SemiAdversarialNetwork, build_gender_classifier
+    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_copy
 
     tf.keras.utils.set_random_seed(0)
     prototypes = {name: tf.fill((size, size, 3), value) for name, value in
                   (("male", 0.9), ("female", 0.1), ("neutral", 0.5))}
-    module = SanitizerModule(SemiAdversarialNetwork(size), build_gender_classifier(size), prototypes, size)
+    san, classifier = build_sanitizer(architecture, size), build_gender_classifier(size)
+    reduced = {"bfloat16": (reduced_precision_copy(lambda: build_sanitizer(architecture, size), san, "bfloat16"),
+                            reduced_precision_copy(lambda: build_gender_classifier(size), classifier, "bfloat16"))}
+    module = SanitizerModule(san, classifier, prototypes, size, reduced)
     save_sanitizer(module, path, metadata={"note": "untrained, benchmark only"})
     return path
 
@@ -86,11 +96,11 @@ def make_faces(folder: str, count: int, size: int, seed: int = 0) -> None:
             handle.write(buffer.getvalue())
 
 
-def raw_throughput(model_dir: str, size: int, batch: int, seconds: float) -> float:
+def raw_throughput(model_dir: str, size: int, batch: int, seconds: float, signature: str = "sanitize_only") -> float:
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
-    sanitize = model.signatures["sanitize_faces"]
+    sanitize = model.signatures[signature]
     faces = tf.constant(np.random.default_rng(0).uniform(0, 1, (batch, size, size, 1)).astype(np.float32))
     for _ in range(2):
         sanitize(faces=faces)["sanitized"].numpy()
@@ -101,15 +111,13 @@ def raw_throughput(model_dir: str, size: int, batch: int, seconds: float) -> flo
     return done / (time.perf_counter() - start)
 
 
-def run_job(model_dir: str, faces: str, output: str, batch: int, workers: int, mode: str) -> dict:
+def measured(command: list[str], env: dict | None = None) -> tuple[str, float, float]:
+    """(output, wall seconds, peak summed RSS of the process tree in MiB) of one command."""
     import psutil
 
-    command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", faces, "--output", output,
-               "--aligned-eyes", "0.35", "0.40", "0.65", "0.40", "--batch-size", str(batch), "--progress-every", "30",
-               f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, PYTHONPATH=REPO))
+                               env=env or dict(os.environ, PYTHONPATH=REPO))
     peak = [0]
 
     def sample():
@@ -128,17 +136,71 @@ def run_job(model_dir: str, faces: str, output: str, batch: int, workers: int, m
     wall = time.perf_counter() - started
     sampler.join()
     if process.returncode:
-        raise SystemExit(f"the job failed ({' '.join(command)}):\n{output_text[-4000:]}")
+        raise SystemExit(f"failed ({' '.join(command)}):\n{output_text[-4000:]}")
+    return output_text, wall, peak[0] / 2**20
+
+
+def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, mode: str,
+            extra: tuple = ("--aligned-eyes", "0.35", "0.40", "0.65", "0.40")) -> dict:
+    command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", inputs, "--output", output,
+               "--batch-size", str(batch), "--progress-every", "30", *extra,
+               f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
+    output_text, wall, peak = measured(command)
     match = re.search(r"this run: (\d+) inputs processed in ([\d.]+) s", output_text)
     processed, seconds = int(match.group(1)), float(match.group(2))
     return {"images": processed, "pipeline_s": seconds, "wall_s": round(wall, 1),
-            "images_per_s": processed / seconds, "peak_rss_mib": peak[0] / 2**20,
+            "images_per_s": processed / seconds, "peak_rss_mib": peak,
             "progress_lines": [line for line in output_text.splitlines() if line.startswith(("progress", "inputs"))]}
+
+
+def make_group_photos(folder: str, count: int, seed: int = 0) -> int:
+    """`count` 1600x1000 JPEG group photos of 8 REAL faces each (detector_recall.group_photo)."""
+    from PIL import Image
+
+    from benchmarks.detector_recall import _sources, group_photo
+    from components.faces.detection import FaceFinder
+
+    os.makedirs(folder, exist_ok=True)
+    sources = _sources(FaceFinder(upsample=1, detect_max_side=1 << 30))
+    rng = np.random.default_rng(seed)
+    faces = 0
+    for index in range(count):
+        pixels, truth = group_photo(sources, rng)
+        Image.fromarray(pixels).save(os.path.join(folder, f"group{index:04d}.jpg"), quality=92)
+        faces += len(truth)
+    return faces
+
+
+def deface_environment(work: str) -> str:
+    """A throwaway virtual environment with deface (and ONNX Runtime, its fast backend); its deface."""
+    env = os.path.join(work, "deface-env")
+    python = os.path.join(sys.base_prefix, "bin", "python3")
+    subprocess.run(["uv", "venv", "-q", env, "--python", python], check=True)
+    subprocess.run(["uv", "pip", "install", "-q", "--python", os.path.join(env, "bin", "python"), "deface",
+                    "onnxruntime"], check=True)
+    return os.path.join(env, "bin", "deface")
+
+
+def run_deface(deface: str, photos: str, output: str) -> dict:
+    os.makedirs(output, exist_ok=True)
+    files = sorted(os.path.join(photos, name) for name in os.listdir(photos))
+    # deface writes <name>_anonymized.jpg beside each input unless told: one call per photo would
+    # pay its start-up each time, so copy the inputs where the outputs may go and pass them all.
+    for path in files:
+        os.link(path, os.path.join(output, os.path.basename(path)))
+    inputs = [os.path.join(output, os.path.basename(path)) for path in files]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    _, wall, peak = measured([deface, "--backend", "onnxrt", *inputs], env=env)
+    written = [name for name in os.listdir(output) if "_anonymized" in name]
+    if len(written) != len(files):
+        raise SystemExit(f"deface wrote {len(written)} of {len(files)} photos")
+    return {"images": len(files), "wall_s": round(wall, 1), "images_per_s": len(files) / wall, "peak_rss_mib": peak}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--architecture", choices=("residual", "paper"), default="residual")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="database sizes (images)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
@@ -149,6 +211,8 @@ def main(argv=None) -> int:
                         help="TensorFlow intra- and inter-op threads for (a); 0: TensorFlow's default (all cores). "
                              "1 shows what one multi_processing worker (cores / workers threads) gets")
     parser.add_argument("--raw-only", action="store_true", help="measure (a) only")
+    parser.add_argument("--wild-photos", type=int, default=60, help="group photos for (c); 0 leaves (c) out")
+    parser.add_argument("--skip-deface", action="store_true", help="(c) without deface")
     parser.add_argument("--work-dir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
     if args.raw_threads:  # before TensorFlow starts its thread pools
@@ -157,37 +221,61 @@ def main(argv=None) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.raw_threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.raw_threads)
 
+    report = {"architecture": args.architecture, "image_size": args.image_size, "batch_size": args.batch_size,
+              "mode": args.mode, "workers": args.workers}
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
-        model_dir = export_model(os.path.join(work, "model", "1"), args.image_size)
+        model_dir = export_model(os.path.join(work, "model", "1"), args.image_size, args.architecture)
+        raw = {name: raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds, name)
+               for name in ("sanitize_only", "sanitize_only_bfloat16", "sanitize_faces")}
+        report["raw_images_per_s"] = raw
+        print(f"(a) raw forward, {args.architecture}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
+              f"TensorFlow threads {args.raw_threads or 'default'}: float32 {raw['sanitize_only']:.1f} images/s, "
+              f"bfloat16 {raw['sanitize_only_bfloat16']:.1f} ({raw['sanitize_only_bfloat16'] / raw['sanitize_only']:.2f}x), "
+              f"full sanitize_faces (evaluator's) {raw['sanitize_faces']:.1f}", flush=True)
         if args.raw_only:
-            raw = raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds)
-            print(f"(a) raw model forward, batch {args.batch_size}, {args.image_size}x{args.image_size}, TensorFlow "
-                  f"threads {args.raw_threads or 'default'}: {raw:.1f} images/s", flush=True)
+            print(json.dumps(report, indent=2))
             return 0
         largest = max(args.sizes)
         print(f"writing {largest} aligned {args.image_size}x{args.image_size} SYNTHETIC faces ...", flush=True)
         make_faces(os.path.join(work, "db"), largest, args.image_size)
-        raw = raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds)
-        print(f"(a) raw model forward, batch {args.batch_size}, {args.image_size}x{args.image_size}: "
-              f"{raw:.1f} images/s", flush=True)
         results = {}
-        for size in sorted(args.sizes):
+        runs = [(size, "float32") for size in sorted(args.sizes)] + [(min(args.sizes), "bfloat16")]
+        for size, precision in runs:
             folder = os.path.join(work, f"db_{size}")
-            os.makedirs(folder)
-            for index in range(size):  # a database of `size` images (hard links, no copies)
-                os.link(os.path.join(work, "db", "faces", f"{index:06d}.jpg"), os.path.join(folder, f"{index:06d}.jpg"))
-            result = run_job(model_dir, folder, os.path.join(work, f"out_{size}"), args.batch_size, args.workers,
-                             args.mode)
-            results[size] = result
-            print(f"(b) end to end, {size} images, DirectRunner {args.mode} {args.workers} workers: "
-                  f"{result['images_per_s']:.1f} images/s (pipeline {result['pipeline_s']:.1f} s, command wall "
-                  f"{result['wall_s']:.1f} s), ratio to raw {result['images_per_s'] / raw:.2f}, peak memory "
-                  f"{result['peak_rss_mib']:.0f} MiB", flush=True)
-        print(json.dumps({"image_size": args.image_size, "batch_size": args.batch_size, "mode": args.mode,
-                          "workers": args.workers, "raw_images_per_s": raw,
-                          "end_to_end": {size: {k: v for k, v in r.items() if k != "progress_lines"}
-                                         for size, r in results.items()},
-                          "ratio_at_largest": results[largest]["images_per_s"] / raw}, indent=2))
+            if not os.path.isdir(folder):
+                os.makedirs(folder)
+                for index in range(size):  # a database of `size` images (hard links, no copies)
+                    os.link(os.path.join(work, "db", "faces", f"{index:06d}.jpg"),
+                            os.path.join(folder, f"{index:06d}.jpg"))
+            result = run_job(model_dir, folder, os.path.join(work, f"out_{size}_{precision}"), args.batch_size,
+                             args.workers, args.mode,
+                             ("--aligned-eyes", "0.35", "0.40", "0.65", "0.40", "--precision", precision))
+            raw_same = raw["sanitize_only" if precision == "float32" else "sanitize_only_bfloat16"]
+            results[f"{size} {precision}"] = dict(result, ratio_to_raw=result["images_per_s"] / raw_same)
+            print(f"(b) aligned faces end to end, {size} images, {precision}, DirectRunner {args.mode} {args.workers} "
+                  f"workers: {result['images_per_s']:.1f} images/s (pipeline {result['pipeline_s']:.1f} s, command "
+                  f"wall {result['wall_s']:.1f} s), ratio to raw {precision} {result['images_per_s'] / raw_same:.2f}, "
+                  f"peak memory {result['peak_rss_mib']:.0f} MiB", flush=True)
+        report["aligned_end_to_end"] = {k: {n: v for n, v in r.items() if n != "progress_lines"}
+                                        for k, r in results.items()}
+        if args.wild_photos:
+            photos = os.path.join(work, "group_photos")
+            faces = make_group_photos(photos, args.wild_photos)
+            ours = run_job(model_dir, photos, os.path.join(work, "out_wild"), args.batch_size, args.workers,
+                           args.mode, ("--faces", "wild"))
+            report["wild_end_to_end"] = {"photos": args.wild_photos, "faces_pasted": faces,
+                                         **{k: v for k, v in ours.items() if k != "progress_lines"}}
+            print(f"(c) group photos end to end ({args.wild_photos} photos of 1600x1000, {faces} REAL faces pasted): "
+                  f"facesan --faces wild {ours['images_per_s']:.2f} photos/s (pipeline {ours['pipeline_s']:.1f} s, "
+                  f"command wall {ours['wall_s']:.1f} s), peak memory {ours['peak_rss_mib']:.0f} MiB", flush=True)
+            if not args.skip_deface:
+                theirs = run_deface(deface_environment(work), photos, os.path.join(work, "out_deface"))
+                report["deface"] = theirs
+                print(f"(c) deface (CenterFace + blur, onnxrt) on the same photos: {theirs['images_per_s']:.2f} "
+                      f"photos/s (command wall {theirs['wall_s']:.1f} s, its start-up included), peak memory "
+                      f"{theirs['peak_rss_mib']:.0f} MiB; facesan command wall / deface command wall: "
+                      f"{ours['wall_s'] / theirs['wall_s']:.2f}", flush=True)
+        print(json.dumps(report, indent=2))
     return 0
 
 

@@ -181,6 +181,22 @@ def test_rerun_with_other_settings_or_model_is_refused(model, bad_corpus, tmp_pa
         run_job(_settings(root, out), model_dir=other)
 
 
+def test_reduced_precision_runs_the_models_bfloat16_signature(model, aligned_faces, tmp_path):
+    with pytest.raises(SystemExit, match="exported in float32 only"):
+        run_job(_settings(aligned_faces, tmp_path / "refused", precision="bfloat16"), model_dir=model)
+    both = export_small_model(tmp_path / "both" / "1900000000", precisions=("bfloat16",))
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        summary = run_job(_settings(aligned_faces, out, precision=precision), model_dir=both)
+        assert summary["sanitized"] == summary["inputs"] > 0
+        assert json.loads((out / "job.json").read_text())["settings"]["precision"] == precision
+        outputs[precision] = image_files(out)
+    difference = [np.abs(outputs["float32"][name].astype(float) - outputs["bfloat16"][name]).mean()
+                  for name in outputs["float32"]]
+    assert 0 < np.mean(difference) < 3  # rounding, not another model
+
+
 def _same_output(a: Path, b: Path):
     assert manifest_rows(a) == manifest_rows(b)
     assert sorted(map(json.dumps, read_dead_letter(str(a)))) == sorted(map(json.dumps, read_dead_letter(str(b))))

@@ -70,6 +70,9 @@ class TrainingConfig:
     residual_max_change: float = 0.5
     ensemble_loss_weight: float = 1.0
     checkpoint_every_epoch: bool = True  # resume a preempted SAN run from its last epoch
+    # Reduced precisions the sanitizer is also exported in (signatures sanitize_only_<p> and
+    # sanitize_faces_<p>; trainer/export.py): bfloat16 (CPUs with AVX-512 BF16 / AMX, GPUs), float16 (GPUs).
+    serving_precisions: tuple = ("bfloat16",)
     # Fail instead of training on the CPU when no GPU is visible (set by pipelines/vertex.py when
     # the Vertex AI Training jobs are given accelerators).
     require_gpu: bool = False
@@ -93,4 +96,7 @@ class TrainingConfig:
     @classmethod
     def from_custom_config(cls, values: dict) -> "TrainingConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in known})
+        values = {key: value for key, value in values.items() if key in known}
+        if "serving_precisions" in values:  # a list after a JSON round trip
+            values["serving_precisions"] = tuple(values["serving_precisions"])
+        return cls(**values)

@@ -4,8 +4,15 @@ Signatures (N images, S = the trained image size):
 - `serving_default(image_bytes: string [N])`: encoded aligned faces (JPEG/PNG, any size; resized
   to S) -> sanitized (OP) faces.
 - `sanitize_faces(faces: float32 [N,S,S,1] in [0,1])`: aligned gray faces -> sanitized faces.
+- `sanitize_only(faces)`: the same `sanitized` output and nothing else (no SM/NT/OP, no PNG; the
+  gender classifier runs only for the paper's SAN, whose output follows the gender): what the
+  bulk job calls.
 - `sanitize_labelled_faces(faces, male: int64 [N])`: the same, with the true gender given.
 - `classify_gender(faces: float32 [N,S,S,1])`: the auxiliary classifier's male probability.
+- `sanitize_only_<precision>` and `sanitize_faces_<precision>` for each reduced precision the model
+  was exported with (TrainingConfig.serving_precisions, default bfloat16): the same networks
+  computed in bfloat16 / float16 (float32 in and out); the bulk job's `--precision` picks one, the
+  evaluator's `serving_precision` judges one.
 
 Outputs of the sanitize signatures: `sanitized` (what the bulk job writes), `same` (X'_SM),
 `neutral` (X'_NT), `opposite` (X'_OP), each [N,S,S,1] float32 in [0,1], `sanitized_png` (string
@@ -42,8 +49,41 @@ def hashed_targets(faces: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.bitwise.bitwise_and(fingerprints[:, 0], 1), tf.float32)
 
 
+def signature_name(base: str, precision: str = "float32") -> str:
+    """`sanitize_only` / `sanitize_faces` for float32, with `_<precision>` for a reduced precision."""
+    return base if precision == "float32" else f"{base}_{precision}"
+
+
+class _Networks(tf.Module):
+    """One precision's sanitizer and classifier, with the prototypes they use."""
+
+    def __init__(self, san, classifier, owner: "SanitizerModule"):
+        super().__init__()
+        self.san, self.classifier = san, classifier
+        # Bound methods, not the owner itself: the object graph stays a tree.
+        self._prototypes, self._outputs = owner.prototypes, owner.outputs
+
+    def male_probability(self, faces):
+        return tf.cast(self.classifier(faces, training=False)[:, 1], tf.float32)
+
+    def sanitize_only(self, faces):
+        prototypes = self._prototypes()
+        if self.san.needs_gender:
+            male = tf.cast(self.male_probability(faces) >= 0.5, tf.int64)
+        else:
+            male = tf.zeros(tf.shape(faces)[:1], tf.int64)  # not used
+        sanitized = self.san.sanitized_only(faces, male, hashed_targets(faces), prototypes)
+        return {"sanitized": tf.cast(sanitized, tf.float32)}
+
+    def sanitize_faces(self, faces):
+        male_probability = self.male_probability(faces)
+        return self._outputs(self.san, faces, tf.cast(male_probability >= 0.5, tf.int64), male_probability)
+
+
 class SanitizerModule(tf.Module):
-    def __init__(self, san, classifier, prototypes: dict, image_size: int):
+    def __init__(self, san, classifier, prototypes: dict, image_size: int, reduced: dict | None = None):
+        """`reduced`: {precision: (sanitizer, classifier)} copies computed in reduced precision
+        (trainer.models.reduced_precision_copy), each exported as its own signatures."""
         super().__init__(name="sanitizer")
         self.san = san
         self.classifier = classifier
@@ -52,7 +92,20 @@ class SanitizerModule(tf.Module):
         self.prototype_female = tf.Variable(prototypes["female"], trainable=False, name="prototype_female")
         self.prototype_neutral = tf.Variable(prototypes["neutral"], trainable=False, name="prototype_neutral")
         faces_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name="faces")
+        self.networks = {"float32": _Networks(san, classifier, self)}
+        for precision, (reduced_san, reduced_classifier) in (reduced or {}).items():
+            self.networks[precision] = _Networks(reduced_san, reduced_classifier, self)
+        self.precisions = sorted(self.networks)
         self.sanitize_faces = tf.function(self._sanitize_faces, input_signature=[faces_spec])
+        self.sanitize_only = tf.function(self.networks["float32"].sanitize_only, input_signature=[faces_spec])
+        self.reduced_signatures = {}
+        for precision in self.precisions:
+            if precision != "float32":
+                networks = self.networks[precision]
+                self.reduced_signatures[signature_name("sanitize_only", precision)] = tf.function(
+                    networks.sanitize_only, input_signature=[faces_spec])
+                self.reduced_signatures[signature_name("sanitize_faces", precision)] = tf.function(
+                    networks.sanitize_faces, input_signature=[faces_spec])
         self.classify_gender = tf.function(self._male_probability, input_signature=[faces_spec])
         self.sanitize_labelled_faces = tf.function(
             self._sanitize_labelled_faces, input_signature=[faces_spec, tf.TensorSpec([None], tf.int64, name="male")]
@@ -68,13 +121,18 @@ class SanitizerModule(tf.Module):
         male_probability = self._male_probability(faces)["male_probability"]
         return self._sanitize_with_gender(faces, tf.cast(male_probability >= 0.5, tf.int64), male_probability)
 
+    def prototypes(self) -> dict:
+        return {"male": self.prototype_male, "female": self.prototype_female, "neutral": self.prototype_neutral}
+
     def _sanitize_labelled_faces(self, faces, male):
         """When the true gender is known (e.g. evaluation), the prototypes follow it."""
         return self._sanitize_with_gender(faces, male, self._male_probability(faces)["male_probability"])
 
     def _sanitize_with_gender(self, faces, male, male_probability):
-        prototypes = {"male": self.prototype_male, "female": self.prototype_female, "neutral": self.prototype_neutral}
-        outputs = self.san.sanitizer_outputs(faces, male, hashed_targets(faces), prototypes)
+        return self.outputs(self.san, faces, male, male_probability)
+
+    def outputs(self, san, faces, male, male_probability):
+        outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces), self.prototypes())
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         sanitized_png = tf.map_fn(
@@ -96,6 +154,7 @@ class SanitizerModule(tf.Module):
 
 def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> None:
     record = {"format_version": MODEL_FORMAT_VERSION, "image_size": module.image_size,
+              "precisions": module.precisions,
               "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **metadata}
     # Inside the SavedModel too, so a copy without the JSON file still says what it is.
     module.metadata_json = tf.Variable(json.dumps(record, sort_keys=True), trainable=False, name="metadata_json")
@@ -105,8 +164,10 @@ def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> 
         signatures={
             "serving_default": module.sanitize_image_bytes,
             "sanitize_faces": module.sanitize_faces,
+            "sanitize_only": module.sanitize_only,
             "sanitize_labelled_faces": module.sanitize_labelled_faces,
             "classify_gender": module.classify_gender,
+            **module.reduced_signatures,
         },
     )
     with tf.io.gfile.GFile(os.path.join(export_dir, METADATA_FILE), "w") as handle:

@@ -69,6 +69,11 @@ class SemiAdversarialNetwork(keras.Model):
         self.image_size = image_size
         self.autoencoder = build_san_autoencoder(image_size)
         self.combiner = build_proto_combiner(image_size)
+        # The decoder before its last nearest-neighbour upsampling (same layers, same weights).
+        self._before_last_upsampling = keras.Model(
+            self.autoencoder.inputs, self.autoencoder.get_layer("decoder_up2").input, name="san_decoder_half")
+
+    needs_gender = True  # its output follows the (predicted) gender: OP uses the other prototype
 
     def call(self, inputs, training=None):
         """inputs: dict face [N,S,S,1], same/neutral/opposite prototypes [N,S,S,3].
@@ -87,6 +92,22 @@ class SemiAdversarialNetwork(keras.Model):
         del target
         outputs = self({"face": face, **prototypes_for_labels(male, prototypes)}, training=False)
         return {**outputs, "sanitized": outputs["opposite"]}
+
+    def sanitized_only(self, face, male, target, prototypes: dict):
+        """`sanitizer_outputs(...)["sanitized"]` (X'_OP) computed lean, for serving: the combiner's
+        1x1 convolution over the 128 decoder channels commutes with the last nearest-neighbour
+        upsampling, so it is applied at S/2 and one channel is upsampled; the S x S x 128 tensor and
+        the SM/NT outputs are never built. Same values up to float rounding (tests/test_export.py)."""
+        del target
+        chosen = prototypes_for_labels(male, prototypes)
+        half = self._before_last_upsampling([face, tf.cast(chosen["same"], face.dtype)], training=False)
+        conv = self.combiner.get_layer("combiner_conv")
+        kernel, bias = conv.kernel, conv.bias  # [1, 1, 128 + 3, 1]: decoder channels, then the prototype
+        features = tf.nn.conv2d(half, tf.cast(kernel[:, :, :DECODER_CHANNELS], half.dtype), 1, "VALID")
+        features = tf.repeat(tf.repeat(features, 2, axis=1), 2, axis=2)  # nearest-neighbour x2
+        prototype = tf.nn.conv2d(tf.cast(chosen["opposite"], half.dtype),
+                                 tf.cast(kernel[:, :, DECODER_CHANNELS:], half.dtype), 1, "VALID")
+        return tf.sigmoid(features + prototype + tf.cast(bias, half.dtype))
 
 
 def _target_map(inputs):
@@ -153,11 +174,38 @@ class ResidualSanitizer(keras.Model):
         """inputs: dict face [N,S,S,1], target [N] -> {'sanitized': [N,S,S,1]}."""
         return {"sanitized": self.edit(inputs["face"], inputs["target"], training=training)}
 
+    needs_gender = False  # the sanitized output's target comes from the face's fingerprint
+
+    def sanitized_only(self, face, male, target, prototypes: dict | None = None):
+        """`sanitizer_outputs(...)["sanitized"]` alone: one editor pass, for serving."""
+        del male, prototypes
+        return self.edit(face, target)
+
     def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
         del prototypes  # the residual sanitizer needs no prototypes
         male = tf.cast(male, face.dtype)
         return {"same": self.edit(face, male), "neutral": self.edit(face, tf.fill(tf.shape(male), 0.5)),
                 "opposite": self.edit(face, 1.0 - male), "sanitized": self.edit(face, target)}
+
+
+REDUCED_PRECISIONS = ("bfloat16", "float16")
+
+
+def reduced_precision_copy(build, source: keras.Model, precision: str) -> keras.Model:
+    """`build()` made under Keras' `mixed_<precision>` policy (variables float32, arithmetic in
+    bfloat16 or float16), holding `source`'s weights: the same network, computed in reduced
+    precision. bfloat16 runs natively on CPUs with AVX-512 BF16 / AMX and on recent GPUs; float16 on
+    GPUs (on a CPU it is emulated and slow)."""
+    if precision not in REDUCED_PRECISIONS:
+        raise ValueError(f"precision {precision!r}: use one of {', '.join(REDUCED_PRECISIONS)}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(f"mixed_{precision}")
+    try:
+        copy = build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(source.get_weights())
+    return copy
 
 
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5) -> keras.Model:

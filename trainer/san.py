@@ -31,7 +31,9 @@ from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_ensemble_members
-from trainer.models import ResidualSanitizer, build_sanitizer, prototypes_for_labels
+from trainer.models import (
+    ResidualSanitizer, build_gender_classifier, build_sanitizer, prototypes_for_labels, reduced_precision_copy,
+)
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
 CHECKPOINT_ROOT_KEY = "checkpoint_root"  # custom_config key: where resumable epoch backups live
@@ -248,8 +250,13 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
     trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
                 verbose=2)
 
+    reduced = {precision: (
+        reduced_precision_copy(lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
+                                                       config.residual_max_change), trainer.san, precision),
+        reduced_precision_copy(lambda: build_gender_classifier(config.image_size), classifier, precision))
+        for precision in config.serving_precisions}
     save_sanitizer(
-        SanitizerModule(trainer.san, classifier, prototypes, config.image_size),
+        SanitizerModule(trainer.san, classifier, prototypes, config.image_size, reduced),
         fn_args.serving_model_dir,
         metadata={"training_config": config.to_custom_config(),
                   # What the sanitizer hides and keeps; the bulk job refuses to pass a suppressed attribute on.

@@ -19,11 +19,11 @@ from components.evaluation.outputs import sanitized_batches
 
 
 def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
-                             batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                             batch_size: int = 64, precision: str = "float32") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the sanitizer's output (what the bulk job writes) for up to max_faces train-split faces,
     uint8 [N,S,S,1]; male [N]; identity [N])."""
     faces, male, identity = [], [], []
-    for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces):
+    for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces, precision):
         faces.append(np.clip(np.rint(batch["images"]["sanitized"].numpy() * 255.0), 0, 255).astype(np.uint8))
         male.append(batch["male"])
         identity.append(batch["identity"])
@@ -33,9 +33,11 @@ def sanitized_training_faces(model, train_patterns: list[str], image_size: int, 
 
 
 def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
-                            seed: int, progress: Callable[[str], None] = logging.info) -> KerasGenderJudge:
+                            seed: int, progress: Callable[[str], None] = logging.info,
+                            precision: str = "float32") -> KerasGenderJudge:
     model = tf.saved_model.load(model_dir)
-    faces, male, identity = sanitized_training_faces(model, train_patterns, image_size, max_faces)
+    faces, male, identity = sanitized_training_faces(model, train_patterns, image_size, max_faces,
+                                                     precision=precision)
     progress(f"adaptive attacker: training on the sanitized output of {len(faces)} train-split faces (some "
              "identities held out to keep its best epoch)")
     cnn = train_gender_cnn(faces, male, image_size, epochs=epochs, seed=seed, progress=progress, identity=identity)

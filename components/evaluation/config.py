@@ -112,6 +112,9 @@ class EvaluationConfig(_JsonConfig):
     bootstrap_samples: int = 1000
     bootstrap_seed: int = 2
     batch_size: int = 64
+    # Which of the sanitizer's exported precisions is judged (float32, or a reduced one it was
+    # exported with, e.g. bfloat16: trainer/export.py); the bulk job's --precision runs the same.
+    serving_precision: str = "float32"
 
     def __post_init__(self):
         if self.judges:

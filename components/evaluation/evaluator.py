@@ -77,7 +77,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
     quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
     for batch in sanitized_batches(model, file_patterns, image_size, settings.batch_size,
-                                    settings.max_faces_per_split):
+                                    settings.max_faces_per_split, settings.serving_precision):
         images = batch["images"]
         for index, is_male in enumerate(batch["male"]):
             faces = grid["male" if is_male else "female"]
@@ -183,7 +183,8 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         image_size = int(load_metadata(model_dir)["image_size"])
         adaptive = [train_adaptive_attacker(
             model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
-            seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message))]
+            seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
+            precision=settings.serving_precision)]
     splits, grid = {}, None
     for split, patterns in split_patterns.items():
         logging.info("SanitizerEvaluator: split %s", split)

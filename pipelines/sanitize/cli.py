@@ -136,8 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dlib detector upsampling; 1 finds faces from about 40 px (default %(default)s)")
     parser.add_argument("--detect-max-side", type=int, default=d.detect_max_side,
                         help="larger photos are searched for faces at this size (default %(default)s)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default=d.precision,
+                        help="the model's arithmetic: float32, or a reduced precision it was exported with "
+                             "(bfloat16 on CPUs with AVX-512 BF16 / AMX and on GPUs; float16 on GPUs); faster, "
+                             "outputs differ by rounding (README, Performance) (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help="at most this many images per model call (default %(default)s)")
+                        help="faces per model call: photos are batched until their faces reach this many (a "
+                             "group photo counts its faces) (default %(default)s)")
     parser.add_argument("--tf-threads", type=int, default=None,
                         help="TensorFlow threads per worker process (default: cores / workers with the local "
                              "DirectRunner, TensorFlow's own choice elsewhere)")
@@ -173,7 +178,7 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
     return SanitizeJobConfig(
         input=args.input, output=args.output.rstrip("/"), model=args.model, input_format=args.input_format,
         image_field=args.image_field, faces=args.faces, aligned_eyes=tuple(args.aligned_eyes), no_face=args.no_face,
-        paste=args.paste, mask=args.mask, color=args.color, feather=args.feather, min_face=args.min_face, detector=args.detector, jpeg_quality=args.jpeg_quality,
+        paste=args.paste, mask=args.mask, color=args.color, feather=args.feather, min_face=args.min_face, precision=args.precision, detector=args.detector, jpeg_quality=args.jpeg_quality,
         verify_aligned=args.verify_aligned, aligned_aspect=tuple(args.aligned_aspect),
         max_pixels=args.max_pixels,
         min_side=args.min_side, detect_upsample=args.detect_upsample, detect_max_side=args.detect_max_side,

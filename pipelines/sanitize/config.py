@@ -57,7 +57,10 @@ class SanitizeJobConfig:
     keep_fields: tuple = ()
     # (pinned) allow keep_fields to name an attribute the model's policy suppresses (e.g. Male)
     force_keep_suppressed_fields: bool = False
-    batch_size: int = 16  # images per RunInference batch (at most)
+    # (pinned) arithmetic of the model: float32, or a reduced precision the model was exported with
+    # (bfloat16: CPUs with AVX-512 BF16 / AMX and GPUs; float16: GPUs); outputs differ by rounding
+    precision: str = "float32"
+    batch_size: int = 16  # faces per RunInference batch (photos are batched until their faces reach it)
     # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
     # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
     tf_threads: int = 0
@@ -65,5 +68,5 @@ class SanitizeJobConfig:
     beam_pipeline_args: list[str] = field(default_factory=list)
 
     PINNED = ("input", "input_format", "image_field", "faces", "detector", "aligned_eyes", "verify_aligned",
-              "aligned_aspect", "no_face", "paste", "mask", "color", "feather", "min_face", "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
+              "aligned_aspect", "no_face", "paste", "mask", "color", "feather", "min_face", "precision", "jpeg_quality", "max_pixels", "min_side", "detect_upsample", "detect_max_side", "manifest_shards",
               "output_format", "records_per_shard", "keep_fields", "force_keep_suppressed_fields")

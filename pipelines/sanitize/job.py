@@ -64,6 +64,10 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
                          "inputs. Choose an output folder outside the input.")
     path = model_dir or resolve_model(settings.model, Config().serving_dir)[0]
     model = model_facts(path)
+    if settings.precision not in model.precisions:
+        raise SystemExit(f"error: --precision {settings.precision}: the model {path} was exported in "
+                         f"{', '.join(model.precisions)} only (TrainingConfig.serving_precisions); pick one of those "
+                         "or export the model again")
     check_kept_fields(settings, model.suppressed)
     return JobPlan(dataclasses.replace(settings, output=output), model, kind, pattern, base)
 

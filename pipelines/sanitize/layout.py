@@ -43,6 +43,8 @@ class ModelFacts:
     image_size: int
     # CelebA attribute names the model's privacy policy suppresses (its metadata; gender by default)
     suppressed: tuple = ("Male",)
+    # precisions it was exported in (trainer/export.py); models from before reduced precision: float32
+    precisions: tuple = ("float32",)
 
 
 @dataclass(frozen=True)

@@ -67,14 +67,22 @@ def model_facts(model_dir: str) -> ModelFacts:
         raise SystemExit(f"error: cannot read the sanitizer metadata of {model_dir} ({error}); is it a model "
                          "exported by trainer.export (the pipeline's SanTrainer/Pusher)?") from None
     suppressed = tuple(metadata.get("policy", {}).get("suppress", ModelFacts.suppressed))
-    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size, suppressed)
+    precisions = tuple(metadata.get("precisions", ModelFacts.precisions))
+    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size, suppressed,
+                      precisions)
+
+
+def faces_in(element) -> int:
+    """Batch weight of a RunInference element: its faces ([k,S,S,1], or keyed (context, faces))."""
+    faces = element[1] if isinstance(element, tuple) else element
+    return max(1, len(faces))
 
 
 class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
     """RunInference handler for the exported sanitizer SavedModel (local or gs://).
 
     An element is one photo's aligned gray faces [k, S, S, 1]; a batch concatenates them into one
-    call of the `sanitize_faces` signature and splits the sanitized faces back per photo. Beam
+    call of the lean `sanitize_only` signature (the `sanitized` output alone) and splits the sanitized faces back per photo. Beam
     loads one model per worker process and shares it between its threads.
 
     (Beam's own `tensorflow_inference.TFModelHandlerNumpy` cannot be imported in this project's
@@ -83,7 +91,8 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
     sanitizer is a plain SavedModel with signatures.)
     """
 
-    def __init__(self, model_path: str, max_batch_size: int, signature: str = "sanitize_faces", tf_threads: int = 0):
+    def __init__(self, model_path: str, max_batch_size: int, signature: str = "sanitize_only", tf_threads: int = 0):
+        """`signature`: sanitize_only, or sanitize_only_<precision> (trainer.export.signature_name)."""
         self._model_path = model_path
         self._max_batch_size = max_batch_size
         self._signature = signature
@@ -118,14 +127,19 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
             yield PredictionResult(faces, sanitized, self._model_path)
 
     def sanitize(self, model, faces: np.ndarray) -> np.ndarray:
-        return model.signatures[self._signature](faces=tf.constant(faces))["sanitized"].numpy()
+        # Models exported before the lean `sanitize_only` signature existed: their full one.
+        name = self._signature if self._signature in model.signatures else "sanitize_faces"
+        return model.signatures[name](faces=tf.constant(faces))["sanitized"].numpy()
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
         return sum(faces.nbytes for faces in batch)
 
     def batch_elements_kwargs(self):
         # Full batches (a bundle's last one may be smaller): the forward pass dominates the cost.
-        return {"min_batch_size": self._max_batch_size, "max_batch_size": self._max_batch_size}
+        # Counted in faces, not photos: a group photo adds its k faces, so a batch of group photos
+        # is no larger a model call than one of single faces.
+        return {"min_batch_size": self._max_batch_size, "max_batch_size": self._max_batch_size,
+                "element_size_fn": faces_in}
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE + "_inference"

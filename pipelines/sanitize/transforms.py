@@ -18,6 +18,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
+from trainer.export import signature_name
 from pipelines.sanitize.containers import WriteShards
 from pipelines.sanitize.faces import ComposeAndWrite, PrepareFaces
 from pipelines.sanitize.inputs import ListInputs
@@ -81,8 +82,9 @@ class SanitizeInputs(beam.PTransform):
                 | "Spread" >> beam.Reshuffle())
         prepared = todo | "PrepareFaces" >> beam.ParDo(PrepareFaces(plan)).with_outputs(
             PrepareFaces.ROWS, PrepareFaces.RECORDS, main="faces")
-        handler = KeyedModelHandler(SanitizerModelHandler(plan.model.path, plan.settings.batch_size,
-                                                          tf_threads=plan.settings.tf_threads))
+        handler = KeyedModelHandler(SanitizerModelHandler(
+            plan.model.path, plan.settings.batch_size, signature_name("sanitize_only", plan.settings.precision),
+            tf_threads=plan.settings.tf_threads))
         composed = (prepared.faces
                     | "Sanitize" >> RunInference(handler)
                     | "ComposeAndWrite" >> beam.ParDo(ComposeAndWrite(plan)).with_outputs(
