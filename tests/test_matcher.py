@@ -6,9 +6,8 @@ import tensorflow as tf
 
 from components.training.reports import flatten
 from trainer.config import TrainingConfig
-from trainer.matcher import (
-    build_matcher_training_model, cosine_schedule, genuine_impostor_scores, tmr_at_fmr,
-)
+from trainer.matcher import build_matcher_training_model, cosine_schedule
+from trainer.scores import genuine_impostor, tmr_at_fmr
 from trainer.models import CosFaceHead
 
 
@@ -28,9 +27,23 @@ def test_tmr_at_fmr_by_hand():
     impostor = np.arange(100) / 100.0  # threshold at FMR 0.01 = the 99th percentile, 0.9801
     genuine = np.array([0.5, 0.97, 0.985, 0.99, 1.0])
     assert tmr_at_fmr(genuine, impostor, 0.01) == pytest.approx(3 / 5)
+    assert tmr_at_fmr(genuine, impostor, 0.001) == pytest.approx(1 / 5)  # no impostor may pass: above 0.99
+    assert tmr_at_fmr(genuine, impostor, 1.0) == 1.0
     embeddings = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    genuine, impostor = genuine_impostor_scores(embeddings, np.array([7, 7, 9]))
-    assert genuine.tolist() == [1.0] and sorted(impostor.tolist()) == [0.0, 0.0]
+    genuine, impostor = genuine_impostor(embeddings @ embeddings.T, np.array([7, 7, 9]))
+    assert genuine.tolist() == [1.0, 1.0] and sorted(impostor.tolist()) == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_tmr_at_fmr_equals_the_roc_curves_on_ties_and_random_scores():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(0)
+    for genuine, impostor in ((rng.normal(1, 1, 300), rng.normal(0, 1, 5000)),
+                              (np.round(rng.normal(1, 1, 300), 1), np.round(rng.normal(0, 1, 5000), 1))):
+        labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+        fpr, tpr, _ = roc_curve(labels, np.concatenate([genuine, impostor]), drop_intermediate=False)
+        for fmr in (1e-3, 1e-2, 0.1, 0.5):
+            assert tmr_at_fmr(genuine, impostor, fmr) == pytest.approx(float(tpr[fpr <= fmr + 1e-12].max()))
 
 
 def test_training_model_takes_the_class_and_exports_only_the_embedding():

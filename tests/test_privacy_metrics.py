@@ -70,3 +70,21 @@ def test_ssim_of_identical_faces_is_one_and_psnr_of_a_known_offset():
     np.testing.assert_allclose(psnr, 20.0, atol=1e-3)
     ssim, _ = image_quality(faces, tf.reverse(faces, axis=[1]))
     assert (ssim < 0.5).all()  # a different image is not "identical"
+
+
+def test_matching_roc_points_lie_on_the_roc_curve_and_cover_low_false_match_rates():
+    from sklearn.metrics import roc_curve
+
+    from components.evaluation.metrics import matching_roc
+
+    rng = np.random.default_rng(3)
+    genuine, impostor = np.round(rng.normal(2, 1, 400), 2), np.round(rng.normal(0, 1, 200_000), 2)
+    roc = matching_roc(genuine, impostor)
+    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
+    fpr, tpr, _ = roc_curve(labels, np.concatenate([genuine, impostor]), drop_intermediate=False)
+    curve = set(zip(np.round(fpr, 6).tolist(), np.round(tpr, 6).tolist()))
+    assert all((x, y) in curve for x, y in zip(roc["fpr"], roc["tpr"]))  # exact points of the curve
+    assert roc["fpr"][0] == 0 and roc["tpr"][-1] == 1 and roc["fpr"] == sorted(roc["fpr"])
+    assert sum(1e-4 <= x <= 1e-2 for x in roc["fpr"]) >= 15  # the log-axis region is drawn, not 2 points
+    for fmr in (1e-3, 1e-2):  # the curve passes through the reported TMRs
+        assert tmr_at_fmr(genuine, impostor, fmr) in roc["tpr"]

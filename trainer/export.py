@@ -15,8 +15,8 @@ Signatures (N images, S = the trained image size):
   evaluator's `serving_precision` judges one.
 
 Outputs of the sanitize signatures: `sanitized` (what the bulk job writes), `same` (X'_SM),
-`neutral` (X'_NT), `opposite` (X'_OP), each [N,S,S,1] float32 in [0,1], `sanitized_png` (string
-[N]) and `male_probability` [N]. Gender is unknown at inference: the auxiliary classifier predicts
+`neutral` (X'_NT), `opposite` (X'_OP), each [N,S,S,1] float32 in [0,1], and `male_probability`
+[N]; `serving_default` also gives `sanitized_png` (string [N]). Gender is unknown at inference: the auxiliary classifier predicts
 it and SM/NT/OP follow it. `sanitized` is X'_OP for the paper's SAN; for the residual sanitizer
 it is the output for a target gender drawn per face from a fingerprint of its thumbnail
 (`hashed_targets`): independent of the gender, and the same every time the same face is given,
@@ -135,21 +135,23 @@ class SanitizerModule(tf.Module):
         outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces), self.prototypes())
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
-        sanitized_png = tf.map_fn(
-            lambda face: tf.io.encode_png(tf.image.convert_image_dtype(face, tf.uint8, saturate=True)),
-            outputs["sanitized"], fn_output_signature=tf.string,
-        )
         return {
             "sanitized": outputs["sanitized"],
             "same": outputs["same"],
             "neutral": outputs["neutral"],
             "opposite": outputs["opposite"],
-            "sanitized_png": sanitized_png,
             "male_probability": male_probability,
         }
 
     def _sanitize_image_bytes(self, image_bytes):
-        return self._sanitize_faces(to_model_input(decode_face_images(image_bytes, self.image_size)))
+        """Encoded faces in; the outputs of sanitize_faces and the sanitized faces as PNG bytes out
+        (only this signature encodes: the evaluator and the bulk job take tensors)."""
+        outputs = self._sanitize_faces(to_model_input(decode_face_images(image_bytes, self.image_size)))
+        sanitized_png = tf.map_fn(
+            lambda face: tf.io.encode_png(tf.image.convert_image_dtype(face, tf.uint8, saturate=True)),
+            outputs["sanitized"], fn_output_signature=tf.string,
+        )
+        return {**outputs, "sanitized_png": sanitized_png}
 
 
 def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> None:

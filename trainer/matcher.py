@@ -25,6 +25,7 @@ from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.models import CosFaceHead, build_face_matcher
+from trainer.scores import genuine_impostor, tmr_at_fmr
 
 
 TRAINING_REPORT_FILE = "training_report.json"  # in the ModelRun dir; its figures go to ML Metadata
@@ -42,20 +43,6 @@ def embeddings_and_identities(matcher: keras.Model, dataset: tf.data.Dataset) ->
         embeddings.append(matcher(batch[features.FACE_GRAY_KEY], training=False).numpy())
         identities.append(batch[features.IDENTITY_KEY].numpy())
     return np.concatenate(embeddings), np.concatenate(identities)
-
-
-def genuine_impostor_scores(embeddings: np.ndarray, identities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine scores of all same-identity and different-identity pairs (each pair once)."""
-    scores = embeddings @ embeddings.T
-    same = identities[:, None] == identities[None, :]
-    upper = np.triu(np.ones_like(same), k=1).astype(bool)
-    return scores[same & upper], scores[~same & upper]
-
-
-def tmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> float:
-    """Share of genuine pairs scoring above the threshold that accepts `fmr` of the impostor pairs."""
-    threshold = np.quantile(impostor, 1.0 - fmr)
-    return float(np.mean(genuine > threshold))
 
 
 def cosine_schedule(learning_rate: float, epochs: int):
@@ -78,10 +65,12 @@ def build_matcher_training_model(config: TrainingConfig, num_identities: int) ->
 def evaluate_on_unseen_identities(matcher: keras.Model, dataset: tf.data.Dataset) -> dict:
     """TMR at FMR 1e-2 / 1e-3 and mean scores over all pairs of a split whose identities the
     matcher never trained on (the eval split)."""
-    genuine, impostor = genuine_impostor_scores(*embeddings_and_identities(matcher, dataset))
+    embeddings, identities = embeddings_and_identities(matcher, dataset)
+    genuine, impostor = genuine_impostor(embeddings @ embeddings.T, identities)
     if not genuine.size or not impostor.size:
         raise ValueError("the eval split needs at least two identities with two images each to measure the matcher")
-    return {"split": "eval", "genuine_pairs": int(genuine.size), "impostor_pairs": int(impostor.size),
+    # Cosine scores are symmetric: each pair is in both directions, so it counts once.
+    return {"split": "eval", "genuine_pairs": int(genuine.size // 2), "impostor_pairs": int(impostor.size // 2),
             "mean_genuine_cosine": float(genuine.mean()), "mean_impostor_cosine": float(impostor.mean()),
             "tmr_at_fmr": {f"{fmr:g}": tmr_at_fmr(genuine, impostor, fmr) for fmr in (1e-2, 1e-3)}}
 

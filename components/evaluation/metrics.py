@@ -2,7 +2,7 @@
 
 - gender: error rate of a judge at P(male) >= 0.5, ROC curve and AUC (scikit-learn);
 - matching: genuine and impostor scores of perturbed probes against the ORIGINAL gallery of the
-  other images, and the true match rate at a false match rate (from scikit-learn's ROC);
+  other images, and the true match rate at a false match rate (trainer/scores.py);
 - image quality: SSIM and PSNR of a perturbed face against its original (tf.image).
 """
 
@@ -12,7 +12,12 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from trainer.scores import genuine_impostor, tmr_at_fmr  # noqa: F401 (the evaluator's and the matcher report's one definition)
+
 ROC_POINTS = 101  # ROC curves are stored at this many points (enough to draw, small in JSON)
+# Matching ROCs are stored at these false match rates: log-spaced, since they are read (and drawn)
+# on a log axis at 1e-3 .. 1e-2, plus an even spread for the rest of the curve.
+MATCHING_ROC_FMRS = np.unique(np.concatenate([[0.0], np.logspace(-6, 0, 61), np.linspace(0, 1, 41)]))
 
 
 def _thin(x: np.ndarray, y: np.ndarray, points: int = ROC_POINTS) -> dict:
@@ -41,39 +46,28 @@ def gender_metrics(male: np.ndarray, male_probability: np.ndarray) -> dict:
     return result
 
 
-def genuine_impostor(scores: np.ndarray, identity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Probe i against gallery image j != i (scores [N,N]): same identity (genuine) or not (impostor)."""
-    identity = np.asarray(identity)
-    same = identity[:, None] == identity[None, :]
-    off_diagonal = ~np.eye(len(identity), dtype=bool)
-    return scores[same & off_diagonal], scores[~same & off_diagonal]
-
-
-def tmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> float:
-    """The highest true match rate at a threshold whose false match rate is at most `fmr`.
-
-    A pair matches when its score is at least the threshold. With I impostor pairs the FMR is
-    resolved in steps of 1/I; a target below 1/I allows no impostor above the threshold.
-    """
-    genuine, impostor = np.asarray(genuine, np.float64), np.asarray(impostor, np.float64)
-    if not genuine.size or not impostor.size:
-        raise ValueError(f"TMR at FMR needs genuine and impostor pairs, got {genuine.size} and {impostor.size}")
-    labels = np.concatenate([np.ones(genuine.size), np.zeros(impostor.size)])
-    fpr, tpr, _ = roc_curve(labels, np.concatenate([genuine, impostor]), drop_intermediate=False)
-    return float(tpr[fpr <= fmr + 1e-12].max())
+def matching_roc(genuine: np.ndarray, impostor: np.ndarray, fmrs: np.ndarray = MATCHING_ROC_FMRS) -> dict:
+    """The matching ROC at the thresholds trainer.scores.tmr_at_fmr picks for each FMR in `fmrs`:
+    (achieved FMR, TMR) points, from two sorts (no sklearn: millions of pairs)."""
+    genuine, impostor = np.sort(np.asarray(genuine, np.float64)), np.sort(np.asarray(impostor, np.float64))
+    allowed = np.floor(np.asarray(fmrs) * impostor.size + 1e-12 * impostor.size).astype(np.int64)
+    below = np.clip(impostor.size - 1 - allowed, 0, impostor.size - 1)
+    threshold = np.where(allowed >= impostor.size, -np.inf, impostor[below])  # highest impostor rejected
+    fpr = (impostor.size - np.searchsorted(impostor, threshold, side="right")) / impostor.size
+    tpr = (genuine.size - np.searchsorted(genuine, threshold, side="right")) / genuine.size
+    points = sorted(set(zip(fpr.tolist(), tpr.tolist())))
+    return {"fpr": [round(float(x), 6) for x, _ in points], "tpr": [round(float(y), 6) for _, y in points]}
 
 
 def matching_metrics(genuine: np.ndarray, impostor: np.ndarray, fmr_targets) -> dict:
-    """TMR at each FMR target, pair counts, mean scores and a thinned ROC (the paper's Figure 7)."""
-    labels = np.concatenate([np.ones(len(genuine)), np.zeros(len(impostor))])
-    fpr, tpr, _ = roc_curve(labels, np.concatenate([genuine, impostor]))
+    """TMR at each FMR target, pair counts, mean scores and the ROC (the paper's Figure 7)."""
     return {
         "tmr_at_fmr": {f"{target:g}": tmr_at_fmr(genuine, impostor, target) for target in fmr_targets},
         "genuine_pairs": int(len(genuine)),
         "impostor_pairs": int(len(impostor)),
         "genuine_mean": float(np.mean(genuine)),
         "impostor_mean": float(np.mean(impostor)),
-        "roc": _thin(fpr, tpr),
+        "roc": matching_roc(genuine, impostor),
     }
 
 
