@@ -75,3 +75,28 @@ def test_bulk_job_model_call_writes_the_evaluated_output(tmp_path):
     # target male = the opposite output for predicted females and the same output for predicted males
     expected = np.where(by_target == predicted_male, outputs["same"].numpy(), outputs["opposite"].numpy())
     np.testing.assert_allclose(evaluated, expected, atol=1e-5)
+
+
+def test_batches_are_weighed_in_faces_not_photos():
+    """RunInference gathers photos until their faces reach --batch-size: a group photo of 8 faces
+    weighs 8, so a batch of 16 group photos is not a model call on 128 faces."""
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+
+    handler = SanitizerModelHandler("unused", max_batch_size=16)
+    kwargs = handler.batch_elements_kwargs()
+    size = kwargs["element_size_fn"]
+    assert size(("context", np.zeros((8, SIZE, SIZE, 1)))) == 8  # keyed, as the job's elements are
+    assert size(np.zeros((3, SIZE, SIZE, 1))) == 3
+    photos = [np.zeros((k, SIZE, SIZE, 1), np.float32) for k in (8, 8, 8, 1, 1, 5, 8)]
+    with beam.Pipeline() as pipeline:
+        batches = (pipeline | beam.Create([("p%d" % i, faces) for i, faces in enumerate(photos)])
+                   | beam.BatchElements(**kwargs)
+                   | beam.Map(lambda batch: sum(len(faces) for _, faces in batch)))
+        assert_that(batches, lambda counts: _check_counts(counts, sum(len(p) for p in photos)))
+
+
+def _check_counts(counts, total):
+    assert sum(counts) == total
+    assert all(count < 16 + 8 for count in counts), counts  # never more than one photo past the limit
+    assert len(counts) >= 2, counts
