@@ -115,21 +115,17 @@ class SanitizerModule(tf.Module):
         )
 
     def _male_probability(self, faces):
-        return {"male_probability": tf.cast(self.classifier(faces, training=False)[:, 1], tf.float32)}
+        return {"male_probability": self.networks["float32"].male_probability(faces)}
 
     def _sanitize_faces(self, faces):
-        male_probability = self._male_probability(faces)["male_probability"]
-        return self._sanitize_with_gender(faces, tf.cast(male_probability >= 0.5, tf.int64), male_probability)
+        return self.networks["float32"].sanitize_faces(faces)
 
     def prototypes(self) -> dict:
         return {"male": self.prototype_male, "female": self.prototype_female, "neutral": self.prototype_neutral}
 
     def _sanitize_labelled_faces(self, faces, male):
         """When the true gender is known (e.g. evaluation), the prototypes follow it."""
-        return self._sanitize_with_gender(faces, male, self._male_probability(faces)["male_probability"])
-
-    def _sanitize_with_gender(self, faces, male, male_probability):
-        return self.outputs(self.san, faces, male, male_probability)
+        return self.outputs(self.san, faces, male, self.networks["float32"].male_probability(faces))
 
     def outputs(self, san, faces, male, male_probability):
         outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces), self.prototypes())

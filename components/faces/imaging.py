@@ -10,6 +10,8 @@ pixel centres, i.e. x + 0.5.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -247,27 +249,78 @@ def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     return np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
 
 
-SKIN_FIELD = 32  # the skin tone is computed at this resolution (it is smooth; cost stays flat)
+SKIN_FIELD = 32  # the skin tone is computed with the face this many pixels wide (it is smooth)
 
 
-def _skin_chroma(pixels: np.ndarray, left_eye, right_eye, mouth, feather: float, shape: str) -> np.ndarray:
-    """SKIN_FIELD x SKIN_FIELD x 2: the face's chroma (Cb, Cr) in the aligned frame, smoothed over a
-    fifth of the side with a Gaussian normalised by the blend mask (so only the face's own pixels,
-    not the background or the photo's outside, set the tone): skin tone and the colour of the light
-    stay, local colour (lipstick, eye shadow, blush) goes. Aligned at 4x the field and box-filtered
-    down, so small features do not alias into the tone."""
+def _skin_chroma(chroma: np.ndarray, alpha: np.ndarray, face_side: float) -> np.ndarray:
+    """The face's chroma (H x W x 2, Cb and Cr of the photo's box) smoothed over a fifth of the face
+    with a Gaussian normalised by the blend mask `alpha`, so only the face's own pixels (not hair or
+    background) set the tone: skin tone and the colour of the light stay, local colour (lipstick,
+    eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD pixels (box filter), so the
+    cost does not grow with the face's size in the photo."""
     from scipy.ndimage import gaussian_filter
 
-    size = SKIN_FIELD
-    fine = align_face(pixels, left_eye, right_eye, 4 * size)
-    aligned = np.asarray(Image.fromarray(fine).resize((size, size), Image.Resampling.BOX), np.float32)
-    inside = align_face(np.full(pixels.shape[:2] + (3,), 255, np.uint8), left_eye, right_eye, size)[..., 0] / 255.0
-    weight = (face_mask(size, mouth, feather, shape) * inside).astype(np.float64) + 1e-6
-    chroma = _rgb_to_ycbcr(aligned)[..., 1:].astype(np.float64)
-    sigma = 0.2 * size
+    height, width = alpha.shape
+    factor = max(1.0, face_side / SKIN_FIELD)
+    small = (max(1, round(width / factor)), max(1, round(height / factor)))
+
+    def shrink(plane):
+        return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32)).resize(small, Image.Resampling.BOX),
+                          np.float64)
+
+    weight = shrink(alpha) + 1e-6
+    sigma = 0.2 * face_side / factor
     total = gaussian_filter(weight, sigma, mode="nearest")
-    smooth = [gaussian_filter(chroma[..., k] * weight, sigma, mode="nearest") / total for k in range(2)]
-    return np.stack(smooth, axis=-1).astype(np.float32)
+    smooth = []
+    for k in range(2):
+        tone = gaussian_filter(shrink(chroma[..., k]) * weight, sigma, mode="nearest") / total
+        smooth.append(np.asarray(Image.fromarray(tone.astype(np.float32)).resize((width, height),
+                                                                                 Image.Resampling.BILINEAR)))
+    return np.stack(smooth, axis=-1)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where an aligned face goes in a photo: the aligned frame at the face's own resolution in the
+    photo (side x side, so the last warp is a turn and a shift, not an upsampling), the photo's box
+    it covers, the affine map from the box to that frame, and the blend mask in the box."""
+
+    side: int
+    box: tuple
+    shifted: np.ndarray
+    alpha: np.ndarray = None
+
+    def place(self, field: np.ndarray) -> np.ndarray:
+        """An aligned-frame field (any square size) -> the photo's box: Lanczos to side x side,
+        then a bicubic turn and shift."""
+        image = Image.fromarray(np.ascontiguousarray(field, np.float32))  # mode "F"
+        if field.shape[0] != self.side:
+            image = image.resize((self.side, self.side), Image.Resampling.LANCZOS)
+        x0, y0, x1, y1 = self.box
+        placed = image.transform((x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(self.shifted.ravel()),
+                                 resample=Image.Resampling.BICUBIC)
+        return np.asarray(placed, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -> _Placement | None:
+    """Cached: in aligned mode every crop of a database has the same geometry, so the mask is made
+    once; None when the face lies outside the photo."""
+    eye_distance = float(np.hypot(right_eye[0] - left_eye[0], right_eye[1] - left_eye[1]))
+    side = int(np.clip(round(eye_distance / (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0])), 4, 8192))
+    forward = eye_alignment_matrix(left_eye, right_eye, side)
+    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))
+    corners = inverse @ np.array([[0, side, 0, side], [0, 0, side, side], [1, 1, 1, 1]], dtype=np.float64)
+    height, width = shape
+    x0, y0 = max(int(np.floor(corners[0].min())), 0), max(int(np.floor(corners[1].min())), 0)
+    x1, y1 = min(int(np.ceil(corners[0].max())), width), min(int(np.ceil(corners[1].max())), height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    placement = _Placement(side, (x0, y0, x1, y1), shifted)
+    alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
+    alpha.setflags(write=False)  # shared between calls
+    return dataclasses.replace(placement, alpha=alpha)
 
 
 def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
@@ -303,39 +356,18 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
     given = np.clip(np.asarray(model_input, np.float32).reshape(size, size), 0.0, 1.0)
     unit = eye_alignment_matrix(left_eye, right_eye, 1.0)
     mouth_aligned = DEFAULT_ALIGNED_MOUTH if mouth is None else tuple(unit @ np.array([mouth[0], mouth[1], 1.0]))
-    weights = face_mask(size, mouth_aligned, feather, mask)
-    # The aligned frame at the face's own resolution in the photo (T x T), so the last warp is a
-    # turn and a shift, not an upsampling.
-    eye_distance = float(np.hypot(right_eye[0] - left_eye[0], right_eye[1] - left_eye[1]))
-    side = int(np.clip(round(eye_distance / (ALIGNED_RIGHT_EYE[0] - ALIGNED_LEFT_EYE[0])), 4, 8192))
-    forward = eye_alignment_matrix(left_eye, right_eye, side)
-    inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))
-    corners = inverse @ np.array([[0, side, 0, side], [0, 0, side, side], [1, 1, 1, 1]], dtype=np.float64)
-    height, width = pixels.shape[:2]
-    x0, y0 = max(int(np.floor(corners[0].min())), 0), max(int(np.floor(corners[1].min())), 0)
-    x1, y1 = min(int(np.ceil(corners[0].max())), width), min(int(np.ceil(corners[1].max())), height)
-    if x1 <= x0 or y1 <= y0:
+    placement = _placement(pixels.shape[:2], tuple(map(float, left_eye)), tuple(map(float, right_eye)),
+                           tuple(map(float, mouth_aligned)), size, mask, float(feather))
+    if placement is None:
         return pixels.copy()
-    shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-
-    def place(field: np.ndarray) -> np.ndarray:
-        """An aligned-frame field (any square size) -> the photo's box: Lanczos to T x T, bicubic turn
-        and shift."""
-        image = Image.fromarray(np.ascontiguousarray(field, np.float32))  # mode "F"
-        if field.shape[0] != side:
-            image = image.resize((side, side), Image.Resampling.LANCZOS)
-        placed = image.transform((x1 - x0, y1 - y0), Image.Transform.AFFINE, data=tuple(shifted.ravel()),
-                                 resample=Image.Resampling.BICUBIC)
-        return np.asarray(placed, dtype=np.float32)
-
-    alpha = np.clip(place(weights), 0.0, 1.0)
+    (x0, y0, x1, y1), alpha = placement.box, placement.alpha
     box = pixels[y0:y1, x0:x1].astype(np.float32)
     ycc = _rgb_to_ycbcr(box)
     luma = ycc[..., 0]
     if paste == "edit":
-        new_luma = luma + 255.0 * place(output - given)
+        new_luma = luma + 255.0 * placement.place(output - given)
     else:
-        face = 255.0 * place(output)
+        face = 255.0 * placement.place(output)
         total = alpha.sum() + 1e-6
         mean_face, mean_photo = (face * alpha).sum() / total, (luma * alpha).sum() / total
         std_face = np.sqrt((((face - mean_face) ** 2) * alpha).sum() / total) + 1e-6
@@ -346,9 +378,7 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
     if color == "gray":
         new[..., 1:] = 128.0
     elif color == "skin":
-        skin = _skin_chroma(pixels, left_eye, right_eye, mouth_aligned, feather, mask)
-        new[..., 1] = place(skin[..., 0])
-        new[..., 2] = place(skin[..., 1])
+        new[..., 1:] = _skin_chroma(ycc[..., 1:], alpha, placement.side)
     blended = _ycbcr_to_rgb(alpha[..., None] * new + (1.0 - alpha[..., None]) * ycc)
     out = pixels.copy()
     # Where the mask is 0 the photo's own bytes stay (a colour round trip would shift them by 1).
