@@ -177,7 +177,7 @@ def deface_environment(work: str) -> str:
     python = os.path.join(sys.base_prefix, "bin", "python3")
     subprocess.run(["uv", "venv", "-q", env, "--python", python], check=True)
     subprocess.run(["uv", "pip", "install", "-q", "--python", os.path.join(env, "bin", "python"), "deface",
-                    "onnxruntime"], check=True)
+                    "onnx", "onnxruntime"], check=True)  # its onnxrt backend imports onnx too
     return os.path.join(env, "bin", "deface")
 
 
@@ -201,7 +201,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--architecture", choices=("residual", "paper"), default="residual")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="database sizes (images)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000],
+                        help="database sizes (images) for (b); none: leave (b) out")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", choices=("multi_threading", "multi_processing"), default="multi_threading",
@@ -235,11 +236,12 @@ def main(argv=None) -> int:
         if args.raw_only:
             print(json.dumps(report, indent=2))
             return 0
-        largest = max(args.sizes)
-        print(f"writing {largest} aligned {args.image_size}x{args.image_size} SYNTHETIC faces ...", flush=True)
-        make_faces(os.path.join(work, "db"), largest, args.image_size)
+        largest = max(args.sizes, default=0)
+        if largest:
+            print(f"writing {largest} aligned {args.image_size}x{args.image_size} SYNTHETIC faces ...", flush=True)
+            make_faces(os.path.join(work, "db"), largest, args.image_size)
         results = {}
-        runs = [(size, "float32") for size in sorted(args.sizes)] + [(min(args.sizes), "bfloat16")]
+        runs = [(size, "float32") for size in sorted(args.sizes)] + [(min(args.sizes), "bfloat16")] if largest else []
         for size, precision in runs:
             folder = os.path.join(work, f"db_{size}")
             if not os.path.isdir(folder):
