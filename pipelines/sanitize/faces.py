@@ -232,8 +232,11 @@ class ComposeAndWrite(beam.DoFn):
             pixels = decoded.pixels
             found.update(size=(pixels.shape[1], pixels.shape[0]), format=decoded.source_format)
             with at_stage("compose"):
+                # strict: a face without its sanitized output must fail the photo (to the dead letter),
+                # never leave it out of the paste-back unsanitized.
+                mouths = context.mouths or (None,) * len(context.eyes)
                 for sanitized, given, (left, right), mouth in zip(result.inference, result.example, context.eyes,
-                                                                  context.mouths):
+                                                                  mouths, strict=True):
                     pixels = paste_face(pixels, sanitized, given, left, right, mouth, paste=settings.paste,
                                         mask=settings.mask, color=settings.color, feather=settings.feather)
             with at_stage("encode"):
