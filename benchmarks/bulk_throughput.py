@@ -50,14 +50,14 @@ def export_model(path: str, size: int, architecture: str = "residual") -> str:
     import tensorflow as tf
 
     from trainer.export import SanitizerModule, save_sanitizer
-    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_copy
+    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_networks
 
     tf.keras.utils.set_random_seed(0)
     prototypes = {name: tf.fill((size, size, 3), value) for name, value in
                   (("male", 0.9), ("female", 0.1), ("neutral", 0.5))}
     san, classifier = build_sanitizer(architecture, size), build_gender_classifier(size)
-    reduced = {"bfloat16": (reduced_precision_copy(lambda: build_sanitizer(architecture, size), san, "bfloat16"),
-                            reduced_precision_copy(lambda: build_gender_classifier(size), classifier, "bfloat16"))}
+    reduced = reduced_precision_networks(lambda: build_sanitizer(architecture, size), san, classifier, size,
+                                         ("bfloat16",))
     module = SanitizerModule(san, classifier, prototypes, size, reduced)
     save_sanitizer(module, path, metadata={"note": "untrained, benchmark only"})
     return path

@@ -39,7 +39,7 @@ def export_again(serving: str, target: str, precision: str) -> str:
 
     from trainer.config import TrainingConfig
     from trainer.export import SanitizerModule, save_sanitizer
-    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_copy
+    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_networks
 
     metadata = load_metadata(serving)
     config = TrainingConfig.from_custom_config(metadata["training_config"])
@@ -55,9 +55,7 @@ def export_again(serving: str, target: str, precision: str) -> str:
         for variable in network.variables:
             variable.assign(values[variable.name])
     prototypes = {name: getattr(loaded, f"prototype_{name}") for name in ("male", "female", "neutral")}
-    reduced = {precision: (reduced_precision_copy(build_san, san, precision),
-                           reduced_precision_copy(lambda: build_gender_classifier(config.image_size), classifier,
-                                                  precision))}
+    reduced = reduced_precision_networks(build_san, san, classifier, config.image_size, (precision,))
     extra = {k: v for k, v in metadata.items() if k not in ("format_version", "image_size", "exported_at", "precisions")}
     save_sanitizer(SanitizerModule(san, classifier, prototypes, config.image_size, reduced), target, extra)
     # The new export computes what the old one did, in float32.

@@ -18,14 +18,13 @@ def export_small_model(path: Path, size: int = 32, precisions: tuple = ()) -> st
     import tensorflow as tf
 
     from trainer.export import SanitizerModule, save_sanitizer
-    from trainer.models import SemiAdversarialNetwork, build_gender_classifier, reduced_precision_copy
+    from trainer.models import SemiAdversarialNetwork, build_gender_classifier, reduced_precision_networks
 
     tf.keras.utils.set_random_seed(0)
     prototypes = {"male": tf.fill((size, size, 3), 0.9), "female": tf.fill((size, size, 3), 0.1),
                   "neutral": tf.fill((size, size, 3), 0.5)}
     san, classifier = SemiAdversarialNetwork(size), build_gender_classifier(size)
-    reduced = {p: (reduced_precision_copy(lambda: SemiAdversarialNetwork(size), san, p),
-                   reduced_precision_copy(lambda: build_gender_classifier(size), classifier, p)) for p in precisions}
+    reduced = reduced_precision_networks(lambda: SemiAdversarialNetwork(size), san, classifier, size, precisions)
     module = SanitizerModule(san, classifier, prototypes, size, reduced)
     save_sanitizer(module, str(path), metadata={"training_config": {"image_size": size}, "note": "untrained, tests"})
     return str(path)

@@ -76,7 +76,7 @@ def test_the_lean_serving_signature_gives_the_full_signatures_sanitized_output(t
 
 
 def test_reduced_precision_signatures_compute_the_same_networks_in_bfloat16(tmp_path):
-    from trainer.models import build_sanitizer, reduced_precision_copy
+    from trainer.models import build_sanitizer, reduced_precision_networks
 
     faces = tf.random.uniform((4, SIZE, SIZE, 1), seed=7)
     prototypes = {"male": tf.fill((SIZE, SIZE, 3), 0.9), "female": tf.fill((SIZE, SIZE, 3), 0.1),
@@ -88,8 +88,8 @@ def test_reduced_precision_signatures_compute_the_same_networks_in_bfloat16(tmp_
             change = san.editor.get_layer("change")
             change.set_weights([np.random.default_rng(1).normal(0, 0.3, w.shape).astype("float32")
                                 for w in change.get_weights()])
-        reduced = {"bfloat16": (reduced_precision_copy(lambda: build_sanitizer(architecture, SIZE), san, "bfloat16"),
-                                reduced_precision_copy(lambda: build_gender_classifier(SIZE), classifier, "bfloat16"))}
+        reduced = reduced_precision_networks(lambda: build_sanitizer(architecture, SIZE), san, classifier, SIZE,
+                                             ("bfloat16",))
         path = str(tmp_path / architecture)
         save_sanitizer(SanitizerModule(san, classifier, prototypes, SIZE, reduced), path,
                        metadata={"training_config": {"image_size": SIZE}})

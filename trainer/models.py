@@ -208,6 +208,15 @@ def reduced_precision_copy(build, source: keras.Model, precision: str) -> keras.
     return copy
 
 
+def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Model, image_size: int,
+                               precisions) -> dict:
+    """{precision: (sanitizer, classifier)} reduced-precision copies for SanitizerModule(reduced=...);
+    `build_san()` builds a sanitizer like `san` (the classifier is build_gender_classifier's)."""
+    return {precision: (reduced_precision_copy(build_san, san, precision),
+                        reduced_precision_copy(lambda: build_gender_classifier(image_size), classifier, precision))
+            for precision in precisions}
+
+
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5) -> keras.Model:
     if architecture == "paper":
         return SemiAdversarialNetwork(image_size, name="san")

@@ -32,7 +32,7 @@ from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_ensemble_members
 from trainer.models import (
-    ResidualSanitizer, build_gender_classifier, build_sanitizer, prototypes_for_labels, reduced_precision_copy,
+    ResidualSanitizer, build_sanitizer, prototypes_for_labels, reduced_precision_networks,
 )
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
@@ -250,11 +250,10 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
     trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
                 verbose=2)
 
-    reduced = {precision: (
-        reduced_precision_copy(lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                                                       config.residual_max_change), trainer.san, precision),
-        reduced_precision_copy(lambda: build_gender_classifier(config.image_size), classifier, precision))
-        for precision in config.serving_precisions}
+    reduced = reduced_precision_networks(
+        lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
+                                config.residual_max_change),
+        trainer.san, classifier, config.image_size, config.serving_precisions)
     save_sanitizer(
         SanitizerModule(trainer.san, classifier, prototypes, config.image_size, reduced),
         fn_args.serving_model_dir,

@@ -15,21 +15,26 @@ def genuine_impostor(scores: np.ndarray, identity: np.ndarray) -> tuple[np.ndarr
     return scores[same & off_diagonal], scores[~same & off_diagonal]
 
 
-def tmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> float:
-    """The highest true match rate at a threshold whose false match rate is at most `fmr`.
+def match_rates(genuine: np.ndarray, impostor: np.ndarray, fmrs) -> tuple[np.ndarray, np.ndarray]:
+    """(achieved FMR, TMR) at the threshold chosen for each target FMR in `fmrs`.
 
     A pair matches when its score is at least the threshold. With I impostor pairs the FMR is
     resolved in steps of 1/I: at most k = floor(fmr * I) impostors may match, so the threshold must
     lie above the (k+1)-th highest impostor score v, and the best such threshold accepts every
     genuine pair scoring above v. A target below 1/I allows no impostor above the threshold.
-    (The same value as the highest TPR at FPR <= fmr on scikit-learn's ROC curve; O(N), no sort.)
+    (The highest TPR at FPR <= fmr on scikit-learn's ROC curve; two sorts for any number of targets.)
     """
-    genuine, impostor = np.asarray(genuine, np.float64), np.asarray(impostor, np.float64)
+    genuine, impostor = np.sort(np.asarray(genuine, np.float64)), np.sort(np.asarray(impostor, np.float64))
     if not genuine.size or not impostor.size:
         raise ValueError(f"TMR at FMR needs genuine and impostor pairs, got {genuine.size} and {impostor.size}")
-    allowed = int(np.floor(fmr * impostor.size + 1e-12 * impostor.size))
-    if allowed >= impostor.size:
-        return 1.0
-    position = impostor.size - 1 - allowed  # ascending order: the (allowed+1)-th highest
-    highest_rejected = np.partition(impostor, position)[position]
-    return float(np.mean(genuine > highest_rejected))
+    allowed = np.floor(np.asarray(fmrs, np.float64) * impostor.size + 1e-12 * impostor.size).astype(np.int64)
+    below = np.clip(impostor.size - 1 - allowed, 0, impostor.size - 1)
+    threshold = np.where(allowed >= impostor.size, -np.inf, impostor[below])  # the highest impostor rejected
+    fmr = (impostor.size - np.searchsorted(impostor, threshold, side="right")) / impostor.size
+    tmr = (genuine.size - np.searchsorted(genuine, threshold, side="right")) / genuine.size
+    return fmr, tmr
+
+
+def tmr_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> float:
+    """The highest true match rate at a threshold whose false match rate is at most `fmr` (match_rates)."""
+    return float(match_rates(genuine, impostor, [fmr])[1][0])

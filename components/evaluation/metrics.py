@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from trainer.scores import genuine_impostor, tmr_at_fmr  # noqa: F401 (the evaluator's and the matcher report's one definition)
+from trainer.scores import genuine_impostor, match_rates, tmr_at_fmr  # noqa: F401 (one definition, shared with the matcher report)
 
 ROC_POINTS = 101  # ROC curves are stored at this many points (enough to draw, small in JSON)
 # Matching ROCs are stored at these false match rates: log-spaced, since they are read (and drawn)
@@ -46,28 +46,19 @@ def gender_metrics(male: np.ndarray, male_probability: np.ndarray) -> dict:
     return result
 
 
-def matching_roc(genuine: np.ndarray, impostor: np.ndarray, fmrs: np.ndarray = MATCHING_ROC_FMRS) -> dict:
-    """The matching ROC at the thresholds trainer.scores.tmr_at_fmr picks for each FMR in `fmrs`:
-    (achieved FMR, TMR) points, from two sorts (no sklearn: millions of pairs)."""
-    genuine, impostor = np.sort(np.asarray(genuine, np.float64)), np.sort(np.asarray(impostor, np.float64))
-    allowed = np.floor(np.asarray(fmrs) * impostor.size + 1e-12 * impostor.size).astype(np.int64)
-    below = np.clip(impostor.size - 1 - allowed, 0, impostor.size - 1)
-    threshold = np.where(allowed >= impostor.size, -np.inf, impostor[below])  # highest impostor rejected
-    fpr = (impostor.size - np.searchsorted(impostor, threshold, side="right")) / impostor.size
-    tpr = (genuine.size - np.searchsorted(genuine, threshold, side="right")) / genuine.size
-    points = sorted(set(zip(fpr.tolist(), tpr.tolist())))
-    return {"fpr": [round(float(x), 6) for x, _ in points], "tpr": [round(float(y), 6) for _, y in points]}
-
-
 def matching_metrics(genuine: np.ndarray, impostor: np.ndarray, fmr_targets) -> dict:
-    """TMR at each FMR target, pair counts, mean scores and the ROC (the paper's Figure 7)."""
+    """TMR at each FMR target, pair counts, mean scores and the ROC (the paper's Figure 7), stored
+    at MATCHING_ROC_FMRS; one pass of trainer.scores.match_rates gives both."""
+    targets = list(fmr_targets)
+    fmr, tmr = match_rates(genuine, impostor, np.concatenate([targets, MATCHING_ROC_FMRS]))
+    points = sorted(set(zip(fmr[len(targets):].tolist(), tmr[len(targets):].tolist())))
     return {
-        "tmr_at_fmr": {f"{target:g}": tmr_at_fmr(genuine, impostor, target) for target in fmr_targets},
+        "tmr_at_fmr": {f"{target:g}": float(value) for target, value in zip(targets, tmr)},
         "genuine_pairs": int(len(genuine)),
         "impostor_pairs": int(len(impostor)),
         "genuine_mean": float(np.mean(genuine)),
         "impostor_mean": float(np.mean(impostor)),
-        "roc": matching_roc(genuine, impostor),
+        "roc": {"fpr": [round(float(x), 6) for x, _ in points], "tpr": [round(float(y), 6) for _, y in points]},
     }
 
 

@@ -36,7 +36,7 @@ class OrientationSearch:
         raise NotImplementedError  # each detector (FaceFinder, CenterFaceFinder) implements it
 
     def smallest_face(self, height: int, width: int) -> float:
-        raise NotImplementedError
+        raise NotImplementedError  # each detector knows its own reach at its search scales
 
     def find_any_orientation(self, pixels: np.ndarray) -> tuple[list[FoundFace], int]:
         """(faces, quarter turns): the faces of the photo as it is, or, when none is found, of the photo

@@ -65,8 +65,8 @@ class FaceContext:
     source: dict
     data: bytes
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
+    mouths: tuple  # the mouth centre of each face (image coordinates), or None where not found
     note: str = ""  # how the faces were found, when it is worth a word in the manifest
-    mouths: tuple = ()  # the mouth centre of each face (image coordinates), or None where not found
 
 
 class StageFailed(Exception):
@@ -188,7 +188,7 @@ class PrepareFaces(beam.DoFn):
         size = plan.model.image_size
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
-        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), found_note, tuple(mouths)), faces
+        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), tuple(mouths), found_note), faces
 
     def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
         """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
@@ -234,9 +234,8 @@ class ComposeAndWrite(beam.DoFn):
             with at_stage("compose"):
                 # strict: a face without its sanitized output must fail the photo (to the dead letter),
                 # never leave it out of the paste-back unsanitized.
-                mouths = context.mouths or (None,) * len(context.eyes)
                 for sanitized, given, (left, right), mouth in zip(result.inference, result.example, context.eyes,
-                                                                  mouths, strict=True):
+                                                                  context.mouths, strict=True):
                     pixels = paste_face(pixels, sanitized, given, left, right, mouth, paste=settings.paste,
                                         mask=settings.mask, color=settings.color, feather=settings.feather)
             with at_stage("encode"):

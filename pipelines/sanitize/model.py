@@ -127,8 +127,11 @@ class SanitizerModelHandler(ModelHandler[np.ndarray, PredictionResult, Any]):
             yield PredictionResult(faces, sanitized, self._model_path)
 
     def sanitize(self, model, faces: np.ndarray) -> np.ndarray:
-        # Models exported before the lean `sanitize_only` signature existed: their full one.
-        name = self._signature if self._signature in model.signatures else "sanitize_faces"
+        # Models exported before the lean `sanitize_only` signature existed: their full float32 one
+        # (only for float32: a missing reduced-precision signature is an error, never float32 instead).
+        name = self._signature
+        if name == "sanitize_only" and name not in model.signatures:
+            name = "sanitize_faces"
         return model.signatures[name](faces=tf.constant(faces))["sanitized"].numpy()
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
