@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -135,12 +135,25 @@ class KerasJudge:
     name: str
     description: str
     model: keras.Model
+    _forward: Callable = field(default=None, init=False, repr=False, compare=False)
+
+    PREDICT_BATCH = 256
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
+        """The model's output for faces [N,S,S,1|3], in chunks of PREDICT_BATCH through one traced
+        inference function (Keras' `predict` rebuilds its data pipeline on every call: 0.10 s per
+        batch of 64 faces against 0.03 s for the network itself, twelve times per evaluated batch)."""
         faces = np.asarray(faces, dtype=np.float32)
         if faces.shape[-1] != 1:  # the CNN judges look at gray faces, as the sanitizer outputs them
             faces = faces.mean(axis=-1, keepdims=True)
-        return self.model.predict(faces, batch_size=256, verbose=0).astype(np.float64)
+        if self._forward is None:
+            self._forward = tf.function(lambda x: self.model(x, training=False),
+                                        input_signature=[tf.TensorSpec([None, *faces.shape[1:]], tf.float32)])
+        chunks = [self._forward(faces[start:start + self.PREDICT_BATCH]).numpy()
+                  for start in range(0, len(faces), self.PREDICT_BATCH)]
+        if not chunks:
+            return np.zeros((0, *self.model.output_shape[1:]), np.float64)
+        return np.concatenate(chunks).astype(np.float64)
 
     def save(self, directory: str) -> None:
         self.model.save(os.path.join(directory, self.name), save_format="tf", include_optimizer=False)
