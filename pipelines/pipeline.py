@@ -33,7 +33,9 @@ def create_components(config: Config) -> list:
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                     statistics=statistics_gen.outputs["statistics"],
+                                     policy_attributes_json=json.dumps(list(config.training.policy.attributes)))
 
     training_config = config.training.to_custom_config()
     # On Vertex AI Training, TFX's Vertex trainer executors read the job spec from custom_config.

@@ -67,6 +67,10 @@ def print_summary(config: Config) -> int:
     metrics = outcome.get("metrics")
     if metrics:
         split = metrics["splits"][metrics["gate_split"]]
+        policy = metrics.get("privacy_policy") or {}
+        if policy:
+            print(f"privacy policy: {policy['name']} (suppress {', '.join(policy['suppress'])}; "
+                  f"preserve {', '.join(policy['preserve'])})")
         print(f"evaluation ({metrics['gate_split']} split, {split['num_examples']} faces; "
               f"independent judges: {', '.join(metrics['judges'])}):")
         def figure(value, interval):

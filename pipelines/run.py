@@ -19,7 +19,9 @@ import sys
 
 from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
+from components.celeba import layout as celeba_layout
 from trainer.config import ARCHITECTURES
+from trainer.policy import PRESETS, PolicyError, PrivacyPolicy
 
 # pipelines.pipeline, .vertex and .results import TFX, which takes about 30 s: they are imported
 # where a run needs them, so that --help and flag errors answer at once (no import cycle here).
@@ -53,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the sanitizer: residual (default; a bounded change towards a random target gender, "
                        "trained against an ensemble) or paper (the SAN of Mirjalili et al., exactly as before, "
                        "with its laptop schedule: 1 pre-training + 3 epochs, reconstruction weight 10)")
+    group.add_argument("--policy", choices=tuple(PRESETS), default=None,
+                       help="privacy policy preset: " + "; ".join(
+                           f"{name}: suppress {','.join(suppress)}, preserve {','.join(preserve)}"
+                           for name, (suppress, preserve) in PRESETS.items()) + " (default: gender)")
+    group.add_argument("--suppress", default=None, metavar="ATTRS",
+                       help="comma-separated CelebA attributes the sanitized faces must hide (e.g. Male,Young); "
+                       "overrides the preset's list")
+    group.add_argument("--preserve", default=None, metavar="ATTRS",
+                       help="comma-separated CelebA attributes, and 'identity', the sanitized faces must keep "
+                       "(e.g. identity,Smiling); overrides the preset's list")
     group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
                        f"({training.image_size} / 224)")
     group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
@@ -154,6 +166,13 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     training = dataclasses.replace(
         training, **{name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
     )
+    try:  # names first (CelebA's 40 attributes; main() checks the data's own header), then what this version trains
+        policy = PrivacyPolicy.from_arguments(args.policy, args.suppress, args.preserve)
+        policy.check_names(celeba_layout.CELEBA_ATTRIBUTE_NAMES)
+        policy.check_trainable(training.architecture)
+    except PolicyError as error:
+        raise SystemExit(f"error: privacy policy: {error}") from None
+    training = dataclasses.replace(training, policy=policy)
     if training.image_size % 32:
         raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
                          f"got {training.image_size}")
@@ -201,6 +220,20 @@ def ensure_synthetic_data(config: Config) -> str:
     return root
 
 
+def check_policy_against_data(config: Config) -> None:
+    """The policy's attributes must be in the data's attribute header (list_attr_celeba.txt), checked
+    before the pipeline starts; whether the data has enough faces of each value is checked by the
+    ValidationGate, still before any training."""
+    try:
+        names = celeba_layout.read_attribute_names(config.data_root)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"error: cannot read the attribute header of {config.data_root} ({error})") from None
+    try:
+        config.training.policy.check_names(names)
+    except PolicyError as error:
+        raise SystemExit(f"error: privacy policy against the data in {config.data_root}: {error}") from None
+
+
 def run_local(config: Config) -> None:
     from tfx import v1 as tfx
 
@@ -236,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_vertex(config, args)
     if config.data is None:
         ensure_synthetic_data(config)
+    check_policy_against_data(config)
     print(f"Running pipeline {config.pipeline_name!r} on {config.data_root} "
           f"(image size {config.image_size}) with TFX LocalDagRunner + Beam DirectRunner", flush=True)
     run_local(config)

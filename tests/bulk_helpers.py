@@ -12,9 +12,10 @@ from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 SECRET = "SECRET-comment-42"
 
 
-def export_small_model(path: Path, size: int = 32, precisions: tuple = ()) -> str:
+def export_small_model(path: Path, size: int = 32, precisions: tuple = (), policy: dict | None = None) -> str:
     """An untrained sanitizer with the real architecture at `size`, exported like the pipeline does
-    (in float32 and each of `precisions`)."""
+    (in float32 and each of `precisions`); `policy` goes into its metadata (None: none, as models
+    exported before policies were configurable)."""
     import tensorflow as tf
 
     from trainer.export import SanitizerModule, save_sanitizer
@@ -26,7 +27,8 @@ def export_small_model(path: Path, size: int = 32, precisions: tuple = ()) -> st
     san, classifier = SemiAdversarialNetwork(size), build_gender_classifier(size)
     reduced = reduced_precision_networks(lambda: SemiAdversarialNetwork(size), san, classifier, size, precisions)
     module = SanitizerModule(san, classifier, prototypes, size, reduced)
-    save_sanitizer(module, str(path), metadata={"training_config": {"image_size": size}, "note": "untrained, tests"})
+    metadata = {"training_config": {"image_size": size}, "note": "untrained, tests"}
+    save_sanitizer(module, str(path), metadata={**metadata, **({"policy": policy} if policy else {})})
     return str(path)
 
 

@@ -93,6 +93,10 @@ def test_aligned_folder_end_to_end_on_two_processes(model, aligned_faces, tmp_pa
     assert read_dead_letter(str(out)) == []
     job = json.loads((out / "job.json").read_text())
     assert job["model"]["sha256"] == rows[inputs[0]]["model_sha256"] and job["settings"]["faces"] == "aligned"
+    # the model's privacy policy travels into job.json, every manifest row and the summary
+    gender = {"name": "gender", "suppress": ["Male"], "preserve": ["identity"]}
+    assert job["model"]["policy"] == summary["privacy_policy"] == gender
+    assert {row["privacy_policy"] for row in rows.values()} == {json.dumps(gender, sort_keys=True)}
 
 
 def _png_declaring(width, height) -> bytes:

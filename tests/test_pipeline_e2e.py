@@ -115,6 +115,10 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     print_summary(config)
     printed = capsys.readouterr().out
     assert f"evaluation report (open in a browser): {metrics['report']['html']}" in printed
+    # The privacy policy (default: gender) in metrics.json, the report and the summary.
+    assert metrics["privacy_policy"] == {"name": "gender", "suppress": ["Male"], "preserve": ["identity"]}
+    assert "Privacy policy: gender (suppress Male; preserve identity)" in page
+    assert "privacy policy: gender (suppress Male; preserve identity)" in printed
     assert "auxiliary face matcher on the eval split's unseen identities: TMR at FMR 0.01 " in printed
 
     # ML Metadata: the key figures are properties of the evaluation; the judges are not the trained
@@ -124,6 +128,12 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     assert evaluation.custom_properties["gender_error/eigenfaces_svm/sanitized"].double_value == pytest.approx(
         test_split["gender"]["eigenfaces_svm"]["sanitized"]["error_rate"])
+    assert json.loads(evaluation.custom_properties["privacy_policy"].string_value) == metrics["privacy_policy"]
+    # The sanitizer's Model artifact carries its policy and architecture (SanTrainer's executor).
+    san_model = max([a for a in store.get_artifacts_by_type("Model") if "/SanTrainer/" in a.uri], key=lambda a: a.id)
+    assert (san_model.custom_properties["policy_suppress"].string_value,
+            san_model.custom_properties["policy_preserve"].string_value,
+            san_model.custom_properties["architecture"].string_value) == ("Male", "identity", "residual")
     # The auxiliary matcher's own figures on unseen identities, recorded by its Trainer's executor.
     matcher_model = max([a for a in store.get_artifacts_by_type("Model") if "/MatcherTrainer/" in a.uri],
                         key=lambda a: a.id)

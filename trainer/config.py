@@ -8,7 +8,9 @@ reaches every `run_fn` through the Trainer's `custom_config` (`to_custom_config`
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from trainer.policy import PrivacyPolicy
 
 # The sanitizer's architecture (trainer/models.py). "residual" (default): a U-Net that predicts a
 # bounded change to the input face towards a target gender drawn per face independently of the
@@ -35,6 +37,8 @@ class TrainingConfig:
     """
 
     architecture: str = "residual"  # or "paper" (ARCHITECTURES)
+    # What the sanitized faces must hide and keep (trainer/policy.py; --policy/--suppress/--preserve).
+    policy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     image_size: int = 64  # production: 224
     batch_size: int = 32  # production: 8 (the public code)
     classifier_epochs: int = 5  # production: 20
@@ -99,4 +103,6 @@ class TrainingConfig:
         values = {key: value for key, value in values.items() if key in known}
         if "serving_precisions" in values:  # a list after a JSON round trip
             values["serving_precisions"] = tuple(values["serving_precisions"])
+        if isinstance(values.get("policy"), dict):
+            values["policy"] = PrivacyPolicy.from_dict(values["policy"])
         return cls(**values)

@@ -55,8 +55,10 @@ def prototypes_from(tft_output: tft.TFTransformOutput, file_patterns: list[str])
     }
 
 
-def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: int = 64) -> tf.data.Dataset:
-    """Raw examples -> {'face': [N,S,S,1] gray in [0,1], 'male': [N], 'identity': [N]} batches.
+def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: int = 64,
+                         attributes: tuple = ()) -> tf.data.Dataset:
+    """Raw examples -> {'face': [N,S,S,1] gray in [0,1], 'male': [N], 'identity': [N]} batches,
+    plus {CelebA attribute name: [N] 0/1} for each of `attributes` (e.g. ("Young", "Smiling")).
 
     Uses the same decoding as the transform graph and the exported model, without needing the
     transform graph: for evaluating exported models on a split.
@@ -66,6 +68,8 @@ def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: 
         features.MALE_KEY: tf.io.FixedLenFeature([1], tf.int64),
         features.IDENTITY_KEY: tf.io.FixedLenFeature([1], tf.int64),
     }
+    extra = {name: features.attribute_feature_name(name) for name in attributes}
+    spec.update({key: tf.io.FixedLenFeature([1], tf.int64) for key in extra.values()})
 
     def decode(serialized):
         batch = tf.io.parse_example(serialized, spec)
@@ -73,6 +77,7 @@ def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: 
             "face": to_model_input(decode_face_images(tf.reshape(batch[features.IMAGE_KEY], [-1]), image_size)),
             "male": tf.reshape(batch[features.MALE_KEY], [-1]),
             "identity": tf.reshape(batch[features.IDENTITY_KEY], [-1]),
+            **{name: tf.reshape(batch[key], [-1]) for name, key in extra.items()},
         }
 
     return (tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")

@@ -259,7 +259,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         fn_args.serving_model_dir,
         metadata={"training_config": config.to_custom_config(),
                   # What the sanitizer hides and keeps; the bulk job refuses to pass a suppressed attribute on.
-                  "policy": {"suppress": ["Male"], "preserve": ["identity"]},
+                  "policy": config.policy.to_dict(),
                   "architecture": config.architecture,
                   # What `sanitized` is: the paper's X'_OP, or the residual sanitizer's output for a
                   # target gender drawn from a hash of each face (independent of the true gender).

@@ -31,6 +31,7 @@ from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
 from trainer.export import load_metadata
+from trainer.policy import PrivacyPolicy
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -157,6 +158,7 @@ def record_in_metadata(evaluation, result: dict) -> None:
     evaluation.set_int_custom_property("blessed", int(result["blessed"]))
     evaluation.set_string_custom_property("model", result["model"])
     evaluation.set_string_custom_property("split", result["gate_split"])
+    evaluation.set_string_custom_property("privacy_policy", json.dumps(result["privacy_policy"], sort_keys=True))
     evaluation.set_string_custom_property("report_html", result["report"]["html"])
     evaluation.set_string_custom_property("failed_thresholds", "\n".join(result["failed_thresholds"]))
     for group in ("gender", "adaptive", "identity_leakage"):
@@ -204,6 +206,8 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     result = {
         "data": data_label,
         "model": model_uri or model_dir,
+        # what the sanitizer was trained to hide and keep (its metadata; trainer/policy.py)
+        "privacy_policy": PrivacyPolicy.from_dict(load_metadata(model_dir).get("policy")).to_dict(),
         "judges": {judge.name: {"kind": kind, "description": judge.description}
                    for kind, group in (("gender", judges.gender), ("matcher", judges.matcher), ("adaptive", adaptive),
                                        ("identity_leakage", judges.identity_leakage)) for judge in group},

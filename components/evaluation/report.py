@@ -193,7 +193,11 @@ def write_report(result: dict, report_dir: str) -> dict:
     verdict = "BLESSED (will be pushed)" if result["blessed"] else "NOT BLESSED (will not be pushed)"
     sections = [("Verdict", [f"**{verdict}** by the release gate on the {result['gate_split']} split.",
                              *(f"Failed: {failure}" for failure in result["failed_thresholds"])], [])]
+    policy = result.get("privacy_policy") or {}
     sections.append(("Data and judges", [f"Data: {label}.", f"Model: {result['model']}.",
+                                         f"Privacy policy: {policy.get('name', 'gender')} (suppress "
+                                         f"{', '.join(policy.get('suppress', ['Male']))}; preserve "
+                                         f"{', '.join(policy.get('preserve', ['identity']))}).",
                                          *(f"Judge {name} ({info['kind']}): {info['description']}."
                                            for name, info in result["judges"].items())], []))
     for split, metrics in result["splits"].items():

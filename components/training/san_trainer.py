@@ -2,8 +2,11 @@
 
 TFX's Trainer has a single `base_model` input; the SAN needs two frozen networks (the gender
 classifier as `base_model`, the matcher as `matcher_model`). The executor is TFX's own
-GenericExecutor; it only adds the matcher's path to the run_fn's custom_config.
+GenericExecutor; it only adds the matcher's path to the run_fn's custom_config, and records the
+exported sanitizer's privacy policy and architecture on its Model artifact in ML Metadata.
 """
+
+import json
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
@@ -15,6 +18,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils, path_utils
 
+from trainer.export import load_metadata
 from trainer.san import MATCHER_MODEL_KEY
 
 MATCHER_INPUT = "matcher_model"
@@ -38,6 +42,21 @@ class Executor(trainer_executor.GenericExecutor):
             matcher = artifact_utils.get_single_instance(input_dict[MATCHER_INPUT])
             fn_args.custom_config = {**(fn_args.custom_config or {}), MATCHER_MODEL_KEY: model_path(matcher)}
         return fn_args
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 (TFX's name)
+        super().Do(input_dict, output_dict, exec_properties)
+        model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        record_model_facts(model, load_metadata(model_path(model)))
+
+
+def record_model_facts(model: types.Artifact, metadata: dict) -> None:
+    """What the sanitizer hides and keeps, as custom properties of its Model artifact (ML Metadata)."""
+    policy = metadata.get("policy") or {}
+    model.set_string_custom_property("privacy_policy", json.dumps(policy, sort_keys=True))
+    model.set_string_custom_property("policy_name", str(policy.get("name", "")))
+    model.set_string_custom_property("policy_suppress", ",".join(policy.get("suppress", [])))
+    model.set_string_custom_property("policy_preserve", ",".join(policy.get("preserve", [])))
+    model.set_string_custom_property("architecture", str(metadata.get("architecture", "")))
 
 
 class SanTrainer(base_component.BaseComponent):

@@ -73,7 +73,7 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
 
 
 # Names under which a suppressed CelebA attribute may travel in a user's records.
-ATTRIBUTE_ALIASES = {"male": {"gender", "sex", "ismale", "female"}}
+ATTRIBUTE_ALIASES = {"male": {"gender", "sex", "ismale", "female"}, "young": {"age", "isyoung", "old"}}
 
 
 def _normalized(name: str) -> str:
@@ -102,7 +102,7 @@ def job_record(plan: JobPlan) -> dict:
     pinned = {name: list(value) if isinstance(value, tuple) else value for name, value in pinned.items()}  # as JSON
     return {"format_version": 1, "settings": pinned, "input_kind": plan.input_kind,
             "model": {"version": plan.model.version, "sha256": plan.model.sha256,
-                      "image_size": plan.model.image_size},
+                      "image_size": plan.model.image_size, "policy": json.loads(plan.model.policy)},
             "layout": {"output_kind": plan.output_kind, "output_shards": plan.output_shards}}
 
 
@@ -270,7 +270,7 @@ def summarize(plan: JobPlan, counters: Counter, elapsed: float) -> dict:
     by_status = Counter(statuses)
     return {
         "output": plan.settings.output, "model_version": plan.model.version, "model_sha256": plan.model.sha256,
-        "inputs": table.num_rows, **{status: by_status.get(status, 0) for status in STATUSES},
+        "privacy_policy": json.loads(plan.model.policy), "inputs": table.num_rows, **{status: by_status.get(status, 0) for status in STATUSES},
         "rejected_by_reason": dict(sorted(reasons.items())), "inputs_listed_this_run": counters.get("inputs_listed"),
         "already_done": counters.get("inputs_already_done", 0),
         "this_run": {name: counters.get(name, 0) for name in THIS_RUN_COUNTERS},

@@ -45,6 +45,9 @@ class ModelFacts:
     suppressed: tuple = ("Male",)
     # precisions it was exported in (trainer/export.py); models from before reduced precision: float32
     precisions: tuple = ("float32",)
+    # its privacy policy as JSON ({"name", "suppress", "preserve"}; trainer/policy.py), recorded in
+    # job.json and in every manifest row; models exported before policies were configurable: gender
+    policy: str = '{"name": "gender", "preserve": ["identity"], "suppress": ["Male"]}'
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ MANIFEST_SCHEMA = pa.schema([
     ("input_format", pa.string()),  # JPEG / PNG / "" when undecodable
     ("model_version", pa.string()),
     ("model_sha256", pa.string()),
+    ("privacy_policy", pa.string()),  # the model's policy, JSON: {"name", "suppress", "preserve"}
 ])
 
 
@@ -100,7 +101,8 @@ def manifest_row(plan: JobPlan, key: str, source: dict, status: str, *, output_k
                  reason: str = "", detail: str = "", size=(0, 0), input_format: str = "") -> dict:
     return {"input_key": key, "input_uri": source["uri"], "output_key": output_key, "status": status,
             "faces": faces, "reason": reason, "detail": detail, "width": int(size[0]), "height": int(size[1]),
-            "input_format": input_format, "model_version": plan.model.version, "model_sha256": plan.model.sha256}
+            "input_format": input_format, "model_version": plan.model.version, "model_sha256": plan.model.sha256,
+            "privacy_policy": plan.model.policy}
 
 
 def reject(plan, key, source, reason, detail, size=(0, 0), input_format=""):

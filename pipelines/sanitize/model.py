@@ -4,6 +4,7 @@ calls it (SanitizerModelHandler)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import posixpath
 from typing import Any, Iterable, Sequence
@@ -15,6 +16,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from pipelines.sanitize.layout import NAMESPACE, InferenceFailed, ModelFacts, matching
 from trainer.export import load_metadata
+from trainer.policy import PrivacyPolicy
 
 
 def _saved_models_under(folder: str) -> list[str]:
@@ -66,10 +68,10 @@ def model_facts(model_dir: str) -> ModelFacts:
     except Exception as error:
         raise SystemExit(f"error: cannot read the sanitizer metadata of {model_dir} ({error}); is it a model "
                          "exported by trainer.export (the pipeline's SanTrainer/Pusher)?") from None
-    suppressed = tuple(metadata.get("policy", {}).get("suppress", ModelFacts.suppressed))
+    policy = PrivacyPolicy.from_dict(metadata.get("policy"))
     precisions = tuple(metadata.get("precisions", ModelFacts.precisions))
-    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size, suppressed,
-                      precisions)
+    return ModelFacts(model_dir, os.path.basename(model_dir.rstrip("/")), digest.hexdigest(), image_size,
+                      tuple(policy.suppress), precisions, json.dumps(policy.to_dict(), sort_keys=True))
 
 
 def faces_in(element) -> int:
