@@ -124,8 +124,10 @@ list_landmarks_align_celeba.txt), so the same ingestion code reads both.
 Driven by the drawing (the label matches what is drawn): {drawn}.
 
 Of these, {per_image} can change between images of one identity (Bald because a hat hides the
-head); the rest are fixed per identity. Young is shown indirectly: older identities get gray
-hair, wrinkles, eye bags, receding hairlines and baldness more often.
+head); the rest are fixed per identity. Young is drawn: every older identity (Young = -1) has
+forehead lines, deep nasolabial folds, marionette lines below the mouth corners and crow's feet,
+and older identities get gray hair, eye bags, receding hairlines and baldness more often.
+Smiling raises the mouth corners and curves the lips (and deepens the nasolabial folds).
 
 Random labels, not visible in the images (drawn per identity from the seeded RNG): {random_}.
 """

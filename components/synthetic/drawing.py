@@ -60,18 +60,25 @@ def _draw_skin(cv: Canvas, ident: Identity, im: ImageParams, geo: Geo):
     (lx, ly), (rx, ry) = geo.eyes
     if ident.rosy:
         cv.blend([ellipse(lx - 2, ly + 19, 8, 5.5), ellipse(rx + 2, ry + 19, 8, 5.5)], (225, 95, 105), 0.32)
+    # Age (Young = False) is drawn as lines a judge can read at 64 px: forehead lines, deep
+    # nasolabial folds, marionette lines below the mouth corners and crow's feet (_draw_eyes).
     if not ident.young:  # forehead lines
         for k in range(2 + ident.hair_seed % 2):
             y = ident.eye_y - 24 - 5.5 * k
-            cv.line(bezier((CX - 17, y + 1), (CX, y - 1.5), (CX + 17, y + 1), 10), 0.8, scale(skin, 0.7), 0.35)
+            cv.line(bezier((CX - 18, y + 1), (CX, y - 1.5), (CX + 18, y + 1), 10), 1.6, scale(skin, 0.6), 0.6)
     # Nasolabial folds: deeper with age and with a smile.
-    alpha = min(0.6, (0.0 if ident.young else 0.3) + 0.35 * im.smile)
+    alpha = min(0.75, (0.0 if ident.young else 0.5) + 0.35 * im.smile)
     if alpha > 0.05:
         nx, ny = geo.nose
         for side, corner in ((-1, geo.mouth_l), (1, geo.mouth_r)):
             p0 = (nx + side * (ident.nose_w + 2), ny - 2)
             p2 = (corner[0] + side * 3, corner[1] + 4)
-            cv.line(bezier(p0, (p0[0] + side * 7, (p0[1] + p2[1]) / 2), p2, 10), 0.9, scale(skin, 0.68), alpha)
+            cv.line(bezier(p0, (p0[0] + side * 7, (p0[1] + p2[1]) / 2), p2, 10), 0.9 if ident.young else 1.5,
+                    scale(skin, 0.62), alpha)
+    if not ident.young:  # marionette lines
+        for side, corner in ((-1, geo.mouth_l), (1, geo.mouth_r)):
+            cv.line(bezier((corner[0] + side * 1.5, corner[1] + 2.5), (corner[0] + side * 3.5, corner[1] + 6.5),
+                           (corner[0] + side * 3.0, corner[1] + 11.0), 8), 1.3, scale(skin, 0.62), 0.5)
 
 
 def _draw_facial_hair(cv: Canvas, ident: Identity, im: ImageParams, geo: Geo):
@@ -129,6 +136,10 @@ def _draw_eyes(cv: Canvas, ident: Identity, im: ImageParams, geo: Geo):
         liner = (45, 32, 36) if ident.makeup else scale(skin, 0.38)
         cv.line(upper, 1.5 if ident.makeup else 0.9, liner)
         cv.line(lower, 0.5, scale(skin, 0.65), 0.7)
+        if not ident.young:  # crow's feet: three short lines fanning out from the outer corner
+            for k in (-1, 0, 1):
+                cv.line(np.array([(ex + side * (rx + 1.5), ey + 1.6 * k), (ex + side * (rx + 7.0), ey + 3.4 * k)]),
+                        1.1, scale(skin, 0.62), 0.5)
         if ident.bags:
             cv.line(bezier((ex - side * rx * 0.7, ey + ry + 1.5), (ex, ey + ry + 5.5), (ex + side * rx * 0.9, ey + ry + 1.0)),
                     1.0, scale(skin, 0.72), 0.45)
