@@ -93,6 +93,14 @@ def print_summary(config: Config) -> int:
             values = outputs["original"]
             print(f"  identity-leakage bound {judge} (gender from identity alone): "
                   f"{figure(values['error_rate'], values.get('error_rate_ci'))}")
+        for attribute, section in split.get("attributes", {}).items():
+            if attribute == "Male":
+                continue
+            for group in ("judges", "adaptive", "identity_leakage"):
+                for judge, outputs in section.get(group, {}).items():
+                    print(f"  {attribute} ({section['role']}) error of {judge}: " + "  ".join(
+                        f"{name} {figure(values['error_rate'], values.get('error_rate_ci'))}"
+                        for name, values in outputs.items()))
         print("  [a-b]: 95% bootstrap intervals, identities resampled")
         print("  SSIM vs original: " + "  ".join(
             f"{name} {values['ssim']:.3f}" for name, values in split["image_quality"].items()))

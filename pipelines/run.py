@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate_flag("max_tmr_drop_sm", f"bless only if every matcher judge's TMR at FMR {gate.tmr_fmr:g} with X'_SM probes "
               "is at most this below the originals' TMR")
     gate_flag("max_tmr_drop_op", "the same for sanitized probes (X'_OP for the paper's SAN)")
+    gate_flag("max_preserved_drop", "bless only if, for every attribute the privacy policy preserves, every judge's "
+              "accuracy on the sanitized faces is at most this below its accuracy on the originals")
     gate_flag("min_ssim_op", "bless only if the mean SSIM of the sanitized output against the original is at least "
               "this")
     gate_flag("max_adaptive_gap", "bless only if the adaptive attacker's error on sanitized faces is at least the "
@@ -138,7 +140,7 @@ TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epo
                   "seed")
 
 GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
-              "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap")
+              "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap", "max_preserved_drop")
 
 
 def config_from_args(argv: list[str] | None = None) -> Config:

@@ -108,9 +108,9 @@ def test_adaptive_attacker_trains_on_the_sanitized_train_split_only(tmp_path):
     _write_examples(tmp_path / "Split-train" / "data.gz", train, [0, 1] * 5, range(10))
     _write_examples(tmp_path / "Split-test" / "data.gz", test, [1] * 6, range(100, 106))
     model = tf.saved_model.load(model_dir)
-    faces, male, identity = sanitized_training_faces(model, [str(tmp_path / "Split-train" / "*")], size,
+    faces, male, identity, labels = sanitized_training_faces(model, [str(tmp_path / "Split-train" / "*")], size,
                                                      max_faces=100)
-    assert faces.shape == (10, size, size, 1) and faces.dtype == np.uint8
+    assert faces.shape == (10, size, size, 1) and faces.dtype == np.uint8 and labels == {}
     assert male.tolist() == [0, 1] * 5  # the train split's true genders, nothing of the test split
     assert identity.tolist() == list(range(10))
     decoded = (np.rint(train * 255) / 255).astype(np.float32)  # what the PNG round trip gives

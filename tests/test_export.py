@@ -54,7 +54,9 @@ def test_the_lean_serving_signature_gives_the_full_signatures_sanitized_output(t
     """`sanitize_only` (the bulk job's) computes the paper SAN's OP with the combiner's 1x1
     convolution before the last upsampling, and the residual sanitizer's one edit: the same values."""
     faces = tf.random.uniform((5, SIZE, SIZE, 1), seed=3)
-    for name, san in (("paper", SemiAdversarialNetwork(SIZE)), ("residual", ResidualSanitizer(SIZE))):
+    for name, san in (("paper", SemiAdversarialNetwork(SIZE)), ("residual", ResidualSanitizer(SIZE)),
+                      # policy gender-age: one target per suppressed attribute (hashed_targets(faces, 2))
+                      ("residual, 2 targets", ResidualSanitizer(SIZE, targets=2, gender_column=0))):
         tf.keras.utils.set_random_seed(0)
         for layer in san.submodules:  # random weights everywhere, so every term of the sum matters
             if isinstance(getattr(layer, "kernel", None), tf.Variable):

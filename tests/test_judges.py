@@ -142,3 +142,36 @@ def test_synthetic_judges_refuse_colour_or_odd_sized_faces():
         judges.pixel_features(np.zeros((2, 64, 64, 3)))
     with pytest.raises(ValueError, match="multiple of 32"):
         judges.pixel_features(np.zeros((2, 48, 48, 1)))
+
+
+def test_attribute_judges_read_their_attribute_and_survive_save_and_load(trained, tmp_path):
+    """The policy's other attributes get the same judge families, named <judge>@<attribute>, with
+    their own identity-leakage bound; judges.json lists them and loading gives the same answers."""
+    models, held_out = trained
+    faces, male, identity = _faces(40, 4, seed=1)
+    rng = np.random.default_rng(3)
+    young = (rng.random(len(np.unique(identity))) < 0.6)[np.unique(identity, return_inverse=True)[1]].astype(int)
+    attribute_models = judges.train_attribute_judges(
+        faces, {"Young": young}, models["fisherfaces"], seed=1, validation=(held_out[0], {"Young": held_out[1]}))
+    report = attribute_models.pop("_report")
+    assert set(attribute_models) == {"eigenfaces_logistic@Young", "eigenfaces_svm@Young",
+                                     "identity_leakage_fisherfaces@Young"}
+    assert all(0.0 <= value <= 1.0 for value in report.values()) and len(report) == 3
+    # trained on the attribute's labels, not the gender's
+    assert not np.array_equal(attribute_models["eigenfaces_logistic@Young"].predict(faces),
+                              models["eigenfaces_logistic"].predict(faces))
+    judges.save_synthetic_judges({**{k: v for k, v in models.items() if k != "_report"}, **attribute_models},
+                                 str(tmp_path), attributes={"Young": {
+                                     "judges": ["eigenfaces_logistic@Young", "eigenfaces_svm@Young"],
+                                     "identity_leakage": ["identity_leakage_fisherfaces@Young"]}})
+    loaded = judges.load_synthetic_judges(str(tmp_path))
+    assert [judge.name for judge in loaded.attributes["Young"]["judges"]] == ["eigenfaces_logistic@Young",
+                                                                             "eigenfaces_svm@Young"]
+    assert "reads Young instead of gender" in loaded.attributes["Young"]["judges"][0].description
+    np.testing.assert_allclose(loaded.attributes["Young"]["judges"][0].male_probability(held_out[0]),
+                               attribute_models["eigenfaces_logistic@Young"].predict_proba(held_out[0])[:, 1],
+                               atol=1e-5)  # the judge reads float32 faces
+    combined = loaded + judges.JudgeSet()
+    assert [j.name for j in combined.attributes["Young"]["identity_leakage"]] == ["identity_leakage_fisherfaces@Young"]
+    with pytest.raises(ValueError, match="one value of Smiling only"):
+        judges.train_attribute_judges(faces, {"Smiling": np.zeros(len(faces))}, models["fisherfaces"], seed=1)

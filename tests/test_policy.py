@@ -56,13 +56,15 @@ def test_names_are_checked_against_the_data_header():
         PrivacyPolicy(("Male",), ("identity", "Smiling")).check_names(["Male", "Young"])
 
 
-def test_what_this_version_cannot_train_is_refused_before_training():
-    PrivacyPolicy().check_trainable("residual")
-    PrivacyPolicy().check_trainable("paper")
+def test_what_the_chosen_sanitizer_cannot_train_is_refused_before_training():
     for name in PRESETS:
-        if name != "gender":
-            with pytest.raises(PolicyError, match="not built yet"):
-                PrivacyPolicy.from_arguments(name).check_trainable("residual")
+        PrivacyPolicy.from_arguments(name).check_trainable("residual")
+    PrivacyPolicy().check_trainable("paper")
+    with pytest.raises(PolicyError, match="--architecture paper hides gender only"):
+        PrivacyPolicy.from_arguments("age").check_trainable("paper")
+    many = PrivacyPolicy(tuple(CELEBA_ATTRIBUTE_NAMES[:9]), ("identity",))
+    with pytest.raises(PolicyError, match="at most 8 attributes can be suppressed"):
+        many.check_trainable("residual")
 
 
 def test_pipeline_cli_refuses_bad_and_untrainable_policies():
@@ -74,8 +76,9 @@ def test_pipeline_cli_refuses_bad_and_untrainable_policies():
         config_from_args(["--suppress", "Mle"])
     with pytest.raises(SystemExit, match="privacy policy: Male is both suppressed and preserved"):
         config_from_args(["--preserve", "identity,Male"])
-    with pytest.raises(SystemExit, match="not built yet"):
-        config_from_args(["--policy", "gender-age"])
+    assert config_from_args(["--policy", "gender-age"]).training.policy.suppress == ("Male", "Young")
+    with pytest.raises(SystemExit, match="--architecture paper hides gender only"):
+        config_from_args(["--policy", "age", "--architecture", "paper"])
     with pytest.raises(SystemExit):  # argparse: not a preset
         config_from_args(["--policy", "everything"])
 

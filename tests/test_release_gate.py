@@ -94,3 +94,41 @@ def test_adaptive_check_without_an_attacker_is_an_error_not_a_pass():
     gate = GateConfig(**{**GATE.__dict__, "max_adaptive_gap": 0.04})
     with pytest.raises(ValueError, match="needs an adaptive attacker"):
         decide_blessing(_metrics(), gate)
+
+
+def _attribute(original, sanitized, role):
+    return {"role": role, "judges": {"attribute_judge": {"original": {"error_rate": original},
+                                                         "sanitized": {"error_rate": sanitized}}}}
+
+
+def test_policy_gates_each_suppressed_and_preserved_attribute():
+    from trainer.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy(("Male", "Young"), ("identity", "Smiling"))
+    metrics = _metrics()
+    metrics["attributes"] = {"Young": _attribute(0.12, 0.45, "suppressed"), "Smiling": _attribute(0.10, 0.13, "preserved")}
+    blessed, failures, checks = decide_blessing(metrics, GATE, policy)
+    assert blessed, failures
+    assert len(checks) == 9 + 2 * 2  # each attribute: works on originals, and hidden / kept
+    metrics["attributes"] = {"Young": _attribute(0.12, 0.30, "suppressed"), "Smiling": _attribute(0.10, 0.18, "preserved")}
+    blessed, failures, _ = decide_blessing(metrics, GATE, policy)
+    assert not blessed and failures == [
+        "Young error of attribute_judge on sanitized X' (suppressed) 0.300 FAILS: must be >= min_op_gender_error "
+        "0.350 (short by 0.050)",
+        "Smiling accuracy drop of attribute_judge, sanitized X' vs originals (preserved) 0.080 FAILS: must be <= "
+        "max_preserved_drop 0.050 (over by 0.030)"]
+    del metrics["attributes"]["Smiling"]
+    with pytest.raises(ValueError, match="names Smiling but the evaluation has no section"):
+        decide_blessing(metrics, GATE, policy)
+
+
+def test_a_policy_that_preserves_gender_gates_gender_as_kept():
+    from trainer.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy(("Young",), ("identity", "Male"))
+    metrics = _metrics()  # judge_a reads 89% error on sanitized faces: gender was flipped, not kept
+    metrics["attributes"] = {"Young": _attribute(0.12, 0.45, "suppressed")}
+    blessed, failures, checks = decide_blessing(metrics, GATE, policy)
+    assert not blessed
+    assert "gender accuracy drop of judge_a, sanitized X' vs originals (preserved) 0.840 FAILS" in failures[0]
+    assert not any(check.threshold == "min_op_gender_error" and "gender error" in check.subject for check in checks)

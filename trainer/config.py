@@ -73,6 +73,9 @@ class TrainingConfig:
     residual_width: int = 16
     residual_max_change: float = 0.5
     ensemble_loss_weight: float = 1.0
+    # Weight of each term that keeps a preserved attribute (trainer/policy.py; not identity, which
+    # has matcher_loss_weight): the auxiliary classifier must read its true value on X'.
+    preserve_loss_weight: float = 1.0
     checkpoint_every_epoch: bool = True  # resume a preempted SAN run from its last epoch
     # Reduced precisions the sanitizer is also exported in (signatures sanitize_only_<p> and
     # sanitize_faces_<p>; trainer/export.py): bfloat16 (CPUs with AVX-512 BF16 / AMX, GPUs), float16 (GPUs).

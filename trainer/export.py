@@ -38,15 +38,24 @@ PROTOTYPES_FILE = "prototypes.png"  # female | neutral | male prototype, for a p
 MODEL_FORMAT_VERSION = "1"
 
 
-def hashed_targets(faces: tf.Tensor) -> tf.Tensor:
-    """[N,S,S,1] faces in [0,1] -> [N] target genders 0.0 / 1.0: one bit of a fingerprint (farmhash)
-    of each face's 16x16 area-averaged thumbnail at 5 bits per pixel. Unrelated to the gender,
-    reproducible per face, and coarse on purpose: float rounding differences between two decode
-    paths of the same image (the bulk job's and the evaluator's) do not change the target."""
+def hashed_targets(faces: tf.Tensor, count: int = 1) -> tf.Tensor:
+    """[N,S,S,1] faces in [0,1] -> target values 0.0 / 1.0, [N] (count 1: gender) or [N,count] (one
+    per suppressed attribute): bits of a fingerprint (farmhash) of each face's 16x16 area-averaged
+    thumbnail at 5 bits per pixel. Unrelated to the attributes, reproducible per face, and coarse on
+    purpose: float rounding differences between two decode paths of the same image (the bulk job's
+    and the evaluator's) do not change the targets."""
+    if not 1 <= count <= 8:
+        raise ValueError(f"hashed_targets gives 1 to 8 targets per face, not {count}")
     thumbnail = tf.image.resize(tf.clip_by_value(faces, 0.0, 1.0), (16, 16), method="area")
     quantized = tf.cast(tf.round(thumbnail * 31.0), tf.uint8)
     fingerprints = tf.fingerprint(tf.reshape(quantized, [tf.shape(faces)[0], -1]))  # [N, 8] uint8
-    return tf.cast(tf.bitwise.bitwise_and(fingerprints[:, 0], 1), tf.float32)
+    bits = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(fingerprints[:, 0], bit), 1) for bit in range(count)]
+    return tf.cast(bits[0] if count == 1 else tf.stack(bits, axis=1), tf.float32)
+
+
+def target_count(san) -> int:
+    """How many targets a sanitizer is steered by: one per suppressed attribute (residual), 1 (paper)."""
+    return int(getattr(san, "targets", 1))
 
 
 def signature_name(base: str, precision: str = "float32") -> str:
@@ -72,7 +81,7 @@ class _Networks(tf.Module):
             male = tf.cast(self.male_probability(faces) >= 0.5, tf.int64)
         else:
             male = tf.zeros(tf.shape(faces)[:1], tf.int64)  # not used
-        sanitized = self.san.sanitized_only(faces, male, hashed_targets(faces), prototypes)
+        sanitized = self.san.sanitized_only(faces, male, hashed_targets(faces, target_count(self.san)), prototypes)
         return {"sanitized": tf.cast(sanitized, tf.float32)}
 
     def sanitize_faces(self, faces):
@@ -128,7 +137,7 @@ class SanitizerModule(tf.Module):
         return self.outputs(self.san, faces, male, self.networks["float32"].male_probability(faces))
 
     def outputs(self, san, faces, male, male_probability):
-        outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces), self.prototypes())
+        outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces, target_count(san)), self.prototypes())
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         return {

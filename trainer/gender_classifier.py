@@ -1,5 +1,6 @@
 """TFX Trainer run_fn for the auxiliary gender classifier f_G (frozen later inside SAN training),
-and the residual sanitizer's two extra ensemble members (trained by the SAN trainer itself)."""
+the residual sanitizer's two extra ensemble members and the auxiliary classifier of the privacy
+policy's other attributes (both trained by the SAN trainer itself)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.models import (
-    build_gender_classifier, build_pooled_linear_gender_classifier, build_pooled_mlp_gender_classifier)
+    build_attribute_classifier, build_gender_classifier, build_pooled_linear_gender_classifier,
+    build_pooled_mlp_gender_classifier)
 
 
 def faces_and_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -74,3 +76,30 @@ def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
         model.trainable = False
         members[name] = model
     return members
+
+
+def attribute_labels(batch: dict, attributes: tuple) -> tf.Tensor:
+    """Transformed batch -> [N,K] float 0/1 labels of the policy's attributes (Male excluded)."""
+    return tf.stack([tf.cast(batch[features.attribute_feature_name(name)], tf.float32) for name in attributes], axis=1)
+
+
+def train_attribute_classifier(dataset: tf.data.Dataset, config: TrainingConfig, attributes: tuple,
+                               validation: tf.data.Dataset | None = None) -> keras.Model:
+    """The auxiliary classifier of the policy's attributes other than Male (one sigmoid head each),
+    trained on the original faces of `dataset` (transformed batches) for classifier_epochs with the
+    gender classifier's settings, then frozen for the sanitizer's training."""
+    keras.utils.set_random_seed(config.seed)
+    pairs = dataset.map(lambda batch: (batch[features.FACE_GRAY_KEY], attribute_labels(batch, attributes)))
+    model = build_attribute_classifier(config.image_size, attributes, config.classifier_dropout)
+    model.compile(optimizer=keras.optimizers.Adam(config.classifier_learning_rate), loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    model.fit(pairs, epochs=config.classifier_epochs, verbose=2)
+    if validation is not None:
+        for index, name in enumerate(attributes):
+            accuracy = keras.metrics.BinaryAccuracy()
+            for batch in validation:
+                accuracy.update_state(attribute_labels(batch, attributes)[:, index],
+                                      model(batch[features.FACE_GRAY_KEY], training=False)[:, index])
+            logging.info("auxiliary attribute classifier, %s: validation accuracy %.4f", name, float(accuracy.result()))
+    model.trainable = False
+    return model

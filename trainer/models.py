@@ -111,13 +111,15 @@ class SemiAdversarialNetwork(keras.Model):
 
 
 def _target_map(inputs):
-    """(target [N,1], reference [N,H,W,C]) -> the target broadcast to [N,H,W,1]."""
+    """(targets [N,K], reference [N,H,W,C]) -> the targets broadcast to [N,H,W,K]."""
     target, reference = inputs
-    return tf.ones_like(reference[..., :1]) * tf.cast(tf.reshape(target, [-1, 1, 1, 1]), reference.dtype)
+    return tf.ones_like(reference[..., :1]) * tf.cast(target[:, None, None, :], reference.dtype)
 
 
-def build_residual_editor(image_size: int, width: int = 16) -> keras.Model:
-    """(gray face [S,S,1], target P(male) [1]) -> change [S,S,1] in (-1, 1).
+def build_residual_editor(image_size: int, width: int = 16, targets: int = 1) -> keras.Model:
+    """(gray face [S,S,1], targets [K]) -> change [S,S,1] in (-1, 1). The targets: for each attribute
+    the privacy policy suppresses (trainer/policy.py), the probability the output should show it;
+    gender alone (K = 1) by default.
 
     A U-Net: 3x3 convolutions (LeakyReLU) at S (width), S/2 (2 width, stride 2) and S/4 (4 width,
     stride 2); two more at S/4 with the target given again and a residual connection; up to S/2,
@@ -130,7 +132,7 @@ def build_residual_editor(image_size: int, width: int = 16) -> keras.Model:
         raise ValueError(f"image_size must be a multiple of 4 for the residual editor's two strides, got {image_size}")
     layers = keras.layers
     face = keras.Input((image_size, image_size, 1), name="face")
-    target = keras.Input((1,), name="target")
+    target = keras.Input((targets,), name="target")
     x = layers.Concatenate(name="face_and_target")([face, layers.Lambda(_target_map, name="target_map")([target, face])])
     skip1 = layers.LeakyReLU(LEAKY_SLOPE)(_conv(width, 3, "encoder_conv1")(x))
     skip2 = layers.LeakyReLU(LEAKY_SLOPE)(
@@ -158,15 +160,20 @@ class ResidualSanitizer(keras.Model):
     target set to the gender, 0.5 and its opposite, for the paper's comparisons.
     """
 
-    def __init__(self, image_size: int, width: int = 16, max_change: float = 0.5, **kwargs):
+    def __init__(self, image_size: int, width: int = 16, max_change: float = 0.5, targets: int = 1,
+                 gender_column: int | None = 0, **kwargs):
+        """`targets`: how many suppressed attributes the editor is steered by (one target each);
+        `gender_column`: which of them is Male (None: the policy does not suppress gender)."""
         super().__init__(**kwargs)
         self.image_size = image_size
         self.max_change = max_change
-        self.editor = build_residual_editor(image_size, width)
+        self.targets = targets
+        self.gender_column = gender_column
+        self.editor = build_residual_editor(image_size, width, targets)
 
     def edit(self, face, target, training=None):
-        """face [N,S,S,1], target [N] in [0,1] -> the changed face [N,S,S,1]."""
-        change = self.editor([face, tf.reshape(tf.cast(target, face.dtype), [-1, 1])], training=training)
+        """face [N,S,S,1], target [N] (one suppressed attribute) or [N,K] in [0,1] -> the changed face."""
+        change = self.editor([face, tf.reshape(tf.cast(target, face.dtype), [-1, self.targets])], training=training)
         change = tf.cast(change, face.dtype)  # float16 under mixed precision (GPU), the face float32
         return tf.clip_by_value(face + self.max_change * change, 0.0, 1.0)
 
@@ -182,10 +189,23 @@ class ResidualSanitizer(keras.Model):
         return self.edit(face, target)
 
     def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
+        """X'_SM / X'_NT / X'_OP move the gender target only (to the gender, 0.5, its opposite); the
+        other suppressed attributes keep their drawn targets. Without gender in the policy they
+        all equal the sanitized output."""
         del prototypes  # the residual sanitizer needs no prototypes
+        sanitized = self.edit(face, target)
+        if self.gender_column is None:
+            return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
         male = tf.cast(male, face.dtype)
-        return {"same": self.edit(face, male), "neutral": self.edit(face, tf.fill(tf.shape(male), 0.5)),
-                "opposite": self.edit(face, 1.0 - male), "sanitized": self.edit(face, target)}
+        targets = tf.reshape(tf.cast(target, face.dtype), [-1, self.targets])
+        column = tf.one_hot(self.gender_column, self.targets, dtype=face.dtype)[None, :]
+
+        def with_gender(value):  # value [N]: the gender column replaced
+            return targets * (1.0 - column) + value[:, None] * column
+
+        return {"same": self.edit(face, with_gender(male)),
+                "neutral": self.edit(face, with_gender(tf.fill(tf.shape(male), 0.5))),
+                "opposite": self.edit(face, with_gender(1.0 - male)), "sanitized": sanitized}
 
 
 REDUCED_PRECISIONS = ("bfloat16", "float16")
@@ -217,11 +237,18 @@ def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Mo
             for precision in precisions}
 
 
-def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5) -> keras.Model:
+def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5,
+                    suppress: tuple = ("Male",)) -> keras.Model:
+    """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
+    per attribute; the paper's SAN hides gender only)."""
     if architecture == "paper":
+        if tuple(suppress) != ("Male",):
+            raise ValueError(f"the paper's SAN hides gender only, not {', '.join(suppress)}")
         return SemiAdversarialNetwork(image_size, name="san")
     if architecture == "residual":
-        return ResidualSanitizer(image_size, width, max_change, name="san")
+        suppress = tuple(suppress)
+        return ResidualSanitizer(image_size, width, max_change, targets=len(suppress),
+                                 gender_column=suppress.index("Male") if "Male" in suppress else None, name="san")
     raise ValueError(f"unknown sanitizer architecture {architecture!r}: choose residual or paper")
 
 
@@ -243,6 +270,13 @@ def build_gender_classifier(image_size: int, dropout: float = 0.25) -> keras.Mod
     Six convolutions (5x5 32, then 3x3 64, 128, 256, 256, 512) with LeakyReLU and max-pooling
     after the first five; global average pooling, dropout and one dense layer (the public code).
     """
+    face, x = _classifier_trunk(image_size, dropout)
+    probabilities = keras.layers.Dense(2, activation="softmax", name="gender")(x)
+    return keras.Model(face, probabilities, name="gender_classifier")
+
+
+def _classifier_trunk(image_size: int, dropout: float):
+    """The auxiliary classifiers' convolutional trunk: (face input, pooled and dropped-out features)."""
     if image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32 for the classifier's five poolings, got {image_size}")
     face = keras.Input((image_size, image_size, 1), name="face")
@@ -253,9 +287,19 @@ def build_gender_classifier(image_size: int, dropout: float = 0.25) -> keras.Mod
         if index <= 5:
             x = keras.layers.MaxPooling2D(2, name=f"pool{index}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
-    probabilities = keras.layers.Dense(2, activation="softmax", name="gender")(x)
-    return keras.Model(face, probabilities, name="gender_classifier")
+    return face, keras.layers.Dropout(dropout, name="dropout")(x)
+
+
+def build_attribute_classifier(image_size: int, attributes: tuple, dropout: float = 0.25) -> keras.Model:
+    """Gray face [S,S,1] -> P(attribute) [K], one sigmoid head per CelebA attribute of the privacy
+    policy other than Male (which keeps the gender classifier above): the auxiliary classifier the
+    sanitizer is trained against for those attributes, frozen like f_G. The gender classifier's trunk."""
+    if not attributes:
+        raise ValueError("an attribute classifier needs at least one attribute")
+    face, x = _classifier_trunk(image_size, dropout)
+    heads = [keras.layers.Dense(1, activation="sigmoid", name=f"head_{index}")(x) for index in range(len(attributes))]
+    output = heads[0] if len(heads) == 1 else keras.layers.Concatenate(name="attributes")(heads)
+    return keras.Model(face, output, name="attribute_classifier")
 
 
 def build_pooled_linear_gender_classifier(image_size: int, normalization: keras.layers.Normalization,

@@ -27,12 +27,7 @@ PRESETS = {
 }
 DEFAULT_PRESET = "gender"
 
-# What the trainer can train today. The other presets and custom policies are accepted by the
-# configuration and refused before any training, with this reason, until the trainer and the
-# evaluator handle attributes other than gender (issue [attribute policies]).
-TRAINABLE = (DEFAULT_PRESET,)
-NOT_YET_TRAINABLE = ("training and judging attributes other than gender is not built yet (issue [attribute "
-                     "policies]); this version trains the 'gender' policy only: --suppress Male --preserve identity")
+MAX_SUPPRESSED = 8  # one target bit per suppressed attribute from a face's fingerprint (trainer/export.py)
 
 
 class PolicyError(ValueError):
@@ -112,9 +107,9 @@ class PrivacyPolicy:
                               "policies]); this product hides attributes and keeps identity")
 
     def check_trainable(self, architecture: str) -> None:
-        """Refuses, before any training, a policy this version cannot train and judge."""
-        if self.name not in TRAINABLE:
-            raise PolicyError(f"privacy policy {self.describe()}: {NOT_YET_TRAINABLE}")
+        """Refuses, before any training, a policy the chosen sanitizer cannot be trained for."""
+        if len(self.suppress) > MAX_SUPPRESSED:
+            raise PolicyError(f"privacy policy {self.describe()}: at most {MAX_SUPPRESSED} attributes can be suppressed")
         if architecture == "paper" and self.name != "gender":
             raise PolicyError(f"--architecture paper hides gender only (its prototypes are the mean male and "
                               f"female faces); policy {self.describe()} needs --architecture residual")

@@ -10,6 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
+from trainer.policy import GENDER, PrivacyPolicy
 
 
 def decode_rgb(data: tf.Tensor) -> tf.Tensor:
@@ -85,9 +86,16 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     identity_index = tft.compute_and_apply_vocabulary(
         tf.strings.as_string(identity), vocab_filename=features.IDENTITY_VOCABULARY)
 
+    # The privacy policy's other attributes (0/1), for the auxiliary attribute classifier and the
+    # sanitizer's terms that hide or keep them (trainer/policy.py); gender is the label above.
+    policy = PrivacyPolicy.from_dict(custom_config.get("policy"))
+    attributes = {features.attribute_feature_name(name): _dense(inputs[features.attribute_feature_name(name)])
+                  for name in policy.attributes if name != GENDER}
+
     # Analyzer results are per-dataset constants; TFT outputs need a batch dimension.
     zeros = tf.zeros_like(rgb)
     return {
+        **attributes,
         features.FACE_GRAY_KEY: to_model_input(rgb),
         features.LABEL_KEY: male,
         features.IDENTITY_KEY: identity,

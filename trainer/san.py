@@ -30,10 +30,11 @@ from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.export import SanitizerModule, save_sanitizer
-from trainer.gender_classifier import train_ensemble_members
+from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
 from trainer.models import (
     ResidualSanitizer, build_sanitizer, prototypes_for_labels, reduced_precision_networks,
 )
+from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
 MATCHER_MODEL_KEY = "matcher_model"  # custom_config key: path of the frozen matcher SavedModel
 CHECKPOINT_ROOT_KEY = "checkpoint_root"  # custom_config key: where resumable epoch backups live
@@ -104,6 +105,47 @@ def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
     return terms
 
 
+def classified_attributes(policy: PrivacyPolicy) -> tuple:
+    """The policy's attributes the auxiliary attribute classifier reads (all but Male, which the
+    gender classifier reads), in the classifier's head order."""
+    return tuple(name for name in policy.attributes if name != GENDER)
+
+
+def policy_terms(policy: PrivacyPolicy, classifier: keras.Model, attribute_classifier, weight: float,
+                 preserve_weight: float) -> list[losses.LossTerm]:
+    """The privacy policy's terms besides gender suppression (target_gender_terms) and identity
+    (matcher_term), for the residual sanitizer:
+    - each other suppressed attribute a: the frozen attribute classifier reads the drawn target t_a
+      on X' (shifted and noised, as f_G): `attribute_target_<a>`;
+    - each preserved attribute b: the classifier reads b's true label on X': `attribute_keep_<b>`,
+      or `gender_keep` for Male (through f_G)."""
+    heads = {name: index for index, name in enumerate(classified_attributes(policy))}
+
+    def attribute_probability(name, faces):
+        return tf.cast(attribute_classifier(faces, training=False)[:, heads[name]], tf.float32)
+
+    terms = []
+    for name in policy.suppress:
+        if name not in (GENDER, IDENTITY):
+            terms.append(losses.LossTerm(
+                f"attribute_target_{name}", _weight(weight, f"attribute_target_{name}_weight"),
+                lambda batch, outputs, name=name: losses.gender_cross_entropy(
+                    attribute_probability(name, losses.random_shift_and_noise(outputs["sanitized"])),
+                    batch[f"target/{name}"])))
+    for name in policy.preserve:
+        if name == GENDER:
+            terms.append(losses.LossTerm(
+                "gender_keep", _weight(preserve_weight, "gender_keep_weight"),
+                lambda batch, outputs: losses.gender_cross_entropy(
+                    male_probability(classifier, outputs["sanitized"]), batch["male"])))
+        elif name != IDENTITY:
+            terms.append(losses.LossTerm(
+                f"attribute_keep_{name}", _weight(preserve_weight, f"attribute_keep_{name}_weight"),
+                lambda batch, outputs, name=name: losses.gender_cross_entropy(
+                    attribute_probability(name, outputs["sanitized"]), batch[f"label/{name}"])))
+    return terms
+
+
 def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | None) -> str:
     """Where epoch checkpoints go: stable across retries of the same training, distinct otherwise.
 
@@ -124,18 +166,28 @@ class SanTrainingModel(keras.Model):
     Only the SAN's own variables get gradients: the auxiliary networks stay frozen.
     """
 
-    def __init__(self, san: keras.Model, prototypes: dict, terms: list[losses.LossTerm], **kwargs):
+    def __init__(self, san: keras.Model, prototypes: dict, terms: list[losses.LossTerm],
+                 policy: PrivacyPolicy | None = None, **kwargs):
         super().__init__(**kwargs)
         self.san = san
         self.prototypes = prototypes
         self.terms = terms
+        self.policy = policy or PrivacyPolicy()
 
     def _forward(self, batch, training):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
+        for name in self.policy.preserve:  # true labels of the attributes to keep
+            if name not in (GENDER, IDENTITY):
+                inputs[f"label/{name}"] = batch[features.attribute_feature_name(name)]
         if isinstance(self.san, ResidualSanitizer):
-            # A target gender per face, independent of the true one: what the output should show.
-            inputs["target"] = tf.cast(tf.random.uniform(tf.shape(inputs["male"])) < 0.5, tf.float32)
-            outputs = self.san({"face": inputs["face"], "target": inputs["target"]}, training=training)
+            # A target per face and suppressed attribute, independent of the true value: what the
+            # output should show.
+            targets = tf.cast(tf.random.uniform([tf.shape(inputs["male"])[0], self.san.targets]) < 0.5, tf.float32)
+            for column, name in enumerate(self.policy.suppress):
+                inputs[f"target/{name}"] = targets[:, column]
+            if self.san.gender_column is not None:
+                inputs["target"] = targets[:, self.san.gender_column]
+            outputs = self.san({"face": inputs["face"], "target": targets}, training=training)
         else:
             outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
                                training=training)
@@ -172,8 +224,10 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.reconstruction_loss_weight
             elif name == "matcher":
                 weights[name] = self.config.matcher_loss_weight if matcher_on else 0.0
-            elif name in ("gender_same", "gender_opposite", "gender_target"):
+            elif name in ("gender_same", "gender_opposite", "gender_target") or name.startswith("attribute_target_"):
                 weights[name] = self.config.gender_loss_weight if adversarial else 0.0
+            elif name == "gender_keep" or name.startswith("attribute_keep_"):
+                weights[name] = self.config.preserve_loss_weight if adversarial else 0.0
             else:  # the extra ensemble members' gender terms
                 weights[name] = self.config.ensemble_loss_weight if adversarial else 0.0
         return weights
@@ -186,22 +240,30 @@ class LossSchedule(keras.callbacks.Callback):
 
 
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
-                      ensemble: dict | None = None) -> tuple[SanTrainingModel, list]:
+                      ensemble: dict | None = None, attribute_classifier=None) -> tuple[SanTrainingModel, list]:
     """The training model and its loss terms; `ensemble`: the residual sanitizer's extra frozen
-    gender classifiers {name: model -> P(male) [N,1]}."""
-    san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change)
+    gender classifiers {name: model -> P(male) [N,1]}; `attribute_classifier`: the frozen classifier
+    of the policy's other attributes (train_attribute_classifier), needed when there are any."""
+    policy = config.policy
+    san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
+                          policy.suppress)
+    if classified_attributes(policy) and attribute_classifier is None:
+        raise ValueError(f"policy {policy.describe()} needs the auxiliary attribute classifier of "
+                         f"{', '.join(classified_attributes(policy))}")
     if config.architecture == "residual":
         output = "sanitized"
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, output),
-                 *target_gender_terms(classifier, ensemble or {}, config.gender_loss_weight,
-                                      config.ensemble_loss_weight)]
+                 *(target_gender_terms(classifier, ensemble or {}, config.gender_loss_weight,
+                                       config.ensemble_loss_weight) if GENDER in policy.suppress else []),
+                 *policy_terms(policy, classifier, attribute_classifier, config.gender_loss_weight,
+                               config.preserve_loss_weight)]
     else:
         output = "same"
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
                  *gender_loss_terms(classifier, config.gender_loss_weight)]
-    if matcher is not None:
+    if matcher is not None and IDENTITY in policy.preserve:
         terms.append(matcher_term(matcher, config.matcher_loss_weight, output))
-    trainer = SanTrainingModel(san, prototypes, terms)
+    trainer = SanTrainingModel(san, prototypes, terms, policy)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
 
@@ -233,11 +295,17 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         matcher_path = (fn_args.custom_config or {}).get(MATCHER_MODEL_KEY)
         matcher = load_frozen_matcher(matcher_path) if matcher_path else None
         ensemble = {}
-        if config.architecture == "residual":
+        if config.architecture == "residual" and GENDER in config.policy.suppress:
             ensemble = train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
-        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher, ensemble)
+        attribute_classifier = None
+        if classified_attributes(config.policy):
+            attribute_classifier = train_attribute_classifier(
+                transformed_dataset(fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer,
+                                    config.seed), config, classified_attributes(config.policy),
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
+        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher, ensemble, attribute_classifier)
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
@@ -252,7 +320,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
 
     reduced = reduced_precision_networks(
         lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                                config.residual_max_change),
+                                config.residual_max_change, config.policy.suppress),
         trainer.san, classifier, config.image_size, config.serving_precisions)
     save_sanitizer(
         SanitizerModule(trainer.san, classifier, prototypes, config.image_size, reduced),

@@ -19,26 +19,38 @@ from components.evaluation.outputs import sanitized_batches
 
 
 def sanitized_training_faces(model, train_patterns: list[str], image_size: int, max_faces: int,
-                             batch_size: int = 64, precision: str = "float32") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                             batch_size: int = 64, precision: str = "float32",
+                             attributes: tuple = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(the sanitizer's output (what the bulk job writes) for up to max_faces train-split faces,
-    uint8 [N,S,S,1]; male [N]; identity [N])."""
-    faces, male, identity = [], [], []
-    for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces, precision):
+    uint8 [N,S,S,1]; male [N]; identity [N]; {attribute: [N]} for each of `attributes`)."""
+    faces, male, identity, labels = [], [], [], {name: [] for name in attributes}
+    for batch in sanitized_batches(model, train_patterns, image_size, batch_size, max_faces, precision, attributes):
         faces.append(np.clip(np.rint(batch["images"]["sanitized"].numpy() * 255.0), 0, 255).astype(np.uint8))
         male.append(batch["male"])
         identity.append(batch["identity"])
+        for name in attributes:
+            labels[name].append(batch["attributes"][name])
     if not faces:
         raise ValueError(f"no training examples found in {train_patterns} for the adaptive attacker")
-    return np.concatenate(faces), np.concatenate(male), np.concatenate(identity)
+    return (np.concatenate(faces), np.concatenate(male), np.concatenate(identity),
+            {name: np.concatenate(values) for name, values in labels.items()})
 
 
 def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
                             seed: int, progress: Callable[[str], None] = logging.info,
-                            precision: str = "float32") -> KerasGenderJudge:
+                            precision: str = "float32", attributes: tuple = ()) -> dict:
+    """Adaptive attackers on the sanitizer's output for the train split: {"Male": the gender
+    attacker, attribute: one per other suppressed attribute of `attributes`}, each the residual CNN
+    trained with that attribute's true labels (the sanitized faces are computed once)."""
     model = tf.saved_model.load(model_dir)
-    faces, male, identity = sanitized_training_faces(model, train_patterns, image_size, max_faces,
-                                                     precision=precision)
-    progress(f"adaptive attacker: training on the sanitized output of {len(faces)} train-split faces (some "
-             "identities held out to keep its best epoch)")
-    cnn = train_gender_cnn(faces, male, image_size, epochs=epochs, seed=seed, progress=progress, identity=identity)
-    return KerasGenderJudge(ADAPTIVE_JUDGE, DESCRIPTIONS[ADAPTIVE_JUDGE], cnn)
+    faces, male, identity, labels = sanitized_training_faces(model, train_patterns, image_size, max_faces,
+                                                             precision=precision, attributes=attributes)
+    attackers = {}
+    for attribute, values in (("Male", male), *labels.items()):
+        name = ADAPTIVE_JUDGE if attribute == "Male" else f"{ADAPTIVE_JUDGE}@{attribute}"
+        progress(f"adaptive attacker {name}: training on the sanitized output of {len(faces)} train-split faces "
+                 "(some identities held out to keep its best epoch)")
+        cnn = train_gender_cnn(faces, values, image_size, epochs=epochs, seed=seed, progress=progress,
+                               identity=identity)
+        attackers[attribute] = KerasGenderJudge(name, KerasGenderJudge.describe(name), cnn)
+    return attackers

@@ -160,6 +160,9 @@ class KerasJudge:
 
     @classmethod
     def describe(cls, name: str) -> str:
+        base, _, attribute = name.partition("@")  # an attribute judge: <judge>@<CelebA attribute>
+        if attribute and base in DESCRIPTIONS:
+            return f"{DESCRIPTIONS[base]}; reads {attribute} instead of gender"
         return DESCRIPTIONS.get(name, name)
 
     @classmethod

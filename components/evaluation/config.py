@@ -76,6 +76,11 @@ class GateConfig(_JsonConfig):
     # (target 0.02: the sanitizer leaks no more gender than keeping identity must). None: not gated
     # (e.g. judges without an identity-leakage bound, or the paper-level production gate).
     max_adaptive_gap: float | None = 0.04
+    # A preserved attribute of the privacy policy (trainer/policy.py): every judge's accuracy on
+    # the sanitized faces at most this below its accuracy on the originals (target 0.05).
+    max_preserved_drop: float = 0.05
+    # min_op_gender_error and max_original_gender_error apply to every suppressed attribute's
+    # judges too, whatever the attribute (the error a judge of it makes on sanitized / original faces).
 
 
 @dataclass

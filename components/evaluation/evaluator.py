@@ -31,7 +31,7 @@ from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
 from trainer.export import load_metadata
-from trainer.policy import PrivacyPolicy
+from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -62,12 +62,31 @@ def load_judges(names, judges_dir: str | None) -> JudgeSet:
 
 
 def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, settings: EvaluationConfig,
-                   adaptive: list = (), progress=logging.info) -> tuple[dict, dict]:
+                   adaptive: list = (), progress=logging.info, policy: PrivacyPolicy | None = None,
+                   adaptive_attributes: dict | None = None) -> tuple[dict, dict]:
     """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}.
 
     `adaptive`: gender judges trained on the sanitizer's output (adaptive.py), reported apart from
-    the unseen judges; the identity-leakage judges are applied to the original faces only."""
+    the unseen judges; the identity-leakage judges are applied to the original faces only.
+    `policy`: its attributes other than Male are judged by judges.attributes (and the adaptive
+    attackers of `adaptive_attributes`, {attribute: judge}) into metrics["attributes"]."""
+    policy = policy or PrivacyPolicy()
+    adaptive_attributes = adaptive_attributes or {}
+    others = tuple(name for name in policy.attributes if name != GENDER)
+    missing = [name for name in others if name not in judges.attributes]
+    if missing:
+        raise ValueError(f"the privacy policy names {', '.join(missing)} but no judge of it was trained: the "
+                         "JudgeTrainer trains judges of the policy's attributes (attributes_json)")
     gender_judges, matcher_judges = [*judges.gender, *adaptive], judges.matcher
+    attribute_judges = {name: [*judges.attributes[name]["judges"],
+                               *([adaptive_attributes[name]] if name in adaptive_attributes else [])]
+                        for name in others}
+    attribute_probability = {name: {judge.name: {output: [] for output in OUTPUTS} for judge in group}
+                             for name, group in attribute_judges.items()}
+    for name in others:
+        attribute_probability[name].update({judge.name: {"original": []}
+                                            for judge in judges.attributes[name]["identity_leakage"]})
+    labels = {name: [] for name in others}
     model = tf.saved_model.load(model_dir)
     image_size = int(load_metadata(model_dir)["image_size"])
     white_box = model.signatures["classify_gender"]
@@ -78,7 +97,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
     quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
     for batch in sanitized_batches(model, file_patterns, image_size, settings.batch_size,
-                                    settings.max_faces_per_split, settings.serving_precision):
+                                    settings.max_faces_per_split, settings.serving_precision, others):
         images = batch["images"]
         for index, is_male in enumerate(batch["male"]):
             faces = grid["male" if is_male else "female"]
@@ -93,23 +112,30 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 embedding[judge.name][name].append(judge.embed(pixels))
             for judge in judges.identity_leakage if name == "original" else ():
                 probability[judge.name][name].append(judge.male_probability(pixels))
+            for attribute, group in attribute_judges.items():
+                for judge in [*group, *(judges.attributes[attribute]["identity_leakage"] if name == "original"
+                                        else ())]:
+                    attribute_probability[attribute][judge.name][name].append(judge.male_probability(pixels))
             if name != "original":
                 ssim, psnr = image_quality(images["original"], image)
                 quality[name]["ssim"].append(ssim)
                 quality[name]["psnr"].append(psnr)
         male.append(batch["male"])
         identity.append(batch["identity"])
+        for attribute in others:
+            labels[attribute].append(batch["attributes"][attribute])
         progress(f"evaluated {sum(len(m) for m in male)} faces")
     if not male:
         raise ValueError(f"no examples found in {file_patterns}")
     male, identity = np.concatenate(male), np.concatenate(identity)
 
-    def gender_table(per_output):
+    def gender_table(per_output, truth=None):
+        truth = male if truth is None else truth
         table = {}
         for name, values in per_output.items():
             probability = np.concatenate(values)
-            table[name] = gender_metrics(male, probability)
-            errors = ((probability >= 0.5).astype(int) != male).astype(np.float64)
+            table[name] = gender_metrics(truth, probability)
+            errors = ((probability >= 0.5).astype(int) != truth).astype(np.float64)
             table[name]["error_rate_ci"] = rate_interval(errors, identity, settings.bootstrap_samples,
                                                          settings.bootstrap_seed)
         return table
@@ -131,6 +157,25 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                                  "psnr": float(np.mean(np.concatenate(values["psnr"])))}
                           for name, values in quality.items()},
     }
+    # A section per attribute of the policy, keyed by its CelebA name: what it is (suppressed or
+    # preserved), each judge's error and accuracy per output, the adaptive attacker and the bound.
+    # Male points at the gender figures above.
+    metrics["attributes"] = {}
+    if GENDER in policy.attributes:
+        metrics["attributes"][GENDER] = {
+            "role": "suppressed" if GENDER in policy.suppress else "preserved",
+            "judges": metrics["gender"], "adaptive": metrics["adaptive"],
+            "identity_leakage": metrics["identity_leakage"]}
+    for attribute in others:
+        truth = np.concatenate(labels[attribute]).astype(int)
+        section = {"role": "suppressed" if attribute in policy.suppress else "preserved",
+                   "positive_share": float(truth.mean()), "judges": {}, "adaptive": {}, "identity_leakage": {}}
+        for judge in attribute_judges[attribute]:
+            group = "adaptive" if adaptive_attributes.get(attribute) is judge else "judges"
+            section[group][judge.name] = gender_table(attribute_probability[attribute][judge.name], truth)
+        for judge in judges.attributes[attribute]["identity_leakage"]:
+            section["identity_leakage"][judge.name] = gender_table(attribute_probability[attribute][judge.name], truth)
+        metrics["attributes"][attribute] = section
     for judge in matcher_judges:
         vectors = {name: np.concatenate(values) for name, values in embedding[judge.name].items()}
         metrics["matching"][judge.name] = {}
@@ -180,24 +225,29 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
 
     `train_patterns`: the train split, on whose sanitized faces the adaptive attacker is trained."""
     judges = load_judges(judge_names, judges_dir)
-    adaptive = []
+    policy = PrivacyPolicy.from_dict(load_metadata(model_dir).get("policy"))
+    adaptive, adaptive_attributes = [], {}
     if settings.adaptive_attacker and train_patterns:
         image_size = int(load_metadata(model_dir)["image_size"])
-        adaptive = [train_adaptive_attacker(
+        attackers = train_adaptive_attacker(
             model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
             seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
-            precision=settings.serving_precision)]
+            precision=settings.serving_precision,
+            attributes=tuple(name for name in policy.suppress if name not in (GENDER, IDENTITY)))
+        adaptive = [attackers.pop(GENDER)]
+        adaptive_attributes = attackers
     splits, grid = {}, None
     for split, patterns in split_patterns.items():
         logging.info("SanitizerEvaluator: split %s", split)
         splits[split], grid_images = evaluate_split(
             model_dir, patterns, judges, settings, adaptive,
-            progress=lambda message, split=split: logging.info("SanitizerEvaluator [%s]: %s", split, message))
+            progress=lambda message, split=split: logging.info("SanitizerEvaluator [%s]: %s", split, message),
+            policy=policy, adaptive_attributes=adaptive_attributes)
         if split == settings.gate_split:
             grid = grid_images
     if settings.gate_split not in splits:
         raise ValueError(f"the gate split {settings.gate_split!r} is not among the evaluated splits {list(splits)}")
-    blessed, failures, checks = decide_blessing(splits[settings.gate_split], gate)
+    blessed, failures, checks = decide_blessing(splits[settings.gate_split], gate, policy)
     report_dir = os.path.join(output_dir, REPORT_DIR)
     tf.io.gfile.makedirs(report_dir)
     grid_path = os.path.join(report_dir, GRID_FILE)
@@ -207,10 +257,14 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "data": data_label,
         "model": model_uri or model_dir,
         # what the sanitizer was trained to hide and keep (its metadata; trainer/policy.py)
-        "privacy_policy": PrivacyPolicy.from_dict(load_metadata(model_dir).get("policy")).to_dict(),
+        "privacy_policy": policy.to_dict(),
         "judges": {judge.name: {"kind": kind, "description": judge.description}
                    for kind, group in (("gender", judges.gender), ("matcher", judges.matcher), ("adaptive", adaptive),
-                                       ("identity_leakage", judges.identity_leakage)) for judge in group},
+                                       ("identity_leakage", judges.identity_leakage),
+                                       *((f"attribute:{name}", [*groups["judges"], *groups["identity_leakage"]])
+                                         for name, groups in judges.attributes.items()),
+                                       *((f"adaptive:{name}", [judge]) for name, judge in adaptive_attributes.items()))
+                   for judge in group},
         "judge_sets": list(judge_names),
         "gate_split": settings.gate_split,
         "fmr_targets": list(settings.fmr_targets),

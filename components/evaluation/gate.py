@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from components.evaluation.config import GateConfig
+from trainer.policy import GENDER, PrivacyPolicy
 
 OUTPUT_LABELS = {"original": "originals", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
 
@@ -41,11 +42,32 @@ class GateCheck:
         return {**asdict(self), "margin": self.margin, "passed": self.passed, "message": self.message()}
 
 
-def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
-    """split_metrics: {"gender": {judge: {output: {"error_rate"}}}, "matching": {judge: {output:
-    {"tmr_at_fmr": {"0.01": tmr}}}}, "image_quality": {output: {"ssim"}}} (see evaluator.py)."""
+def _attribute_checks(attribute: str, role: str, judges: dict, gate: GateConfig) -> list[GateCheck]:
+    """A policy attribute other than a suppressed Male: each judge works on the originals; a
+    suppressed attribute's error on the sanitized faces is high, a preserved one's accuracy stays."""
     checks = []
-    for judge, outputs in split_metrics["gender"].items():
+    for judge, outputs in judges.items():
+        error = {name: values["error_rate"] for name, values in outputs.items()}
+        checks.append(GateCheck("max_original_gender_error", f"{attribute} error of {judge} on originals",
+                                error["original"], gate.max_original_gender_error, at_least=False))
+        if role == "suppressed":
+            checks.append(GateCheck("min_op_gender_error", f"{attribute} error of {judge} on sanitized X' "
+                                    "(suppressed)", error["sanitized"], gate.min_op_gender_error, at_least=True))
+        else:
+            checks.append(GateCheck("max_preserved_drop", f"{attribute} accuracy drop of {judge}, sanitized X' vs "
+                                    "originals (preserved)", error["sanitized"] - error["original"],
+                                    gate.max_preserved_drop, at_least=False))
+    return checks
+
+
+def gate_checks(split_metrics: dict, gate: GateConfig, policy: PrivacyPolicy | None = None) -> list[GateCheck]:
+    """split_metrics: {"gender": {judge: {output: {"error_rate"}}}, "matching": {judge: {output:
+    {"tmr_at_fmr": {"0.01": tmr}}}}, "image_quality": {output: {"ssim"}}, "attributes": {name:
+    {"role", "judges"}}} (see evaluator.py). `policy` (default: gender) decides which attributes
+    must be hidden and which kept."""
+    policy = policy or PrivacyPolicy()
+    checks = []
+    for judge, outputs in split_metrics["gender"].items() if GENDER in policy.suppress else ():
         error = {name: values["error_rate"] for name, values in outputs.items()}
         checks += [
             GateCheck("min_op_gender_error", f"gender error of {judge} on sanitized X'", error["sanitized"],
@@ -55,6 +77,13 @@ def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
             GateCheck("max_sm_gender_error", f"gender error of {judge} on X'_SM", error["same"],
                       gate.max_sm_gender_error, at_least=False),
         ]
+    if GENDER in policy.preserve:
+        checks += _attribute_checks("gender", "preserved", split_metrics["gender"], gate)
+    for attribute in (name for name in policy.attributes if name != GENDER):
+        section = split_metrics.get("attributes", {}).get(attribute)
+        if section is None:
+            raise ValueError(f"the privacy policy names {attribute} but the evaluation has no section for it")
+        checks += _attribute_checks(attribute, section["role"], section["judges"], gate)
     key = f"{gate.tmr_fmr:g}"
     for judge, outputs in split_metrics["matching"].items():
         if key not in outputs["original"]["tmr_at_fmr"]:
@@ -66,7 +95,7 @@ def gate_checks(split_metrics: dict, gate: GateConfig) -> list[GateCheck]:
             drop = original - outputs[output]["tmr_at_fmr"][key]
             checks.append(GateCheck(threshold, f"TMR drop at FMR {key} of {judge}, {OUTPUT_LABELS[output]} probes vs "
                                     f"originals", drop, limit, at_least=False))
-    if gate.max_adaptive_gap is not None:
+    if gate.max_adaptive_gap is not None and GENDER in policy.suppress:
         checks += _adaptive_checks(split_metrics, gate.max_adaptive_gap)
     checks.append(GateCheck("min_ssim_op", "mean SSIM of sanitized X' vs original",
                             split_metrics["image_quality"]["sanitized"]["ssim"], gate.min_ssim_op, at_least=True))
@@ -88,8 +117,9 @@ def _adaptive_checks(split_metrics: dict, max_gap: float) -> list[GateCheck]:
             for attacker, error in attackers.items() for bound_name, bound in bounds.items()]
 
 
-def decide_blessing(split_metrics: dict, gate: GateConfig) -> tuple[bool, list[str], list[GateCheck]]:
+def decide_blessing(split_metrics: dict, gate: GateConfig,
+                    policy: PrivacyPolicy | None = None) -> tuple[bool, list[str], list[GateCheck]]:
     """(blessed, messages of the failed checks, all checks)."""
-    checks = gate_checks(split_metrics, gate)
+    checks = gate_checks(split_metrics, gate, policy)
     failures = [check.message() for check in checks if not check.passed]
     return not failures, failures, checks

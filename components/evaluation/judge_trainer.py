@@ -18,15 +18,18 @@ from components.evaluation.cnn_judges import CNN_JUDGE, DESCRIPTIONS, KerasGende
 from components.evaluation.cnn_matcher import CNN_MATCHER, DESCRIPTION as CNN_MATCHER_DESCRIPTION, KerasMatcherJudge
 from components.evaluation.cnn_matcher import train_matcher_cnn
 from components.evaluation.metrics import genuine_impostor, tmr_at_fmr
-from components.evaluation.judges import FEATURE_SIDE, pixel_features, save_synthetic_judges, train_synthetic_judges
+from components.evaluation.judges import (
+    FEATURE_SIDE, IDENTITY_LEAKAGE, attribute_judge_name, pixel_features, save_synthetic_judges, train_attribute_judges,
+    train_synthetic_judges)
 
 
-def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int) -> dict:
+def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int, attributes: tuple = ()) -> dict:
     """Up to max_faces examples: {"pixels": [N,32,32,1] block-averaged floats (scikit-learn
-    judges), "faces": [N,S,S,1] uint8 gray (CNN judges), "male": [N], "identity": [N]}."""
-    parts = {"pixels": [], "faces": [], "male": [], "identity": []}
+    judges), "faces": [N,S,S,1] uint8 gray (CNN judges), "male": [N], "identity": [N]}, and
+    "attributes": {CelebA name: [N] 0/1} for each of `attributes`."""
+    parts = {"pixels": [], "faces": [], "male": [], "identity": [], **{name: [] for name in attributes}}
     count = 0
-    for batch in aligned_face_batches(file_patterns, image_size, batch_size=256):
+    for batch in aligned_face_batches(file_patterns, image_size, batch_size=256, attributes=attributes):
         take = min(int(batch["male"].shape[0]), max_faces - count)
         if take <= 0:
             break
@@ -35,11 +38,15 @@ def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int) 
         parts["faces"].append(np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8))
         parts["male"].append(batch["male"][:take].numpy())
         parts["identity"].append(batch["identity"][:take].numpy())
+        for name in attributes:
+            parts[name].append(batch[name][:take].numpy())
         count += take
         logging.info("JudgeTrainer: loaded %d faces", count)
     if not count:
         raise ValueError(f"no examples found in {file_patterns}")
-    return {name: np.concatenate(values) for name, values in parts.items()}
+    loaded = {name: np.concatenate(values) for name, values in parts.items()}
+    return {**{key: loaded[key] for key in ("pixels", "faces", "male", "identity")},
+            "attributes": {name: loaded[name] for name in attributes}}
 
 
 @tfx.dsl.components.component
@@ -53,13 +60,17 @@ def JudgeTrainer(
     cnn_matcher_epochs: tfx.dsl.components.Parameter[int] = 8,
     train_split: tfx.dsl.components.Parameter[str] = "train",
     validation_split: tfx.dsl.components.Parameter[str] = "eval",
+    attributes_json: tfx.dsl.components.Parameter[str] = "[]",
 ) -> None:
     """Fits the synthetic judges (scikit-learn gender judges, Fisherfaces matcher, identity-leakage
-    bound), the residual CNN gender judge and the residual CNN matcher on ORIGINAL faces; writes
-    them and judges.json."""
+    bound), the residual CNN gender judge and the residual CNN matcher on ORIGINAL faces, and the
+    same gender-judge families for each CelebA attribute of `attributes_json` (the privacy policy's
+    attributes other than Male); writes them and judges.json."""
+    attributes = tuple(json.loads(attributes_json))
+
     def split_faces(split):
         uri = artifact_utils.get_split_uri([examples], split)
-        return load_judge_faces([os.path.join(uri, "*")], image_size, max_train_faces)
+        return load_judge_faces([os.path.join(uri, "*")], image_size, max_train_faces, attributes)
 
     def progress(message):
         logging.info("JudgeTrainer: %s", message)
@@ -79,10 +90,30 @@ def JudgeTrainer(
     genuine, impostor = genuine_impostor(matcher.similarity(embeddings, embeddings), validation["identity"])
     if genuine.size and impostor.size:  # unseen identities: how well the judge matches originals
         report[f"{CNN_MATCHER}_validation_tmr_at_fmr_0.01"] = tmr_at_fmr(genuine, impostor, 1e-2)
-    save_synthetic_judges(models, judges.uri, cnn_judges=[cnn], cnn_matchers=[matcher])
+    groups = {}
+    if attributes:
+        attribute_models = train_attribute_judges(
+            train["pixels"], train["attributes"], models["fisherfaces"], seed,
+            validation=(validation["pixels"], validation["attributes"]), progress=progress)
+        report.update(attribute_models.pop("_report"))
+        models.update(attribute_models)
+        for attribute in attributes:
+            name = attribute_judge_name(CNN_JUDGE, attribute)
+            attribute_cnn = KerasGenderJudge(name, KerasGenderJudge.describe(name), train_gender_cnn(
+                train["faces"], train["attributes"][attribute], image_size, epochs=cnn_epochs, seed=seed,
+                progress=progress))
+            report[f"{name}_validation_accuracy"] = float(np.mean(
+                (attribute_cnn.male_probability(validation["faces"] / 255.0) >= 0.5)
+                == validation["attributes"][attribute]))
+            groups[attribute] = {
+                "judges": [attribute_judge_name(base, attribute) for base in ("eigenfaces_logistic", "eigenfaces_svm")],
+                "cnn": [attribute_cnn],
+                "identity_leakage": [attribute_judge_name(IDENTITY_LEAKAGE, attribute)]}
+    save_synthetic_judges(models, judges.uri, cnn_judges=[cnn], cnn_matchers=[matcher], attributes=groups)
     for key, value in report.items():
         if isinstance(value, float):
             judges.set_float_custom_property(key, value)
-    names = sorted([name for name in models if not name.startswith("_")] + [CNN_JUDGE, CNN_MATCHER])
+    names = sorted([name for name in models if not name.startswith("_")] + [CNN_JUDGE, CNN_MATCHER]
+                   + [judge.name for group in groups.values() for judge in group["cnn"]])
     judges.set_string_custom_property("judges", json.dumps(names))
     logging.info("JudgeTrainer: %s", json.dumps(report))

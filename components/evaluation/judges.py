@@ -150,10 +150,47 @@ class JudgeSet:
     gender: list = field(default_factory=list)
     matcher: list = field(default_factory=list)
     identity_leakage: list = field(default_factory=list)
+    # The privacy policy's other attributes: {CelebA name: {"judges": [judges whose
+    # `male_probability` gives P(attribute)], "identity_leakage": [the bound for it]}}
+    attributes: dict = field(default_factory=dict)
 
     def __add__(self, other: "JudgeSet") -> "JudgeSet":
+        attributes = {name: {kind: [*self.attributes.get(name, {}).get(kind, []),
+                                    *other.attributes.get(name, {}).get(kind, [])]
+                             for kind in ("judges", "identity_leakage")}
+                      for name in {**self.attributes, **other.attributes}}
         return JudgeSet(self.gender + other.gender, self.matcher + other.matcher,
-                        self.identity_leakage + other.identity_leakage)
+                        self.identity_leakage + other.identity_leakage, attributes)
+
+
+def attribute_judge_name(judge: str, attribute: str) -> str:
+    """`eigenfaces_svm` reading `Young` -> `eigenfaces_svm@Young` (gender judges keep their names)."""
+    return f"{judge}@{attribute}"
+
+
+def train_attribute_judges(faces: np.ndarray, labels: dict, fisher: Pipeline, seed: int,
+                           validation: tuple[np.ndarray, dict] | None = None,
+                           progress: Callable[[str], None] = logging.info) -> dict:
+    """For each attribute {CelebA name: 0/1 labels [N]} of the privacy policy other than Male: the
+    two scikit-learn judges and the identity-leakage bound on the fitted Fisherfaces embedding,
+    named by attribute_judge_name. Returns {name: fitted Pipeline} plus "_report" (validation
+    accuracies)."""
+    models, report = {}, {}
+    for attribute, values in labels.items():
+        values = np.asarray(values).astype(int)
+        if len(np.unique(values)) < 2:
+            raise ValueError(f"the judges' training split has one value of {attribute} only; a judge of it needs both")
+        for base, build in (("eigenfaces_logistic", eigenfaces_logistic), ("eigenfaces_svm", eigenfaces_svm)):
+            name = attribute_judge_name(base, attribute)
+            progress(f"training judge {name} on {len(faces)} faces ...")
+            models[name] = build(len(faces), seed).fit(faces, values)
+        models[attribute_judge_name(IDENTITY_LEAKAGE, attribute)] = identity_leakage_model(fisher, faces, values, seed)
+        if validation is not None:
+            for name in (attribute_judge_name(base, attribute)
+                         for base in ("eigenfaces_logistic", "eigenfaces_svm", IDENTITY_LEAKAGE)):
+                report[f"{name}_validation_accuracy"] = float(
+                    np.mean(models[name].predict(validation[0]) == np.asarray(validation[1][attribute]).astype(int)))
+    return {**models, "_report": report}
 
 
 def identity_leakage_model(fisher: Pipeline, faces: np.ndarray, male: np.ndarray, seed: int) -> Pipeline:
@@ -197,8 +234,23 @@ def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.nda
     return {**models, "_report": report}
 
 
+def describe_judge(name: str, descriptions: dict | None = None) -> str:
+    """A judge's description; an attribute judge's is its base judge's, reading that attribute."""
+    descriptions = {**DESCRIPTIONS, **(descriptions or {})}
+    if name in descriptions:
+        return descriptions[name]
+    base, _, attribute = name.partition("@")
+    if attribute and base in descriptions:
+        return f"{descriptions[base]}; reads {attribute} instead of gender"
+    return name
+
+
 def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[KerasGenderJudge] = (),
-                          cnn_matchers: Sequence[KerasMatcherJudge] = ()) -> None:
+                          cnn_matchers: Sequence[KerasMatcherJudge] = (), attributes: dict | None = None) -> None:
+    """`attributes`: {CelebA name: {"judges": [scikit-learn judge names in `models`], "cnn":
+    [KerasGenderJudge reading it], "identity_leakage": [names in `models`]}} for the policy's
+    attributes other than Male."""
+    attributes = attributes or {}
     tf.io.gfile.makedirs(directory)
     for name, model in models.items():
         if name.startswith("_"):
@@ -207,12 +259,17 @@ def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[Ker
         joblib.dump(model, buffer)
         with tf.io.gfile.GFile(os.path.join(directory, f"{name}.joblib"), "wb") as handle:
             handle.write(buffer.getvalue())
-    for judge in [*cnn_judges, *cnn_matchers]:
+    attribute_cnns = [judge for groups in attributes.values() for judge in groups.get("cnn", [])]
+    for judge in [*cnn_judges, *cnn_matchers, *attribute_cnns]:
         judge.save(directory)
     manifest = {"gender": ["eigenfaces_logistic", "eigenfaces_svm"], "matcher": ["fisherfaces"],
                 "gender_cnn": [judge.name for judge in cnn_judges],
                 "matcher_cnn": [judge.name for judge in cnn_matchers],
                 "identity_leakage": [IDENTITY_LEAKAGE] if IDENTITY_LEAKAGE in models else [],
+                "attributes": {name: {"judges": list(groups.get("judges", [])),
+                                      "cnn": [judge.name for judge in groups.get("cnn", [])],
+                                      "identity_leakage": list(groups.get("identity_leakage", []))}
+                               for name, groups in attributes.items()},
                 "descriptions": DESCRIPTIONS, "training": models.get("_report", {})}
     with tf.io.gfile.GFile(os.path.join(directory, MANIFEST_FILE), "w") as handle:
         handle.write(json.dumps(manifest, indent=2))
@@ -231,7 +288,7 @@ def load_synthetic_judges(directory: str) -> JudgeSet:
             return joblib.load(io.BytesIO(handle.read()))
 
     def describe(name):
-        return manifest["descriptions"].get(name, DESCRIPTIONS.get(name, name))
+        return describe_judge(name, manifest["descriptions"])
 
     return JudgeSet(
         gender=[SklearnGenderJudge(name, describe(name), load(name)) for name in manifest["gender"]]
@@ -239,4 +296,10 @@ def load_synthetic_judges(directory: str) -> JudgeSet:
         matcher=[SklearnMatcherJudge(name, describe(name), load(name)) for name in manifest["matcher"]]
         + [KerasMatcherJudge.load(directory, name) for name in manifest.get("matcher_cnn", [])],
         identity_leakage=[SklearnGenderJudge(name, describe(name), load(name))
-                          for name in manifest.get("identity_leakage", [])])
+                          for name in manifest.get("identity_leakage", [])],
+        attributes={attribute: {
+            "judges": [SklearnGenderJudge(name, describe(name), load(name)) for name in groups["judges"]]
+            + [KerasGenderJudge.load(directory, name) for name in groups.get("cnn", [])],
+            "identity_leakage": [SklearnGenderJudge(name, describe(name), load(name))
+                                 for name in groups.get("identity_leakage", [])]}
+            for attribute, groups in manifest.get("attributes", {}).items()})

@@ -75,6 +75,20 @@ def _attacker_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _policy_attribute_table(attribute: str, section: dict) -> tuple[list[str], list[list[str]]]:
+    """One policy attribute other than gender: every judge's error per output, the adaptive
+    attacker and the identity-leakage bound (suppressed attributes: high error is the goal;
+    preserved ones: the sanitized error near the originals')."""
+    header = [f"{attribute} judge", *(f"{OUTPUT_NAMES[name]} error [95% CI]" for name in OUTPUT_NAMES)]
+    rows = []
+    for group, suffix in (("judges", ""), ("adaptive", " (ADAPTIVE attacker)"), ("identity_leakage", " (bound)")):
+        for judge, outputs in section.get(group, {}).items():
+            rows.append([judge + suffix, *(
+                _percent(outputs[name]["error_rate"], outputs[name].get("error_rate_ci")) if name in outputs else "–"
+                for name in OUTPUT_NAMES)])
+    return header, rows
+
+
 ATTACKERS = [
     "Unseen judges (the tables above) never saw a sanitized face: the paper's setting. An ADAPTIVE attacker "
     "owns the sanitizer, runs it over faces whose gender it knows and trains a classifier on the outputs; "
@@ -209,7 +223,12 @@ def write_report(result: dict, report_dir: str) -> dict:
                               *_matching_table(metrics, result["fmr_targets"])),
                              ("Image quality against the original", *_quality_table(metrics)),
                              *([("Adaptive attacker and identity-leakage bound", *_attacker_table(metrics))]
-                               if metrics.get("adaptive") or metrics.get("identity_leakage") else [])]))
+                               if metrics.get("adaptive") or metrics.get("identity_leakage") else []),
+                             *((f"{attribute} ({section['role']} by the privacy policy; "
+                                f"{100 * section['positive_share']:.1f}% of the faces have it)",
+                                *_policy_attribute_table(attribute, section))
+                               for attribute, section in metrics.get("attributes", {}).items()
+                               if attribute != "Male")]))
     sections.append(("Release gate", [f"Thresholds: {result['gate']}."], [("Checks", *_gate_table(result))]))
     sections.append(("What the numbers mean", MEANING + ATTACKERS, []))
 

@@ -1,0 +1,120 @@
+"""Training for any privacy policy (residual sanitizer): one target per suppressed attribute, terms
+that hide or keep each attribute against frozen auxiliary classifiers, the export's targets."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import features, losses
+from trainer.config import TrainingConfig
+from trainer.export import hashed_targets
+from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
+from trainer.models import ResidualSanitizer, build_attribute_classifier, build_face_matcher, build_gender_classifier
+from trainer.models import build_sanitizer
+from trainer.policy import PrivacyPolicy
+from trainer.san import LossSchedule, build_san_trainer, classified_attributes
+
+SIZE = 32
+GENDER_AGE = PrivacyPolicy(("Male", "Young"), ("identity", "Smiling"))
+AGE = PrivacyPolicy(("Young",), ("identity", "Male"))
+
+
+def _batch():
+    return {features.FACE_GRAY_KEY: tf.random.uniform((4, SIZE, SIZE, 1), seed=2),
+            features.LABEL_KEY: tf.constant([0, 1, 1, 0], tf.int64),
+            features.attribute_feature_name("Young"): tf.constant([1, 1, 0, 0], tf.int64),
+            features.attribute_feature_name("Smiling"): tf.constant([0, 1, 0, 1], tf.int64)}
+
+
+def _trainer(policy: PrivacyPolicy):
+    tf.keras.utils.set_random_seed(0)
+    classifier = build_gender_classifier(SIZE)
+    classifier.trainable = False
+    matcher = build_face_matcher(SIZE, embedding_dim=16)
+    matcher.trainable = False
+    config = TrainingConfig(image_size=SIZE, policy=policy, classifier_epochs=1, pretrain_epochs=1)
+    dataset = tf.data.Dataset.from_tensors(_batch())
+    ensemble = train_ensemble_members(dataset, SIZE, seed=0) if "Male" in policy.suppress else {}
+    attributes = train_attribute_classifier(dataset, config, classified_attributes(policy))
+    trainer, terms = build_san_trainer(config, {}, classifier, lambda faces: matcher(faces, training=False),
+                                       ensemble, attributes)
+    return trainer, terms, config, dataset, [classifier, matcher, attributes, *ensemble.values()]
+
+
+def test_hashed_targets_give_one_independent_bit_per_attribute():
+    faces = tf.random.uniform((400, SIZE, SIZE, 1), seed=1)
+    one, three = hashed_targets(faces).numpy(), hashed_targets(faces, 3).numpy()
+    assert one.shape == (400,) and three.shape == (400, 3)
+    np.testing.assert_array_equal(three[:, 0], one)  # gender alone keeps the bit it always had
+    np.testing.assert_array_equal(three, hashed_targets(faces, 3).numpy())  # reproducible per face
+    assert all(0.4 < three[:, k].mean() < 0.6 for k in range(3))
+    assert abs(np.corrcoef(three[:, 0], three[:, 1])[0, 1]) < 0.15  # the attributes' targets are unrelated
+    with pytest.raises(ValueError, match="1 to 8 targets"):
+        hashed_targets(faces, 9)
+
+
+def test_the_sanitizer_gets_one_target_per_suppressed_attribute():
+    san = build_sanitizer("residual", SIZE, suppress=GENDER_AGE.suppress)
+    assert (san.targets, san.gender_column) == (2, 0)
+    assert san.editor.input[1].shape[-1] == 2  # the editor's target input
+    faces = tf.random.uniform((3, SIZE, SIZE, 1), seed=3)
+    change = san.editor.get_layer("change")
+    change.set_weights([np.full_like(w, 0.05) for w in change.get_weights()])
+    targets = tf.constant([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    outputs = san.sanitizer_outputs(faces, tf.constant([0, 1, 1]), targets)
+    # X'_SM moves the gender column to the true gender and keeps the age target: face 2 is male with
+    # target (1, 1), so its SM output is its sanitized output.
+    np.testing.assert_allclose(outputs["same"].numpy()[2], outputs["sanitized"].numpy()[2], atol=1e-6)
+    assert np.abs(outputs["same"].numpy()[0] - outputs["sanitized"].numpy()[0]).max() > 1e-4
+    age = build_sanitizer("residual", SIZE, suppress=AGE.suppress)
+    assert (age.targets, age.gender_column) == (1, None)
+    outputs = age.sanitizer_outputs(faces, tf.constant([0, 1, 1]), tf.constant([1.0, 0.0, 1.0]))
+    assert all(outputs[name] is outputs["sanitized"] for name in ("same", "neutral", "opposite"))
+    with pytest.raises(ValueError, match="hides gender only"):
+        build_sanitizer("paper", SIZE, suppress=("Young",))
+
+
+def test_attribute_classifier_has_one_head_per_attribute():
+    model = build_attribute_classifier(SIZE, ("Young", "Smiling"))
+    assert model.output_shape == (None, 2)
+    assert build_attribute_classifier(SIZE, ("Young",)).output_shape == (None, 1)
+    with pytest.raises(ValueError, match="at least one attribute"):
+        build_attribute_classifier(SIZE, ())
+
+
+@pytest.mark.parametrize("policy, names", [
+    (GENDER_AGE, ["reconstruction", "gender_target", "gender_target_linear", "gender_target_mlp",
+                  "attribute_target_Young", "attribute_keep_Smiling", "matcher"]),
+    (AGE, ["reconstruction", "attribute_target_Young", "gender_keep", "matcher"]),
+])
+def test_policy_terms_train_the_sanitizer_and_leave_every_auxiliary_network_frozen(policy, names):
+    trainer, terms, config, dataset, frozen = _trainer(policy)
+    assert [term.name for term in terms] == names
+    before = [w.copy() for model in frozen for w in model.get_weights()]
+    san_before = [w.copy() for w in trainer.san.get_weights()]
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    for name in names[1:]:  # epoch 0 is reconstruction only; then every term is on
+        assert history.history[name][0] == 0.0 and history.history[name][1] > 0, name
+    for old, new in zip(before, [w for model in frozen for w in model.get_weights()]):
+        np.testing.assert_array_equal(old, new)
+    assert any(not np.array_equal(old, new) for old, new in zip(san_before, trainer.san.get_weights()))
+
+
+def test_keep_and_target_terms_are_the_cross_entropy_of_the_frozen_classifier():
+    """attribute_keep_Smiling = BCE(classifier's Smiling head on X', true Smiling), by hand."""
+    trainer, terms, config, dataset, frozen = _trainer(GENDER_AGE)
+    keep = next(term for term in terms if term.name == "attribute_keep_Smiling")
+    attributes = frozen[2]
+    batch = _batch()
+    sanitized = tf.random.uniform((4, SIZE, SIZE, 1), seed=9)
+    probability = attributes(sanitized, training=False).numpy()[:, 1]  # heads: (Young, Smiling)
+    label = batch[features.attribute_feature_name("Smiling")].numpy()
+    expected = -np.mean(label * np.log(np.clip(probability, 1e-7, 1)) + (1 - label) * np.log(np.clip(1 - probability, 1e-7, 1)))
+    value = keep.compute({"label/Smiling": batch[features.attribute_feature_name("Smiling")]}, {"sanitized": sanitized})
+    assert float(value) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_policy_with_other_attributes_needs_their_classifier():
+    config = TrainingConfig(image_size=SIZE, policy=GENDER_AGE)
+    with pytest.raises(ValueError, match="needs the auxiliary attribute classifier of Young, Smiling"):
+        build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {}, None)
