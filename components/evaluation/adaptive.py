@@ -51,6 +51,6 @@ def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_siz
         progress(f"adaptive attacker {name}: training on the sanitized output of {len(faces)} train-split faces "
                  "(some identities held out to keep its best epoch)")
         cnn = train_gender_cnn(faces, values, image_size, epochs=epochs, seed=seed, progress=progress,
-                               identity=identity)
+                               identity=identity, label="gender" if attribute == "Male" else attribute)
         attackers[attribute] = KerasGenderJudge(name, KerasGenderJudge.describe(name), cnn)
     return attackers

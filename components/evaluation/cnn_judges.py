@@ -97,8 +97,10 @@ class KeepBest(keras.callbacks.Callback):
 
 def train_gender_cnn(faces: np.ndarray, male: np.ndarray, image_size: int, epochs: int, seed: int,
                      batch_size: int = 64, progress: Callable[[str], None] = logging.info,
-                     identity: np.ndarray | None = None, validation_share: float = 0.15) -> keras.Model:
-    """Fits the residual CNN on gray faces [N,S,S,1] (uint8 or float in [0,1]) and labels [N].
+                     identity: np.ndarray | None = None, validation_share: float = 0.15,
+                     label: str = "gender") -> keras.Model:
+    """Fits the residual CNN on gray faces [N,S,S,1] (uint8 or float in [0,1]) and labels [N]
+    (`label`: what they are, for the progress line: gender, or a CelebA attribute).
 
     With `identity`, a share of the identities is held out and the weights of the epoch that reads
     them best are kept: the strongest attacker the epochs allow, not whatever the last epoch left
@@ -123,7 +125,7 @@ def train_gender_cnn(faces: np.ndarray, male: np.ndarray, image_size: int, epoch
                         callbacks=callbacks, verbose=0)
     kept = (f"; kept epoch {callbacks[0].epoch + 1}, held-out identities' accuracy {callbacks[0].best:.3f}"
             if callbacks and callbacks[0].weights is not None else "")
-    progress(f"gender CNN trained on {len(faces)} faces for {epochs} epochs: training accuracy "
+    progress(f"{label} CNN trained on {len(faces)} faces for {epochs} epochs: training accuracy "
              f"{history.history['accuracy'][-1]:.3f}{kept}")
     return model
 
