@@ -47,7 +47,7 @@ def export_again(serving: str, target: str, precision: str) -> str:
 
     def build_san():
         return build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                               config.residual_max_change)
+                               config.residual_max_change, config.policy.suppress)
 
     san, classifier = build_san(), build_gender_classifier(config.image_size)
     for network, saved in ((san, loaded.san), (classifier, loaded.classifier)):
