@@ -102,7 +102,7 @@ def create_components(config: Config) -> list:
             cnn_epochs=config.evaluation.cnn_epochs,
             cnn_matcher_epochs=config.evaluation.cnn_matcher_epochs,
             # judges of the privacy policy's other attributes (gender has its own above)
-            attributes_json=json.dumps([name for name in config.training.policy.attributes if name != "Male"]),
+            attributes_json=json.dumps(list(config.training.policy.other_attributes)),
         )
         judge_trainer.add_upstream_node(validation_gate)
     evaluator = SanitizerEvaluator(

@@ -12,7 +12,7 @@ from trainer.gender_classifier import train_attribute_classifier, train_ensemble
 from trainer.models import ResidualSanitizer, build_attribute_classifier, build_face_matcher, build_gender_classifier
 from trainer.models import build_sanitizer
 from trainer.policy import PrivacyPolicy
-from trainer.san import LossSchedule, build_san_trainer, classified_attributes
+from trainer.san import LossSchedule, build_san_trainer
 
 SIZE = 32
 GENDER_AGE = PrivacyPolicy(("Male", "Young"), ("identity", "Smiling"))
@@ -35,7 +35,7 @@ def _trainer(policy: PrivacyPolicy):
     config = TrainingConfig(image_size=SIZE, policy=policy, classifier_epochs=1, pretrain_epochs=1)
     dataset = tf.data.Dataset.from_tensors(_batch())
     ensemble = train_ensemble_members(dataset, SIZE, seed=0) if "Male" in policy.suppress else {}
-    attributes = train_attribute_classifier(dataset, config, classified_attributes(policy))
+    attributes = train_attribute_classifier(dataset, config, policy.other_attributes)
     trainer, terms = build_san_trainer(config, {}, classifier, lambda faces: matcher(faces, training=False),
                                        ensemble, attributes)
     return trainer, terms, config, dataset, [classifier, matcher, attributes, *ensemble.values()]

@@ -35,9 +35,11 @@ def transformed_dataset(
     )
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    # The image, gender and identity, and the 0/1 attributes (preprocessing_fn uses the policy's).
-    raw_spec = {key: spec for key, spec in tft_output.raw_feature_spec().items()
-                if key in RAW_FEATURES_USED or key.startswith(features.ATTRIBUTE_PREFIX)}
+    # The image, gender and identity, and the attributes preprocessing_fn passes through (the
+    # privacy policy's: the same feature names before and after the transform).
+    used = {*RAW_FEATURES_USED, *(key for key in tft_output.transformed_feature_spec()
+                                  if key.startswith(features.ATTRIBUTE_PREFIX))}
+    raw_spec = {key: spec for key, spec in tft_output.raw_feature_spec().items() if key in used}
     transform_layer = tft_output.transform_features_layer()
     dataset = dataset.batch(batch_size).map(
         lambda serialized: transform_layer(tf.io.parse_example(serialized, raw_spec)),

@@ -80,6 +80,17 @@ class PrivacyPolicy:
         """The CelebA attributes the policy names (suppressed first), without `identity`."""
         return tuple(name for name in (*self.suppress, *self.preserve) if name != IDENTITY)
 
+    @property
+    def other_attributes(self) -> tuple:
+        """`attributes` besides gender (Male has its own classifier and judges): what the auxiliary
+        attribute classifier reads, in its head order, and what gets judges of its own."""
+        return tuple(name for name in self.attributes if name != GENDER)
+
+    @property
+    def other_suppressed(self) -> tuple:
+        """The suppressed attributes besides gender."""
+        return tuple(name for name in self.other_attributes if name in self.suppress)
+
     def check_names(self, attribute_names) -> None:
         """Refuses, naming the culprit: an empty suppress list, a name that is neither `identity`
         nor an attribute of `attribute_names` (the data's header), a name given twice or both

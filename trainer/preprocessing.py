@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import features
-from trainer.policy import GENDER, PrivacyPolicy
+from trainer.policy import PrivacyPolicy
 
 
 def decode_rgb(data: tf.Tensor) -> tf.Tensor:
@@ -90,7 +90,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
     # sanitizer's terms that hide or keep them (trainer/policy.py); gender is the label above.
     policy = PrivacyPolicy.from_dict(custom_config.get("policy"))
     attributes = {features.attribute_feature_name(name): _dense(inputs[features.attribute_feature_name(name)])
-                  for name in policy.attributes if name != GENDER}
+                  for name in policy.other_attributes}
 
     # Analyzer results are per-dataset constants; TFT outputs need a batch dimension.
     zeros = tf.zeros_like(rgb)

@@ -105,12 +105,6 @@ def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
     return terms
 
 
-def classified_attributes(policy: PrivacyPolicy) -> tuple:
-    """The policy's attributes the auxiliary attribute classifier reads (all but Male, which the
-    gender classifier reads), in the classifier's head order."""
-    return tuple(name for name in policy.attributes if name != GENDER)
-
-
 def policy_terms(policy: PrivacyPolicy, classifier: keras.Model, attribute_classifier, weight: float,
                  preserve_weight: float) -> list[losses.LossTerm]:
     """The privacy policy's terms besides gender suppression (target_gender_terms) and identity
@@ -119,19 +113,18 @@ def policy_terms(policy: PrivacyPolicy, classifier: keras.Model, attribute_class
       on X' (shifted and noised, as f_G): `attribute_target_<a>`;
     - each preserved attribute b: the classifier reads b's true label on X': `attribute_keep_<b>`,
       or `gender_keep` for Male (through f_G)."""
-    heads = {name: index for index, name in enumerate(classified_attributes(policy))}
+    heads = {name: index for index, name in enumerate(policy.other_attributes)}
 
     def attribute_probability(name, faces):
         return tf.cast(attribute_classifier(faces, training=False)[:, heads[name]], tf.float32)
 
     terms = []
-    for name in policy.suppress:
-        if name not in (GENDER, IDENTITY):
-            terms.append(losses.LossTerm(
-                f"attribute_target_{name}", _weight(weight, f"attribute_target_{name}_weight"),
-                lambda batch, outputs, name=name: losses.gender_cross_entropy(
-                    attribute_probability(name, losses.random_shift_and_noise(outputs["sanitized"])),
-                    batch[f"target/{name}"])))
+    for name in policy.other_suppressed:
+        terms.append(losses.LossTerm(
+            f"attribute_target_{name}", _weight(weight, f"attribute_target_{name}_weight"),
+            lambda batch, outputs, name=name: losses.gender_cross_entropy(
+                attribute_probability(name, losses.random_shift_and_noise(outputs["sanitized"])),
+                batch[f"target/{name}"])))
     for name in policy.preserve:
         if name == GENDER:
             terms.append(losses.LossTerm(
@@ -247,9 +240,9 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     policy = config.policy
     san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
                           policy.suppress)
-    if classified_attributes(policy) and attribute_classifier is None:
+    if policy.other_attributes and attribute_classifier is None:
         raise ValueError(f"policy {policy.describe()} needs the auxiliary attribute classifier of "
-                         f"{', '.join(classified_attributes(policy))}")
+                         f"{', '.join(policy.other_attributes)}")
     if config.architecture == "residual":
         output = "sanitized"
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, output),
@@ -300,10 +293,10 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
         attribute_classifier = None
-        if classified_attributes(config.policy):
+        if config.policy.other_attributes:
             attribute_classifier = train_attribute_classifier(
                 transformed_dataset(fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer,
-                                    config.seed), config, classified_attributes(config.policy),
+                                    config.seed), config, config.policy.other_attributes,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
         trainer, terms = build_san_trainer(config, prototypes, classifier, matcher, ensemble, attribute_classifier)
     if matcher is None:

@@ -30,6 +30,17 @@ DESCRIPTIONS = {
 }
 
 
+def describe_judge(name: str, descriptions: dict) -> str:
+    """A judge's description from `descriptions`; an attribute judge's (<judge>@<CelebA attribute>)
+    is its base judge's, reading that attribute instead of gender."""
+    if name in descriptions:
+        return descriptions[name]
+    base, _, attribute = name.partition("@")
+    if attribute and base in descriptions:
+        return f"{descriptions[base]}; reads {attribute} instead of gender"
+    return name
+
+
 def residual_block(x, filters: int, stride: int):
     shortcut = x
     x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
@@ -162,10 +173,7 @@ class KerasJudge:
 
     @classmethod
     def describe(cls, name: str) -> str:
-        base, _, attribute = name.partition("@")  # an attribute judge: <judge>@<CelebA attribute>
-        if attribute and base in DESCRIPTIONS:
-            return f"{DESCRIPTIONS[base]}; reads {attribute} instead of gender"
-        return DESCRIPTIONS.get(name, name)
+        return describe_judge(name, DESCRIPTIONS)
 
     @classmethod
     def load(cls, directory: str, name: str):

@@ -31,7 +31,7 @@ from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
 from trainer.export import load_metadata
-from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
+from trainer.policy import GENDER, PrivacyPolicy
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -72,7 +72,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     attackers of `adaptive_attributes`, {attribute: judge}) into metrics["attributes"]."""
     policy = policy or PrivacyPolicy()
     adaptive_attributes = adaptive_attributes or {}
-    others = tuple(name for name in policy.attributes if name != GENDER)
+    others = policy.other_attributes
     missing = [name for name in others if name not in judges.attributes]
     if missing:
         raise ValueError(f"the privacy policy names {', '.join(missing)} but no judge of it was trained: the "
@@ -225,15 +225,16 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
 
     `train_patterns`: the train split, on whose sanitized faces the adaptive attacker is trained."""
     judges = load_judges(judge_names, judges_dir)
-    policy = PrivacyPolicy.from_dict(load_metadata(model_dir).get("policy"))
+    metadata = load_metadata(model_dir)
+    policy = PrivacyPolicy.from_dict(metadata.get("policy"))
     adaptive, adaptive_attributes = [], {}
     if settings.adaptive_attacker and train_patterns:
-        image_size = int(load_metadata(model_dir)["image_size"])
+        image_size = int(metadata["image_size"])
         attackers = train_adaptive_attacker(
             model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
             seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
             precision=settings.serving_precision,
-            attributes=tuple(name for name in policy.suppress if name not in (GENDER, IDENTITY)))
+            attributes=policy.other_suppressed)
         adaptive = [attackers.pop(GENDER)]
         adaptive_attributes = attackers
     splits, grid = {}, None

@@ -79,7 +79,7 @@ def gate_checks(split_metrics: dict, gate: GateConfig, policy: PrivacyPolicy | N
         ]
     if GENDER in policy.preserve:
         checks += _attribute_checks("gender", "preserved", split_metrics["gender"], gate)
-    for attribute in (name for name in policy.attributes if name != GENDER):
+    for attribute in policy.other_attributes:
         section = split_metrics.get("attributes", {}).get(attribute)
         if section is None:
             raise ValueError(f"the privacy policy names {attribute} but the evaluation has no section for it")

@@ -27,7 +27,8 @@ def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int, 
     """Up to max_faces examples: {"pixels": [N,32,32,1] block-averaged floats (scikit-learn
     judges), "faces": [N,S,S,1] uint8 gray (CNN judges), "male": [N], "identity": [N]}, and
     "attributes": {CelebA name: [N] 0/1} for each of `attributes`."""
-    parts = {"pixels": [], "faces": [], "male": [], "identity": [], **{name: [] for name in attributes}}
+    parts = {"pixels": [], "faces": [], "male": [], "identity": []}
+    labels = {name: [] for name in attributes}
     count = 0
     for batch in aligned_face_batches(file_patterns, image_size, batch_size=256, attributes=attributes):
         take = min(int(batch["male"].shape[0]), max_faces - count)
@@ -39,14 +40,13 @@ def load_judge_faces(file_patterns: list[str], image_size: int, max_faces: int, 
         parts["male"].append(batch["male"][:take].numpy())
         parts["identity"].append(batch["identity"][:take].numpy())
         for name in attributes:
-            parts[name].append(batch[name][:take].numpy())
+            labels[name].append(batch[name][:take].numpy())
         count += take
         logging.info("JudgeTrainer: loaded %d faces", count)
     if not count:
         raise ValueError(f"no examples found in {file_patterns}")
-    loaded = {name: np.concatenate(values) for name, values in parts.items()}
-    return {**{key: loaded[key] for key in ("pixels", "faces", "male", "identity")},
-            "attributes": {name: loaded[name] for name in attributes}}
+    return {**{name: np.concatenate(values) for name, values in parts.items()},
+            "attributes": {name: np.concatenate(values) for name, values in labels.items()}}
 
 
 @tfx.dsl.components.component

@@ -38,7 +38,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer
 from sklearn.svm import SVC
 
-from components.evaluation.cnn_judges import DESCRIPTIONS as CNN_DESCRIPTIONS, KerasGenderJudge
+from components.evaluation.cnn_judges import DESCRIPTIONS as CNN_DESCRIPTIONS, KerasGenderJudge, describe_judge
 from components.evaluation.cnn_matcher import CNN_MATCHER, DESCRIPTION as CNN_MATCHER_DESCRIPTION, KerasMatcherJudge
 
 
@@ -234,17 +234,6 @@ def train_synthetic_judges(faces: np.ndarray, male: np.ndarray, identity: np.nda
     return {**models, "_report": report}
 
 
-def describe_judge(name: str, descriptions: dict | None = None) -> str:
-    """A judge's description; an attribute judge's is its base judge's, reading that attribute."""
-    descriptions = {**DESCRIPTIONS, **(descriptions or {})}
-    if name in descriptions:
-        return descriptions[name]
-    base, _, attribute = name.partition("@")
-    if attribute and base in descriptions:
-        return f"{descriptions[base]}; reads {attribute} instead of gender"
-    return name
-
-
 def save_synthetic_judges(models: dict, directory: str, cnn_judges: Sequence[KerasGenderJudge] = (),
                           cnn_matchers: Sequence[KerasMatcherJudge] = (), attributes: dict | None = None) -> None:
     """`attributes`: {CelebA name: {"judges": [scikit-learn judge names in `models`], "cnn":
@@ -288,7 +277,7 @@ def load_synthetic_judges(directory: str) -> JudgeSet:
             return joblib.load(io.BytesIO(handle.read()))
 
     def describe(name):
-        return describe_judge(name, manifest["descriptions"])
+        return describe_judge(name, {**DESCRIPTIONS, **manifest["descriptions"]})
 
     return JudgeSet(
         gender=[SklearnGenderJudge(name, describe(name), load(name)) for name in manifest["gender"]]

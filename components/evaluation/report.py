@@ -20,6 +20,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from trainer.policy import GENDER  # noqa: E402
+
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
 OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
@@ -228,7 +230,7 @@ def write_report(result: dict, report_dir: str) -> dict:
                                 f"{100 * section['positive_share']:.1f}% of the faces have it)",
                                 *_policy_attribute_table(attribute, section))
                                for attribute, section in metrics.get("attributes", {}).items()
-                               if attribute != "Male")]))
+                               if attribute != GENDER)]))
     sections.append(("Release gate", [f"Thresholds: {result['gate']}."], [("Checks", *_gate_table(result))]))
     sections.append(("What the numbers mean", MEANING + ATTACKERS, []))
 
