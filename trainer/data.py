@@ -18,6 +18,22 @@ def list_files(file_patterns: list[str]) -> list[str]:
     return files
 
 
+def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` without tf.data's autotuning thread (AUTOTUNE parallelism and prefetching then take
+    fixed defaults: as many parallel calls as cores).
+
+    Every iterator of an autotuned dataset owns a thread that re-optimises the pipeline at
+    intervals that grow while the iterator lives, and destroying the iterator waits for that
+    thread's next wake-up. Keras destroys one at the end of every epoch of a finite dataset, of
+    every validation and of every `fit`: on the 2-core build machine (2026-11-26, TensorFlow 2.16)
+    that stalled training by up to 20 s each time (a 5-epoch fit of the evaluator's CNN judge on
+    2,560 faces: 16 s spent after its last epoch; the sanitizer's 6 epochs: 20-s gaps between some
+    epochs and 60 s around its one validation). `benchmarks/dataset_stalls.py` measures it."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def transformed_dataset(
     file_patterns: list[str],
     tft_output: tft.TFTransformOutput,
@@ -45,7 +61,7 @@ def transformed_dataset(
         lambda serialized: transform_layer(tf.io.parse_example(serialized, raw_spec)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return without_autotuning(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def prototypes_from(tft_output: tft.TFTransformOutput, file_patterns: list[str]) -> dict:
@@ -84,5 +100,5 @@ def aligned_face_batches(file_patterns: list[str], image_size: int, batch_size: 
             **{name: tf.reshape(batch[key], [-1]) for name, key in extra.items()},
         }
 
-    return (tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
-            .batch(batch_size).map(decode).prefetch(tf.data.AUTOTUNE))
+    return without_autotuning(tf.data.TFRecordDataset(list_files(file_patterns), compression_type="GZIP")
+                              .batch(batch_size).map(decode).prefetch(tf.data.AUTOTUNE))

@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.data import without_autotuning
+
 CNN_JUDGE = "resnet_gender_cnn"
 ADAPTIVE_JUDGE = "adaptive_resnet_gender_cnn"
 DESCRIPTIONS = {
@@ -85,8 +87,8 @@ def face_batches(faces: np.ndarray, labels: np.ndarray, batch_size: int, seed: i
     dataset = tf.data.Dataset.from_tensor_slices((faces, labels))
     if seed is not None:
         dataset = dataset.shuffle(len(faces), seed=seed, reshuffle_each_iteration=True)
-    return (dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
-            .prefetch(tf.data.AUTOTUNE))
+    return without_autotuning(dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / scale, y))
+                              .prefetch(tf.data.AUTOTUNE))
 
 
 class KeepBest(keras.callbacks.Callback):
