@@ -21,6 +21,7 @@ from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
 from components.celeba import layout as celeba_layout
 from trainer.config import ARCHITECTURES
+from trainer.distribution import TRAINING_PRECISIONS
 from trainer.policy import PRESETS, PolicyError, PrivacyPolicy
 
 # pipelines.pipeline, .vertex and .results import TFX, which takes about 30 s: they are imported
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--matcher-epochs", type=int,
                        help=f"auxiliary face matcher epochs ({training.matcher_epochs} / 20)")
     group.add_argument("--seed", type=int, help=f"training random seed ({training.seed})")
+    group.add_argument("--training-precision", choices=TRAINING_PRECISIONS, default=None,
+                       help="Keras dtype policy the sanitizer trains under; auto: mixed_float16 on a GPU, "
+                       "mixed_bfloat16 on a CPU with native bfloat16 (AVX-512 BF16 / AMX), float32 elsewhere "
+                       f"({training.training_precision}); the exported model is float32 either way")
     group.add_argument("--matcher-model", default=None,
                        help="use this face-matcher SavedModel (local or gs://; float32 gray faces [N,S,S,1] in "
                        "[0,1] -> embeddings [N,D]) as R(X) instead of training the auxiliary matcher")
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
-                  "seed")
+                  "seed", "training_precision")
 
 GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
               "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap", "max_preserved_drop")

@@ -63,3 +63,48 @@ def test_a_job_given_gpus_that_sees_none_fails_instead_of_training_on_the_cpu():
 
     with pytest.raises(NoGpuError, match="sees none.*'gpu' extra"):
         distribution_strategy(require_gpu=True)
+
+
+def test_training_precision_auto_picks_by_machine(tmp_path):
+    import pytest
+
+    from trainer.config import TrainingConfig
+    from trainer.distribution import resolve_training_precision
+
+    with_bf16 = tmp_path / "cpuinfo_bf16"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n\n"
+                         "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without = tmp_path / "cpuinfo_plain"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert resolve_training_precision("auto", on_gpu=True, cpuinfo=str(without)) == "mixed_float16"
+    assert resolve_training_precision("auto", on_gpu=False, cpuinfo=str(with_bf16)) == "mixed_bfloat16"
+    assert resolve_training_precision("auto", on_gpu=False, cpuinfo=str(without)) == "float32"
+    assert resolve_training_precision("auto", on_gpu=False, cpuinfo=str(tmp_path / "missing")) == "float32"
+    assert resolve_training_precision("float32", on_gpu=True) == "float32"  # an explicit choice wins
+    with pytest.raises(ValueError, match="unknown training precision 'fp8'.*--training-precision"):
+        resolve_training_precision("fp8")
+    with pytest.raises(ValueError, match="unknown training precision 'half'"):
+        TrainingConfig(training_precision="half")
+
+
+def test_frozen_networks_computed_in_bfloat16_keep_their_weights_and_answers():
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from trainer.models import build_face_matcher, build_gender_classifier, computing_in
+
+    faces = tf.random.uniform((4, 32, 32, 1), seed=3)
+    for model in (build_gender_classifier(32), build_face_matcher(32, 16)):
+        model.trainable = False
+        copy = computing_in(model, "mixed_bfloat16")
+        assert copy is not model and not copy.trainable
+        assert {layer.dtype_policy.name for layer in copy.layers[1:]} == {"mixed_bfloat16"}
+        assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), copy.get_weights()))
+        assert all(w.dtype == tf.float32 for w in copy.weights)  # variables stay float32
+        assert keras.mixed_precision.global_policy().name == "float32"  # the global policy is restored
+        exact = model(faces, training=False).numpy()
+        reduced = copy(faces, training=False)
+        assert reduced.dtype == tf.bfloat16
+        np.testing.assert_allclose(tf.cast(reduced, tf.float32).numpy(), exact, atol=0.05)
+        assert computing_in(model, "float32") is model  # nothing to change

@@ -225,3 +225,43 @@ def test_an_imported_matcher_savedmodel_is_used_through_its_serving_signature(tm
     faces = tf.random.uniform((2, 32, 32, 1), seed=4)
     expected = faces.numpy().reshape(2, 2, 16, 2, 16).mean(axis=(2, 4)).reshape(2, 4)
     np.testing.assert_allclose(matcher(faces).numpy(), expected, atol=1e-6)
+
+
+def test_residual_sanitizer_trains_in_bfloat16_against_frozen_copies_and_exports_in_float32(tmp_path):
+    """trainer.san under training_precision mixed_bfloat16: the frozen networks compute in bfloat16
+    through copies (their weights untouched), the sanitizer's variables stay float32, and the float32
+    copy that is exported holds exactly the trained weights."""
+    from trainer.models import build_sanitizer, computing_in, keras_policy, policy_copy
+    from trainer.san import load_frozen_matcher
+
+    size = 32
+    tf.keras.utils.set_random_seed(0)
+    classifier = build_gender_classifier(size)
+    classifier.trainable = False
+    matcher = build_face_matcher(size, embedding_dim=16)
+    matcher.save(str(tmp_path / "matcher"), save_format="tf", include_optimizer=False)
+    batch = {features.FACE_GRAY_KEY: tf.random.uniform((4, size, size, 1), seed=2),
+             features.LABEL_KEY: tf.constant([0, 1, 1, 0], tf.int64)}
+    dataset = tf.data.Dataset.from_tensors(batch)
+    ensemble = train_ensemble_members(dataset, size, seed=0)
+    frozen_before = [w.copy() for w in classifier.get_weights()]
+    config = TrainingConfig(image_size=size, training_precision="mixed_bfloat16")
+    loaded_matcher = load_frozen_matcher(str(tmp_path / "matcher"), "mixed_bfloat16")
+    assert loaded_matcher(batch[features.FACE_GRAY_KEY]).dtype == tf.float32
+    with keras_policy("mixed_bfloat16"):
+        trainer, terms = build_san_trainer(config, {}, computing_in(classifier, "mixed_bfloat16"), loaded_matcher,
+                                           {name: computing_in(m, "mixed_bfloat16") for name, m in ensemble.items()})
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert trainer.san.editor.layers[-2].dtype_policy.name == "mixed_bfloat16"
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    # The untrained editor returns the face (matcher distance 0); after one step it changes it.
+    assert np.isfinite(history.history["loss"]).all() and history.history["matcher"][-1] > 0
+    assert all(np.array_equal(a, b) for a, b in zip(frozen_before, classifier.get_weights()))
+    assert all(weight.dtype == tf.float32 for weight in trainer.san.weights)
+
+    exported = policy_copy(lambda: build_sanitizer("residual", size), trainer.san, "float32")
+    assert {layer.dtype_policy.name for layer in exported.editor.layers} == {"float32"}
+    assert all(np.array_equal(a, b) for a, b in zip(trainer.san.get_weights(), exported.get_weights()))
+    faces, target = batch[features.FACE_GRAY_KEY], tf.constant([0.0, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose(exported.edit(faces, target).numpy(),
+                               tf.cast(trainer.san.edit(faces, target), tf.float32).numpy(), atol=0.03)

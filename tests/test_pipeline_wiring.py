@@ -28,6 +28,8 @@ def test_default_pipeline_trains_everything_locally():
     assert "ai_platform_training_args" not in _custom_config(san)
     # ValidationGate must pass before Transform starts.
     assert "ValidationGate" in {node.id for node in components["Transform"].upstream_nodes}
+    # Transform neither materializes examples nor computes statistics nobody reads (StatisticsGen has the raw ones).
+    assert components["Transform"].exec_properties["disable_statistics"]
 
 
 def test_imported_matcher_replaces_the_matcher_trainer():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from trainer.distribution import TRAINING_PRECISIONS
 from trainer.policy import PrivacyPolicy
 
 # The sanitizer's architecture (trainer/models.py). "residual" (default): a U-Net that predicts a
@@ -80,6 +81,11 @@ class TrainingConfig:
     # Reduced precisions the sanitizer is also exported in (signatures sanitize_only_<p> and
     # sanitize_faces_<p>; trainer/export.py): bfloat16 (CPUs with AVX-512 BF16 / AMX, GPUs), float16 (GPUs).
     serving_precisions: tuple = ("bfloat16",)
+    # Keras dtype policy the sanitizer trains under, frozen auxiliary networks included
+    # (trainer/distribution.py): "auto" = mixed_float16 on GPUs, mixed_bfloat16 on a CPU with native
+    # bfloat16 (AVX-512 BF16 / AMX; 2x the float32 training step on the build machine), float32 elsewhere.
+    # The exported sanitizer is float32 whatever it trained under (serving_precisions adds the others).
+    training_precision: str = "auto"
     # Fail instead of training on the CPU when no GPU is visible (set by pipelines/vertex.py when
     # the Vertex AI Training jobs are given accelerators).
     require_gpu: bool = False
@@ -90,6 +96,9 @@ class TrainingConfig:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown sanitizer architecture {self.architecture!r}: choose one of "
                              f"{', '.join(ARCHITECTURES)} (--architecture)")
+        if self.training_precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
+                             f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
 
     def for_architecture(self, architecture: str) -> "TrainingConfig":
         """This configuration with `architecture` and its laptop schedule and loss weights."""

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import tensorflow as tf
+
+# TrainingConfig.training_precision: Keras mixed-precision policies the sanitizer may train under.
+# "auto": mixed_float16 on GPUs, mixed_bfloat16 on a CPU with native bfloat16 arithmetic (AVX-512
+# BF16 or AMX), float32 elsewhere (on other CPUs bfloat16 is emulated and slower than float32).
+TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+NATIVE_BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 class NoGpuError(RuntimeError):
@@ -27,3 +34,28 @@ def distribution_strategy(require_gpu: bool = False) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
     logging.info("no GPU visible: training with the default strategy on the CPU")
     return tf.distribute.get_strategy()
+
+
+def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bfloat16 natively (Linux: an AVX-512 BF16 or AMX BF16 flag in `cpuinfo`)."""
+    if not os.path.exists(cpuinfo):
+        return False
+    with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+        flags = {flag for line in handle if line.startswith("flags") for flag in line.split(":", 1)[-1].split()}
+    return any(flag in flags for flag in NATIVE_BFLOAT16_CPU_FLAGS)
+
+
+def resolve_training_precision(requested: str = "auto", on_gpu: bool | None = None,
+                               cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The Keras policy name to train under for `requested` (TRAINING_PRECISIONS); "auto" picks by
+    machine: mixed_float16 on GPUs, mixed_bfloat16 on CPUs with native bfloat16, else float32."""
+    if requested not in TRAINING_PRECISIONS:
+        raise ValueError(f"unknown training precision {requested!r}: choose one of {', '.join(TRAINING_PRECISIONS)} "
+                         "(--training-precision)")
+    if requested != "auto":
+        return requested
+    if on_gpu is None:
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+    if on_gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_native_bfloat16(cpuinfo) else "float32"

@@ -15,6 +15,8 @@ Keras 2 (`tf_keras`) is used because TFX 1.16 / tf.Transform 1.16 require it.
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 import tf_keras as keras
 
@@ -218,13 +220,45 @@ def reduced_precision_copy(build, source: keras.Model, precision: str) -> keras.
     GPUs (on a CPU it is emulated and slow)."""
     if precision not in REDUCED_PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(REDUCED_PRECISIONS)}")
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(f"mixed_{precision}")
-    try:
+    return policy_copy(build, source, f"mixed_{precision}")
+
+
+def policy_copy(build, source: keras.Model, policy: str) -> keras.Model:
+    """`build()` made under the Keras dtype policy `policy` ("float32", "mixed_bfloat16",
+    "mixed_float16"), holding `source`'s weights."""
+    with keras_policy(policy):
         copy = build()
+    copy.set_weights(source.get_weights())
+    return copy
+
+
+@contextlib.contextmanager
+def keras_policy(policy: str):
+    """Keras' global dtype policy set to `policy` inside the block, restored after it."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(source.get_weights())
+
+
+def computing_in(model: keras.Model, policy: str) -> keras.Model:
+    """A frozen copy of the functional Keras model `model` (built here or loaded with
+    keras.models.load_model) whose layers compute under the dtype policy `policy`, holding its
+    weights; `model` itself when it already computes so. For the frozen auxiliary networks of
+    mixed-precision training (trainer.san)."""
+    if model.dtype_policy.name == policy and all(layer.dtype_policy.name == policy for layer in model.layers
+                                                  if not isinstance(layer, keras.layers.InputLayer)):
+        return model
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    with keras_policy(policy):
+        copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    copy.trainable = False
     return copy
 
 

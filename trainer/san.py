@@ -28,11 +28,12 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from trainer.config import TrainingConfig
 from trainer import features, losses
 from trainer.data import prototypes_from, transformed_dataset
-from trainer.distribution import distribution_strategy
+from trainer.distribution import distribution_strategy, resolve_training_precision
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
 from trainer.models import (
-    ResidualSanitizer, build_sanitizer, prototypes_for_labels, reduced_precision_networks,
+    ResidualSanitizer, build_sanitizer, computing_in, keras_policy, policy_copy, prototypes_for_labels,
+    reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
@@ -45,13 +46,15 @@ def male_probability(classifier: keras.Model, faces: tf.Tensor) -> tf.Tensor:
     return tf.cast(classifier(faces, training=False)[:, 1], tf.float32)
 
 
-def load_frozen_matcher(path: str):
-    """R(X): a Keras matcher from the MatcherTrainer, or any SavedModel whose serving signature
-    maps gray faces [N,S,S,1] to embeddings [N,D] (its first output is used)."""
+def load_frozen_matcher(path: str, policy: str = "float32"):
+    """R(X): a Keras matcher from the MatcherTrainer (computing under the Keras dtype `policy`), or
+    any SavedModel whose serving signature maps gray faces [N,S,S,1] to embeddings [N,D] (its first
+    output is used). Embeddings come back float32."""
     loaded = keras.models.load_model(path, compile=False)  # a plain SavedModel loads as a non-Keras object
     if isinstance(loaded, keras.Model):
         loaded.trainable = False
-        return lambda faces: loaded(faces, training=False)
+        loaded = computing_in(loaded, policy)
+        return lambda faces: tf.cast(loaded(faces, training=False), tf.float32)
     signatures = getattr(loaded, "signatures", None) or tf.saved_model.load(path).signatures
     if "serving_default" not in signatures:
         raise ValueError(f"matcher SavedModel {path} has no serving_default signature mapping faces to embeddings")
@@ -265,17 +268,16 @@ def run_fn(fn_args: FnArgs) -> None:
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     tf.keras.utils.set_random_seed(config.seed)
     strategy = distribution_strategy(config.require_gpu)
-    on_gpu = bool(tf.config.list_logical_devices("GPU"))
-    if on_gpu:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        _train_and_export(fn_args, config, strategy)
-    finally:
-        if on_gpu:
-            keras.mixed_precision.set_global_policy("float32")
+    policy = resolve_training_precision(config.training_precision)
+    logging.info("SAN: training under the Keras dtype policy %s (training_precision %s)", policy,
+                 config.training_precision)
+    _train_and_export(fn_args, config, strategy, policy)
 
 
-def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.distribute.Strategy) -> None:
+def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.distribute.Strategy,
+                      policy: str = "float32") -> None:
+    """Trains the sanitizer under the Keras dtype `policy` (the auxiliary networks it is trained
+    against compute under it too, their weights unchanged) and exports it in float32."""
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     train = transformed_dataset(fn_args.train_files, tft_output, global_batch, config.shuffle_buffer, config.seed)
@@ -286,7 +288,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         classifier = keras.models.load_model(fn_args.base_model, compile=False)
         classifier.trainable = False
         matcher_path = (fn_args.custom_config or {}).get(MATCHER_MODEL_KEY)
-        matcher = load_frozen_matcher(matcher_path) if matcher_path else None
+        matcher = load_frozen_matcher(matcher_path, policy) if matcher_path else None
         ensemble = {}
         if config.architecture == "residual" and GENDER in config.policy.suppress:
             ensemble = train_ensemble_members(
@@ -298,7 +300,11 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 transformed_dataset(fn_args.train_files, tft_output, config.batch_size, config.shuffle_buffer,
                                     config.seed), config, config.policy.other_attributes,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
-        trainer, terms = build_san_trainer(config, prototypes, classifier, matcher, ensemble, attribute_classifier)
+        with keras_policy(policy):
+            trainer, terms = build_san_trainer(
+                config, prototypes, computing_in(classifier, policy), matcher,
+                {name: computing_in(member, policy) for name, member in ensemble.items()},
+                attribute_classifier and computing_in(attribute_classifier, policy))
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
@@ -311,17 +317,20 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
     trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
                 verbose=2)
 
-    reduced = reduced_precision_networks(
-        lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                                config.residual_max_change, config.policy.suppress),
-        trainer.san, classifier, config.image_size, config.serving_precisions)
+    def build():
+        return build_sanitizer(config.architecture, config.image_size, config.residual_width,
+                               config.residual_max_change, config.policy.suppress)
+
+    san = trainer.san if policy == "float32" else policy_copy(build, trainer.san, "float32")
+    reduced = reduced_precision_networks(build, san, classifier, config.image_size, config.serving_precisions)
     save_sanitizer(
-        SanitizerModule(trainer.san, classifier, prototypes, config.image_size, reduced),
+        SanitizerModule(san, classifier, prototypes, config.image_size, reduced),
         fn_args.serving_model_dir,
         metadata={"training_config": config.to_custom_config(),
                   # What the sanitizer hides and keeps; the bulk job refuses to pass a suppressed attribute on.
                   "policy": config.policy.to_dict(),
                   "architecture": config.architecture,
+                  "training_policy": policy,  # the Keras dtype policy it trained under
                   # What `sanitized` is: the paper's X'_OP, or the residual sanitizer's output for a
                   # target gender drawn from a hash of each face (independent of the true gender).
                   "sanitized_output": "opposite" if config.architecture == "paper" else "hashed_random_target",
