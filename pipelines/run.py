@@ -20,8 +20,7 @@ import sys
 from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
 from components.celeba import layout as celeba_layout
-from trainer.config import ARCHITECTURES
-from trainer.distribution import TRAINING_PRECISIONS
+from trainer.config import ARCHITECTURES, TRAINING_PRECISIONS
 from trainer.policy import PRESETS, PolicyError, PrivacyPolicy
 
 # pipelines.pipeline, .vertex and .results import TFX, which takes about 30 s: they are imported

@@ -203,6 +203,22 @@ def test_same_seed_is_byte_identical_other_seed_differs(small, tmp_path):
     assert sum(f.startswith("img_align_celeba") for f in mismatch) == N_IDS * N_PER
 
 
+def test_drawing_processes_write_the_same_files_as_one(small, tmp_path, monkeypatch):
+    out, _ = small
+    monkeypatch.setattr(sc, "_CHUNK", 10)  # 36 images: four tasks
+    serial, parallel = str(tmp_path / "serial"), str(tmp_path / "parallel")
+    sc.generate(serial, num_identities=N_IDS, images_per_identity=N_PER, seed=0, workers=1)
+    seen = []
+    sc.generate(parallel, num_identities=N_IDS, images_per_identity=N_PER, seed=0, workers=2,
+                progress=lambda done, total: seen.append((done, total)))
+    files = _all_files(out)
+    assert files == _all_files(serial) == _all_files(parallel)
+    for folder in (serial, parallel):
+        _, mismatch, errors = filecmp.cmpfiles(out, folder, files, shallow=False)
+        assert not mismatch and not errors
+    assert seen == [(N_IDS * N_PER, N_IDS * N_PER)]
+
+
 # ------------------------------------------------------------------ landmarks match the drawing
 
 def _faces(n, seed=7):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from trainer.distribution import TRAINING_PRECISIONS
 from trainer.policy import PrivacyPolicy
 
 # The sanitizer's architecture (trainer/models.py). "residual" (default): a U-Net that predicts a
@@ -18,6 +17,12 @@ from trainer.policy import PrivacyPolicy
 # true one, trained against an ensemble of auxiliary gender classifiers. "paper": the SAN of
 # Mirjalili et al. (ICB 2018) as the public code builds it (autoencoder + proto-combiner, X'_OP).
 ARCHITECTURES = ("residual", "paper")
+
+# TrainingConfig.training_precision: Keras dtype policies the sanitizer may train under
+# (trainer/distribution.py resolves "auto": mixed_float16 on GPUs, mixed_bfloat16 on a CPU with
+# native bfloat16 arithmetic (AVX-512 BF16 or AMX), float32 elsewhere: on other CPUs bfloat16 is
+# emulated and slower than float32).
+TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # The laptop schedule and weights of each architecture where they differ (Config's defaults are
 # "residual"'s; `for_architecture("paper")` gives the values the paper SAN has always used here).

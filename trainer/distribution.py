@@ -7,10 +7,8 @@ import os
 
 import tensorflow as tf
 
-# TrainingConfig.training_precision: Keras mixed-precision policies the sanitizer may train under.
-# "auto": mixed_float16 on GPUs, mixed_bfloat16 on a CPU with native bfloat16 arithmetic (AVX-512
-# BF16 or AMX), float32 elsewhere (on other CPUs bfloat16 is emulated and slower than float32).
-TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+from trainer.config import TRAINING_PRECISIONS
+
 NATIVE_BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

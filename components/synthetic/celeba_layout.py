@@ -15,7 +15,10 @@ CLI: python -m components.synthetic.celeba_layout --out DIR [--identities N] [--
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
+import multiprocessing
 import os
 import re
 import sys
@@ -24,7 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from components.synthetic import drawing, people
+from components.synthetic import people
+from components.synthetic import workers as drawing_workers
 from components.celeba.layout import (  # the one definition of the CelebA layout
     ATTRIBUTES_FILE, CELEBA_ATTRIBUTE_NAMES, IDENTITY_FILE, IMAGES_DIR, LANDMARK_NAMES, LANDMARKS_FILE, PARTITION_FILE,
 )
@@ -133,12 +137,16 @@ Random labels, not visible in the images (drawn per identity from the seeded RNG
 """
 
 
+_CHUNK = 250  # images per task of the drawing processes (components/synthetic/workers.py)
+
+
 def generate(out_dir: str, num_identities: int = 400, images_per_identity: int = 8, seed: int = 0,
              partition_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict:
     """Writes the CelebA aligned layout into out_dir (local path); returns a summary dict
     (counts per partition, male fraction, seed, ...). progress(done, total) is called every 500
-    images and at the end."""
+    images and at the end. The images are drawn by `workers` processes (default: one per core;
+    each image has its own seeded generator, so the files are the same for any number)."""
     fractions = tuple(float(f) for f in partition_fractions)
     _check_args(out_dir, num_identities, images_per_identity, seed, fractions)
     n, k = num_identities, images_per_identity
@@ -180,20 +188,29 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
             open_text(PARTITION_FILE) as f_part, open_text(LANDMARKS_FILE) as f_lm:
         f_attr.write(f"{total}\n" + " ".join(CELEBA_ATTRIBUTE_NAMES) + " \n")  # CelebA has the trailing space
         f_lm.write(f"{total}\n" + " ".join(LANDMARK_NAMES) + "\n")
-        for index in range(1, total + 1):
-            ident_id = int(image_identity[index - 1])
-            ident, rand = identities[ident_id]
-            params = people.sample_image(_rng(seed, _IMAGE, index), ident)
-            img, landmarks = drawing.render(ident, params)
-            name = f"{index:06d}.jpg"
-            img.save(os.path.join(img_dir, name), "JPEG", quality=params.jpeg_quality)
-            attrs = {**people.drawn_attributes(ident, params), **rand}
-            f_attr.write(_attribute_row(name, [1 if attrs[a] else -1 for a in CELEBA_ATTRIBUTE_NAMES]))
-            f_id.write(f"{name} {ident_id}\n")
-            f_part.write(f"{name} {partition[ident_id]}\n")
-            f_lm.write(_landmark_row(name, [int(round(v)) for v in landmarks.ravel()]))
-            if progress is not None and (index % 500 == 0 or index == total):
-                progress(index, total)
+        state = {"seed": seed, "stream": _IMAGE, "img_dir": img_dir, "identities": identities,
+                 "image_identity": image_identity}
+        chunks = [range(start, min(start + _CHUNK, total + 1)) for start in range(1, total + 1, _CHUNK)]
+        workers = min(workers or os.cpu_count() or 1, len(chunks))
+        with contextlib.ExitStack() as stack:
+            if workers > 1:  # spawned, not forked: the caller may hold TensorFlow's threads
+                pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn"), initializer=drawing_workers.set_state,
+                    initargs=(state,)))
+                drawn = pool.map(drawing_workers.draw_images, chunks)
+            else:
+                drawing_workers.set_state(state)
+                drawn = map(drawing_workers.draw_images, chunks)
+            for indices, rows in zip(chunks, drawn):  # in image order, whatever finishes first
+                for index, (attrs, landmark_values) in zip(indices, rows):
+                    ident_id = int(image_identity[index - 1])
+                    name = f"{index:06d}.jpg"
+                    f_attr.write(_attribute_row(name, [1 if attrs[a] else -1 for a in CELEBA_ATTRIBUTE_NAMES]))
+                    f_id.write(f"{name} {ident_id}\n")
+                    f_part.write(f"{name} {partition[ident_id]}\n")
+                    f_lm.write(_landmark_row(name, landmark_values))
+                    if progress is not None and (index % 500 == 0 or index == total):
+                        progress(index, total)
 
     meta = {
         "synthetic": True,
