@@ -4,9 +4,10 @@
 
 Runs the full training step (the sanitizer's forward pass, the frozen auxiliary networks on its
 outputs and on X, all loss terms on, gradients for the sanitizer; residual: the two extra ensemble
-members too, untrained here) under the strategy the Trainer would pick (MirroredStrategy
-on GPUs, mixed precision on GPU). Prints the device, the settings and the measured images/s after
-a warm-up step. Random pixels: this measures speed only.
+members too, untrained here) under the strategy the Trainer would pick (MirroredStrategy on GPUs)
+and the precision TrainingConfig.training_precision would pick (--precision). Prints the device,
+the settings and the measured images/s after a warm-up step. Random pixels: this measures speed
+only.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import tf_keras as keras  # noqa: E402
 
 from pipelines.config import TrainingConfig  # noqa: E402
 from trainer import features  # noqa: E402
-from trainer.distribution import distribution_strategy  # noqa: E402
-from trainer.config import ARCHITECTURES  # noqa: E402
+from trainer.distribution import distribution_strategy, resolve_training_precision  # noqa: E402
+from trainer.config import ARCHITECTURES, TRAINING_PRECISIONS  # noqa: E402
 from trainer.models import (  # noqa: E402
     build_face_matcher, build_gender_classifier, build_pooled_linear_gender_classifier,
     build_pooled_mlp_gender_classifier)
@@ -39,10 +40,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="per replica")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--architecture", choices=ARCHITECTURES, default="residual")
+    parser.add_argument("--precision", choices=TRAINING_PRECISIONS, default="auto",
+                        help="the Keras policy to train under, as TrainingConfig.training_precision (auto: "
+                        "mixed_float16 on GPUs, mixed_bfloat16 on CPUs with native bfloat16, else float32)")
     args = parser.parse_args()
     gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(resolve_training_precision(args.precision))
     strategy = distribution_strategy()
     size, batch = args.image_size, args.batch_size * strategy.num_replicas_in_sync
     config = dataclasses.replace(TrainingConfig().for_architecture(args.architecture), image_size=size,

@@ -186,7 +186,9 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 raise ValueError(f"the split in {file_patterns} has no identity with two images: matching "
                                  "needs genuine pairs")
             result = matching_metrics(genuine, impostor, settings.fmr_targets)
-            pairs = PairScores(scores, identity)
+            # Each draw walks the best-scoring pairs up to 2.5x the largest FMR target (exact: a draw
+            # whose target lies further walks them all); 0.05 cost 3.0 s per output, 0.025 1.9 s.
+            pairs = PairScores(scores, identity, head_fmr=min(1.0, 2.5 * max(settings.fmr_targets)))
             draws = pair_samples(pairs.pairs_walked, settings.bootstrap_samples)
             intervals = pairs.tmr_intervals(settings.fmr_targets, draws, settings.bootstrap_seed)
             result["tmr_at_fmr_ci"] = {f"{fmr:g}": interval for fmr, interval in intervals.items()}
