@@ -28,7 +28,7 @@ def test_default_pipeline_trains_everything_locally():
     assert "ai_platform_training_args" not in _custom_config(san)
     # ValidationGate must pass before Transform starts.
     assert "ValidationGate" in {node.id for node in components["Transform"].upstream_nodes}
-    # Transform neither materializes examples nor computes statistics nobody reads (StatisticsGen has the raw ones).
+    # Transform computes no statistics: nobody reads them (StatisticsGen has the raw data's).
     assert components["Transform"].exec_properties["disable_statistics"]
 
 

@@ -88,7 +88,7 @@ class TrainingConfig:
     serving_precisions: tuple = ("bfloat16",)
     # Keras dtype policy the sanitizer trains under, frozen auxiliary networks included
     # (trainer/distribution.py): "auto" = mixed_float16 on GPUs, mixed_bfloat16 on a CPU with native
-    # bfloat16 (AVX-512 BF16 / AMX; 2x the float32 training step on the build machine), float32 elsewhere.
+    # bfloat16 (AVX-512 BF16 / AMX; sanitizer epochs 21 s -> 15.5 s on the build machine), float32 elsewhere.
     # The exported sanitizer is float32 whatever it trained under (serving_precisions adds the others).
     training_precision: str = "auto"
     # Fail instead of training on the CPU when no GPU is visible (set by pipelines/vertex.py when

@@ -50,10 +50,6 @@ _LAYOUT, _IDENTITY, _IMAGE = 0, 1, 2
 _IMAGE_NAME = re.compile(r"^\d{6}\.jpg$")
 
 
-def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
-    return np.random.default_rng([seed, stream, index])
-
-
 def _partition_counts(n: int, fractions: Sequence[float]) -> list[int]:
     """Whole identities per partition; every partition with a positive fraction gets >= 1 when n >= 3."""
     counts = [int(round(f * n)) for f in fractions[1:]]
@@ -151,7 +147,7 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
     _check_args(out_dir, num_identities, images_per_identity, seed, fractions)
     n, k = num_identities, images_per_identity
     total = n * k
-    layout = _rng(seed, _LAYOUT)
+    layout = people.stream_rng(seed, _LAYOUT)
 
     # Identity ids 1..n; gender and partition are assigned to whole identities.
     male = np.zeros(n + 1, bool)
@@ -166,7 +162,7 @@ def generate(out_dir: str, num_identities: int = 400, images_per_identity: int =
 
     identities: dict[int, tuple] = {}
     for ident_id in range(1, n + 1):
-        rng = _rng(seed, _IDENTITY, ident_id)
+        rng = people.stream_rng(seed, _IDENTITY, ident_id)
         ident = people.sample_identity(rng, bool(male[ident_id]))
         rand = {name: bool(rng.random() < p) for name, p in RANDOM_ATTRIBUTES.items()}
         identities[ident_id] = (ident, rand)

@@ -140,6 +140,12 @@ class ImageParams:
         return self.smile > 0.4
 
 
+def stream_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
+    """The generator of one draw of the synthetic data: (seed, stream, index) keeps every
+    identity's and every image's draws independent of the others' (and of the process that makes them)."""
+    return np.random.default_rng([seed, stream, index])
+
+
 def _clip(rng, mean, sd, lo, hi):
     return float(np.clip(rng.normal(mean, sd), lo, hi))
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from components.synthetic import drawing, people
 
 _STATE: dict = {}
@@ -26,7 +24,7 @@ def draw_images(indices: range) -> list[tuple[dict, list[int]]]:
     rows = []
     for index in indices:
         ident, rand = _STATE["identities"][int(_STATE["image_identity"][index - 1])]
-        params = people.sample_image(np.random.default_rng([seed, stream, index]), ident)
+        params = people.sample_image(people.stream_rng(seed, stream, index), ident)
         img, landmarks = drawing.render(ident, params)
         img.save(os.path.join(img_dir, f"{index:06d}.jpg"), "JPEG", quality=params.jpeg_quality)
         rows.append(({**people.drawn_attributes(ident, params), **rand}, [int(round(v)) for v in landmarks.ravel()]))
