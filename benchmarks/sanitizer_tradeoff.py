@@ -1,18 +1,21 @@
 """Privacy against utility over residual-sanitizer settings, judged by a finished run's own judges.
 
     python benchmarks/sanitizer_tradeoff.py --work-dir outputs \
-        --points matcher_loss_weight=8 matcher_loss_weight=24 ensemble_loss_weight=2,matcher_loss_weight=24
+        --points defaults matcher_loss_weight=8 ensemble_members=linear+mlp,ensemble_loss_weight=1 \
+        --out components/evaluation/measured_tradeoff.json
 
 Reads a finished pipeline run from its ML Metadata (`--work-dir`): the ingested train and test
 splits, the trained auxiliary gender classifier and face matcher, and the JudgeTrainer's
 independent judges. For each point (TrainingConfig fields, comma-separated key=value, over the
-laptop defaults) it trains the residual sanitizer with the product's own trainer
+laptop defaults; "defaults" for none; a tuple field's items joined by "+") it trains the residual sanitizer with the product's own trainer
 (`trainer.san.build_san_trainer`, the same ensemble members, hashed targets at test time, as the
 exported model) and prints one table row: every unseen gender judge's error on the sanitized test
 faces, the adaptive attacker (the evaluator's residual CNN trained on the sanitized train split),
 the identity-leakage bound, the matcher judge's TMR at FMR 1e-2 (sanitized probes against the
 original gallery), and SSIM. Gender errors carry 95% bootstrap intervals (identities resampled).
-A point takes about 3-4 minutes on a 2-core CPU at the laptop's 64 px.
+Each point trains as the SanTrainer does (the resolved training precision, the frozen networks
+computing in it) and is judged as the float32 copy it exports. A point takes about 4-5 minutes on
+a 2-core CPU at the laptop's 64 px.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import argparse
 import dataclasses
 import json
 import os
+import platform
+import shlex
+import subprocess
 import sys
 import time
 
@@ -42,7 +48,9 @@ from trainer import features  # noqa: E402
 from trainer.config import TrainingConfig  # noqa: E402
 from trainer.data import aligned_face_batches  # noqa: E402
 from trainer.export import hashed_targets  # noqa: E402
-from trainer.gender_classifier import train_ensemble_members  # noqa: E402
+from trainer.gender_classifier import ENSEMBLE_MEMBERS, train_ensemble_members  # noqa: E402
+from trainer.distribution import resolve_training_precision  # noqa: E402
+from trainer.models import build_sanitizer, computing_in, keras_policy, policy_copy  # noqa: E402
 from trainer.san import LossSchedule, build_san_trainer, load_frozen_matcher  # noqa: E402
 
 
@@ -56,11 +64,13 @@ def load_split(examples_uri: str, split: str, image_size: int) -> dict:
 def parse_point(text: str) -> dict:
     known = {field.name: field.type for field in dataclasses.fields(TrainingConfig)}
     point = {}
-    for item in filter(None, text.split(",")):
+    for item in filter(None, "" if text == "defaults" else text.split(",")):
         key, _, value = item.partition("=")
         if key not in known:
             raise SystemExit(f"unknown TrainingConfig field {key!r} in point {text!r}")
-        point[key] = type(getattr(TrainingConfig(), key))(value)
+        default = getattr(TrainingConfig(), key)
+        # A tuple field takes its items joined by "+" (ensemble_members=linear+mlp+cnn).
+        point[key] = tuple(value.split("+")) if isinstance(default, tuple) else type(default)(value)
     return point
 
 
@@ -118,7 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("--points", nargs="+", default=["matcher_loss_weight=8", "matcher_loss_weight=24",
                                                         "matcher_loss_weight=48"],
                         help="comma-separated TrainingConfig overrides, one point each")
-    parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    parser.add_argument("--out", default=None, help="also write the results as JSON here, in the format the "
+                        "evaluation report shows (components/evaluation/measured_tradeoff.json is the packaged one)")
     args = parser.parse_args(argv)
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(args.work_dir, "metadata.sqlite")))
@@ -129,11 +140,11 @@ def main(argv=None) -> int:
     classifier = keras.models.load_model(
         os.path.join(latest_uri(store, "Model", "GenderClassifierTrainer"), "Format-Serving"), compile=False)
     classifier.trainable = False
-    matcher = load_frozen_matcher(os.path.join(latest_uri(store, "Model", "MatcherTrainer"), "Format-Serving"))
+    matcher_path = os.path.join(latest_uri(store, "Model", "MatcherTrainer"), "Format-Serving")
     judges = load_synthetic_judges(latest_uri(store, "Model", "JudgeTrainer"))
     train = tf.data.Dataset.from_tensor_slices({features.FACE_GRAY_KEY: data["train"]["face"],
                                                 features.LABEL_KEY: data["train"]["male"]})
-    ensemble = train_ensemble_members(train.batch(64), size, defaults.seed)
+    ensemble = train_ensemble_members(train.batch(64), size, defaults.seed, members=ENSEMBLE_MEMBERS)
     print(f"{args.work_dir}: train {len(data['train']['male'])} faces, test {len(data['test']['male'])} faces "
           f"(SYNTHETIC unless the run had --data)", flush=True)
     results = {}
@@ -143,21 +154,64 @@ def main(argv=None) -> int:
     for text in args.points:
         config = dataclasses.replace(defaults, **parse_point(text))
         keras.utils.set_random_seed(config.seed)
-        trainer, terms = build_san_trainer(config, {}, classifier, matcher, ensemble)
+        # As the SanTrainer trains it: under the resolved Keras dtype policy (bfloat16 on CPUs with
+        # native bfloat16), the frozen networks computing in it, judged as the float32 copy it exports.
+        policy = resolve_training_precision(config.training_precision)
+        with keras_policy(policy):
+            trainer, terms = build_san_trainer(
+                config, {}, computing_in(classifier, policy), load_frozen_matcher(matcher_path, policy),
+                {name: computing_in(ensemble[name], policy) for name in config.ensemble_members})
         start = time.perf_counter()
         trainer.fit(train.shuffle(4096, seed=config.seed).batch(config.batch_size),
                     epochs=config.pretrain_epochs + config.san_epochs, callbacks=[LossSchedule(terms, config)],
                     verbose=0)
-        results[text] = judge_point(trainer.san, data, judges, seed=1)
+        san = trainer.san if policy == "float32" else policy_copy(
+            lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
+                                    config.residual_max_change, config.policy.suppress), trainer.san, "float32")
+        results[text] = judge_point(san, data, judges, seed=1)
         print(f"point {text}: trained in {time.perf_counter() - start:.0f} s", flush=True)
         print(header + "\n" + row(text, results[text]), flush=True)
     print("\n" + header + "\n|" + "---|" * (header.count("|") - 1))
     for text, result in results.items():
         print(row(text, result))
-    if args.out:
+    if args.out:  # the format components/evaluation/tradeoff.py reads for the evaluation report
         with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+            json.dump({"measured_by": "bash infra/with-env.sh python benchmarks/sanitizer_tradeoff.py "
+                                      + " ".join(shlex.quote(arg) for arg in (argv or sys.argv[1:])),
+                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": source_commit(),
+                       "machine": machine(),
+                       "data": (f"{run_data_label(store)}; train split {len(data['train']['male'])} faces, "
+                                f"test split {len(data['test']['male'])} faces, {size} px"),
+                       "points": results}, handle, indent=2)
     return 0
+
+
+def run_data_label(store) -> str:
+    """What data the run was (its evaluator's label: SYNTHETIC or the real data's path)."""
+    try:
+        with open(os.path.join(latest_uri(store, "ModelEvaluation", "SanitizerEvaluator"), "metrics.json")) as handle:
+            return json.load(handle)["data"]
+    except (SystemExit, OSError, KeyError):
+        return "data of an unevaluated run (SYNTHETIC unless it had --data)"
+
+
+def source_commit() -> str:
+    """The commit the benchmark ran at, "-dirty" when the tree had uncommitted changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("-dirty" if dirty else "")
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor() or "unknown CPU") if os.path.exists("/proc/cpuinfo") else platform.processor()
+    return f"{os.cpu_count()}-core {model}"
 
 
 if __name__ == "__main__":

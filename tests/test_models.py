@@ -98,7 +98,7 @@ def test_residual_training_step_draws_targets_and_keeps_every_auxiliary_network_
     trainer, terms, classifier, matcher, config, dataset = _tiny_trainer(architecture="residual")
     assert isinstance(trainer.san, ResidualSanitizer)
     assert [term.name for term in terms] == ["reconstruction", "gender_target", "gender_target_linear",
-                                             "gender_target_mlp", "matcher"]
+                                             "gender_target_mlp", "gender_target_cnn", "matcher"]
     members = [term for term in terms if term.name.startswith("gender_target_")]
     frozen = classifier.get_weights() + matcher.get_weights()
     frozen_before = [w.copy() for w in frozen]
@@ -265,3 +265,36 @@ def test_residual_sanitizer_trains_in_bfloat16_against_frozen_copies_and_exports
     faces, target = batch[features.FACE_GRAY_KEY], tf.constant([0.0, 1.0, 1.0, 0.0])
     np.testing.assert_allclose(exported.edit(faces, target).numpy(),
                                tf.cast(trainer.san.edit(faces, target), tf.float32).numpy(), atol=0.03)
+
+
+def test_ensemble_cnn_member_learns_gender_and_trains_the_sanitizer_through_a_shifted_view():
+    """The strided-CNN ensemble member (TrainingConfig.ensemble_members): trained on the originals
+    and frozen, it reads a cue the data carries; the sanitizer gets a loss term through it with the
+    ensemble weight."""
+    size, rng = 32, np.random.default_rng(0)
+    male = np.tile([0, 1], 48)
+    faces = rng.uniform(0.2, 0.4, (96, size, size, 1)).astype(np.float32)
+    faces[male == 1, : size // 2] += 0.4  # male faces: bright upper half (flip- and shift-proof)
+    dataset = tf.data.Dataset.from_tensor_slices({features.FACE_GRAY_KEY: faces, features.LABEL_KEY: male}).batch(16)
+    ensemble = train_ensemble_members(dataset, size, seed=0, members=("linear", "cnn"))
+    assert list(ensemble) == ["linear", "cnn"] and not ensemble["cnn"].trainable
+    assert ensemble["cnn"].name == "strided_cnn_gender"
+    read = ensemble["cnn"](faces, training=False).numpy()[:, 0]
+    assert read.shape == (96,) and ((read >= 0.5) == male).mean() >= 0.9
+    config = TrainingConfig(image_size=size, ensemble_members=("linear", "cnn"), ensemble_loss_weight=2.0)
+    classifier = build_gender_classifier(size)
+    classifier.trainable = False
+    trainer, terms = build_san_trainer(config, {}, classifier, None, ensemble)
+    weights = LossSchedule(terms, config).weights_for_epoch(0)
+    assert weights["gender_target_cnn"] == 2.0 and weights["gender_target_linear"] == 2.0
+    history = trainer.fit(dataset, epochs=1, verbose=0, callbacks=[LossSchedule(terms, config)])
+    assert history.history["gender_target_cnn"][-1] > 0
+    with pytest.raises(ValueError, match="unknown ensemble member.*'resnet'.*linear, mlp, cnn"):
+        train_ensemble_members(dataset, size, seed=0, members=("linear", "resnet"))
+
+
+def test_ensemble_members_survive_the_custom_config_round_trip():
+    import json
+    config = TrainingConfig(ensemble_members=("linear", "mlp", "cnn"))
+    again = TrainingConfig.from_custom_config(json.loads(json.dumps(config.to_custom_config())))
+    assert again.ensemble_members == ("linear", "mlp", "cnn") and again == config

@@ -84,7 +84,7 @@ def test_attribute_classifier_has_one_head_per_attribute():
 
 @pytest.mark.parametrize("policy, names", [
     (GENDER_AGE, ["reconstruction", "gender_target", "gender_target_linear", "gender_target_mlp",
-                  "attribute_target_Young", "attribute_keep_Smiling", "matcher"]),
+                  "gender_target_cnn", "attribute_target_Young", "attribute_keep_Smiling", "matcher"]),
     (AGE, ["reconstruction", "attribute_target_Young", "gender_keep", "matcher"]),
 ])
 def test_policy_terms_train_the_sanitizer_and_leave_every_auxiliary_network_frozen(policy, names):

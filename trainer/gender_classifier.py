@@ -1,5 +1,5 @@
 """TFX Trainer run_fn for the auxiliary gender classifier f_G (frozen later inside SAN training),
-the residual sanitizer's two extra ensemble members and the auxiliary classifier of the privacy
+the residual sanitizer's extra ensemble members and the auxiliary classifier of the privacy
 policy's other attributes (both trained by the SAN trainer itself)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.models import (
     build_attribute_classifier, build_gender_classifier, build_pooled_linear_gender_classifier,
-    build_pooled_mlp_gender_classifier)
+    build_pooled_mlp_gender_classifier, build_strided_gender_cnn)
 
 
 def faces_and_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -50,32 +50,50 @@ def run_fn(fn_args: FnArgs) -> None:
     model.save(fn_args.serving_model_dir, save_format="tf", include_optimizer=False)
 
 
+# The extra ensemble members train_ensemble_members can build (TrainingConfig.ensemble_members).
+ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn")
+
+
 def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
-                           validation: tf.data.Dataset | None = None) -> dict:
+                           validation: tf.data.Dataset | None = None,
+                           members: tuple | None = None) -> dict:
     """The residual sanitizer's extra auxiliary gender classifiers, trained on the original faces
-    of `dataset` (transformed batches) and frozen: {"linear": 4x4-pooled logistic regression,
-    "mlp": 2x2-pooled MLP}, each face -> P(male) [N,1]. Diverse members make the sanitizer change
-    what several kinds of classifier read, not one network's blind spots."""
+    of `dataset` (transformed batches) and frozen, each face -> P(male) [N,1]; `members` out of
+    "linear" (4x4-pooled logistic regression), "mlp" (2x2-pooled MLP) and "cnn" (a strided CNN
+    trained with flips, shifts and contrast changes). Diverse members make the sanitizer change
+    what several kinds of classifier read, not one network's blind spots. `members` defaults to
+    TrainingConfig's."""
+    members = TrainingConfig().ensemble_members if members is None else members
+    unknown = [name for name in members if name not in ENSEMBLE_MEMBERS]
+    if unknown:
+        raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))}: choose from "
+                         f"{', '.join(ENSEMBLE_MEMBERS)} (TrainingConfig.ensemble_members)")
     pairs = faces_and_labels(dataset).map(lambda face, male: (face, tf.cast(male, tf.float32))).cache()
-    members = {}
-    for name, pool, build, epochs, learning_rate in (
-            ("linear", 4, build_pooled_linear_gender_classifier, 20, 1e-2),
-            ("mlp", 2, build_pooled_mlp_gender_classifier, 15, 1e-3)):
+    trained = {}
+    for name in members:
         keras.utils.set_random_seed(seed)
-        normalization = keras.layers.Normalization(name="standardize")
-        normalization.adapt(pairs.map(lambda face, male, pool=pool: tf.reshape(
-            tf.nn.avg_pool2d(face, pool, pool, "VALID"), [-1, (image_size // pool) ** 2])))
-        model = build(image_size, normalization)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                      metrics=["accuracy"])
-        model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
+        if name == "cnn":
+            model = build_strided_gender_cnn(image_size, seed + 17)
+            model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy", metrics=["accuracy"])
+            model.fit(pairs.shuffle(64, seed=seed), epochs=8, verbose=0)
+        else:
+            pool, build, epochs, learning_rate = {
+                "linear": (4, build_pooled_linear_gender_classifier, 20, 1e-2),
+                "mlp": (2, build_pooled_mlp_gender_classifier, 15, 1e-3)}[name]
+            normalization = keras.layers.Normalization(name="standardize")
+            normalization.adapt(pairs.map(lambda face, male, pool=pool: tf.reshape(
+                tf.nn.avg_pool2d(face, pool, pool, "VALID"), [-1, (image_size // pool) ** 2])))
+            model = build(image_size, normalization)
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
+                          metrics=["accuracy"])
+            model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
         if validation is not None:
             accuracy = model.evaluate(faces_and_labels(validation).map(
                 lambda face, male: (face, tf.cast(male, tf.float32))), verbose=0)[1]
             logging.info("ensemble gender classifier %s: validation accuracy %.4f", name, accuracy)
         model.trainable = False
-        members[name] = model
-    return members
+        trained[name] = model
+    return trained
 
 
 def attribute_labels(batch: dict, attributes: tuple) -> tf.Tensor:

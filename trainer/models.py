@@ -4,8 +4,8 @@
   SAN paper (Mirjalili et al., ICB 2018) and its authors' public code specify;
 - the residual sanitizer (the default): a small U-Net predicting a bounded, smooth change of the
   input towards a target gender given per face;
-- the auxiliary gender classifier f_G (paper), two small extra ensemble members, and the face
-  matcher R.
+- the auxiliary gender classifier f_G (paper), the extra ensemble members (pooled-pixel linear and
+  MLP models, a strided CNN), and the face matcher R.
 
 Both sanitizers answer `sanitizer_outputs(face, male, target, prototypes)` with the same four
 outputs, so training, export and evaluation do not care which one they hold.
@@ -356,6 +356,25 @@ def build_pooled_mlp_gender_classifier(image_size: int, normalization: keras.lay
     x = keras.layers.Dense(hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(1e-3))(normalization(x))
     x = keras.layers.Dropout(0.3)(x)
     return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="pooled_mlp_gender")
+
+
+def build_strided_gender_cnn(image_size: int, seed: int = 0) -> keras.Model:
+    """Gray face -> P(male) [N,1]: an ensemble member unlike f_G (plain 3x3/5x5 stacks with
+    max-pooling) and unlike the evaluator's residual CNN judge: four strided 4x4 convolutions
+    (20, 40, 72, 112 wide) with ELU and batch normalisation, global average pooling. Trained with
+    flips, shifts and contrast changes (active in training only), so its gradients follow what
+    survives those (a robust reader's cues) rather than pixel-exact patterns."""
+    keras.utils.set_random_seed(seed)
+    face = keras.Input((image_size, image_size, 1), name="face")
+    x = keras.layers.RandomFlip("horizontal", seed=seed)(face)
+    x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="nearest", seed=seed + 1)(x)
+    x = keras.layers.RandomContrast(0.3, seed=seed + 2)(x)
+    for index, filters in enumerate((20, 40, 72, 112), start=1):
+        x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"strided{index}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.ELU()(x)
+    x = keras.layers.Dropout(0.3, seed=seed + 3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="strided_cnn_gender")
 
 
 def build_face_matcher(image_size: int, embedding_dim: int = 128, dropout: float = 0.3) -> keras.Model:

@@ -95,16 +95,18 @@ def matcher_term(matcher, weight: float, output: str = "same") -> losses.LossTer
 def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
                         ensemble_weight: float) -> list[losses.LossTerm]:
     """Residual sanitizer: every auxiliary gender classifier must read the drawn target t on X'_t;
-    f_G sees it shifted and noised (losses.random_shift_and_noise)."""
+    f_G and a CNN member see it shifted and noised (losses.random_shift_and_noise)."""
     terms = [losses.LossTerm("gender_target", _weight(weight, "gender_target_weight"),
                              lambda batch, outputs: losses.gender_cross_entropy(
                                  male_probability(classifier, losses.random_shift_and_noise(outputs["sanitized"])),
                                  batch["target"]))]
     for name, member in ensemble.items():
+        # The CNN member, like f_G, sees the output shifted and noised; the pooled-pixel members need not.
+        seen = losses.random_shift_and_noise if name == "cnn" else (lambda faces: faces)
         terms.append(losses.LossTerm(
             f"gender_target_{name}", _weight(ensemble_weight, f"gender_target_{name}_weight"),
-            lambda batch, outputs, member=member: losses.gender_cross_entropy(
-                tf.cast(member(outputs["sanitized"], training=False)[:, 0], tf.float32), batch["target"])))
+            lambda batch, outputs, member=member, seen=seen: losses.gender_cross_entropy(
+                tf.cast(member(seen(outputs["sanitized"]), training=False)[:, 0], tf.float32), batch["target"])))
     return terms
 
 
@@ -293,7 +295,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         if config.architecture == "residual" and GENDER in config.policy.suppress:
             ensemble = train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
-                validation=transformed_dataset(fn_args.eval_files, tft_output, 64))
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members)
         attribute_classifier = None
         if config.policy.other_attributes:
             attribute_classifier = train_attribute_classifier(

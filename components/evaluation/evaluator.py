@@ -30,6 +30,7 @@ from components.evaluation.metrics import gender_metrics, genuine_impostor, imag
 from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
+from components.evaluation.tradeoff import load_measured_tradeoff
 from trainer.export import load_metadata
 from trainer.policy import GENDER, PrivacyPolicy
 
@@ -279,7 +280,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "example_grid": grid_path,
         "metrics_file": os.path.join(output_dir, METRICS_FILE),
     }
-    result["report"] = write_report(result, report_dir)
+    result["report"] = write_report(result, report_dir, tradeoff=load_measured_tradeoff())
     with tf.io.gfile.GFile(result["metrics_file"], "w") as handle:
         handle.write(json.dumps(result, indent=2))
     return result

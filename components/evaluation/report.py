@@ -20,10 +20,12 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from components.evaluation.tradeoff import draw_tradeoff, tradeoff_table  # noqa: E402
 from trainer.policy import GENDER  # noqa: E402
 
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
+TRADEOFF_FIGURE = "tradeoff.png"
 OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
 MEANING = [
     "Gender error: share of faces whose gender the judge gets wrong (threshold P(male) = 0.5). "
@@ -185,8 +187,30 @@ def _html_table(header, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(result: dict, report_dir: str) -> dict:
-    """Writes index.html, report.md and the figure PNGs into report_dir; returns their paths."""
+def tradeoff_section(tradeoff: dict, gate: dict) -> tuple:
+    """The report section of the measured trade-off (components/evaluation/tradeoff.py) and its figure."""
+    paragraphs = [
+        "Whether the sanitizer can hide more gender from unseen judges by changing the faces more: the residual "
+        "sanitizer (gender policy, laptop settings) retrained at each setting below and judged by one run's "
+        "independent judges. NOT this run's model: measured by "
+        f"`{tradeoff['measured_by']}` on {tradeoff['date']} at commit {tradeoff['commit']} ({tradeoff['machine']}); "
+        f"data: {tradeoff['data']}.",
+        "A point passes when every unseen gender judge's error, every matcher judge's TMR drop, SSIM and the "
+        "adaptive attacker's gap to the identity-leakage bound pass this run's gate. Where no point passes, the "
+        "targets cannot be met together with these settings; the figure shows how much privacy each point "
+        "buys for how much utility.",
+        *tradeoff.get("notes", []),
+    ]
+    caption = ("Privacy against utility over the residual sanitizer's settings (measured trade-off, not this run; "
+               f"{tradeoff['data']})")
+    figure = _figure_png(lambda axes: draw_tradeoff(axes, tradeoff, gate))
+    return (("Privacy against utility: the measured trade-off", paragraphs,
+             [("Each setting judged by the same judges", *tradeoff_table(tradeoff, gate))]), (caption, figure))
+
+
+def write_report(result: dict, report_dir: str, tradeoff: dict | None = None) -> dict:
+    """Writes index.html, report.md and the figure PNGs into report_dir; returns their paths.
+    `tradeoff`: the measured privacy/utility trade-off to show beside the run's figures, if any."""
     label = result["data"]
     figures = {}  # file name -> (caption, png bytes)
     gate_split = result["splits"][result["gate_split"]]
@@ -197,9 +221,6 @@ def write_report(result: dict, report_dir: str) -> dict:
     for judge, outputs in gate_split["matching"].items():
         figures[f"roc_matching_{judge}.png"] = (f"Matching ROC of {judge} on the {result['gate_split']} split",
                                                 matching_roc_png(judge, outputs, label))
-    for name, (_, png) in figures.items():
-        with tf.io.gfile.GFile(os.path.join(report_dir, name), "wb") as handle:
-            handle.write(png)
     with tf.io.gfile.GFile(result["example_grid"], "rb") as handle:
         grid_png = handle.read()
     grid_name = os.path.basename(result["example_grid"])
@@ -232,8 +253,14 @@ def write_report(result: dict, report_dir: str) -> dict:
                                for attribute, section in metrics.get("attributes", {}).items()
                                if attribute != GENDER)]))
     sections.append(("Release gate", [f"Thresholds: {result['gate']}."], [("Checks", *_gate_table(result))]))
+    if tradeoff is not None:
+        section, figures[TRADEOFF_FIGURE] = tradeoff_section(tradeoff, result["gate"])
+        sections.append(section)
     sections.append(("What the numbers mean", MEANING + ATTACKERS, []))
 
+    for name, (_, png) in figures.items():
+        with tf.io.gfile.GFile(os.path.join(report_dir, name), "wb") as handle:
+            handle.write(png)
     title = "facesan evaluation report"
     markdown = [f"# {title}", "", f"> {label}", ""]
     body = [f"<h1>{title}</h1>", f"<p class='data'>{html.escape(label)}</p>"]
@@ -247,10 +274,12 @@ def write_report(result: dict, report_dir: str) -> dict:
     markdown += ["## Figures", ""]
     body += ["<h2>Figures</h2>"]
     for name, (caption, png) in [(grid_name, (grid_caption, grid_png)), *figures.items()]:
-        markdown += [f"![{caption}]({name})", "", f"*{caption}. {label}.*", ""]
+        if name != TRADEOFF_FIGURE:  # the trade-off names its own data
+            caption = f"{caption}. {label}"
+        markdown += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
         encoded = base64.b64encode(png).decode("ascii")
         body.append(f"<figure><img src='data:image/png;base64,{encoded}' alt='{html.escape(caption)}'>"
-                    f"<figcaption>{html.escape(caption)}. {html.escape(label)}.</figcaption></figure>")
+                    f"<figcaption>{html.escape(caption)}.</figcaption></figure>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;"
              "font-size:90%}th{background:#eee}.fail{color:#b00;font-weight:bold}.data{background:#fff3cd;"
