@@ -39,6 +39,36 @@ def embedding_distance(perturbed: tf.Tensor, original: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.reduce_sum(tf.square(difference), axis=-1))
 
 
+def identity_similarity_hinge(perturbed: tf.Tensor, original: tf.Tensor, margin: float = 0.0) -> tf.Tensor:
+    """Identity suppression (FaDeNet's identity critic): mean over the batch of
+    max(0, cos(R(x'), R(x)) - margin) for identity embeddings [N, D]. Zero once the critic no
+    longer sees the same person (cosine at or below `margin`), so the sanitizer stops changing the
+    face there instead of pushing it ever further."""
+    perturbed = tf.math.l2_normalize(tf.cast(perturbed, tf.float32), axis=-1)
+    original = tf.math.l2_normalize(tf.cast(original, tf.float32), axis=-1)
+    return tf.reduce_mean(tf.nn.relu(tf.reduce_sum(perturbed * original, axis=-1) - margin))
+
+
+def feature_distance(perturbed: list, original: list) -> tf.Tensor:
+    """Perceptual term: the mean over layers of the mean squared difference between the feature
+    maps of x' and of x (lists of tensors, one per layer, of a network other than the identity
+    critic), so the output keeps the look a classifier sees while the critic loses the person."""
+    if len(perturbed) != len(original) or not perturbed:
+        raise ValueError(f"feature_distance needs the same non-zero number of layers, got {len(perturbed)} "
+                         f"and {len(original)}")
+    return tf.add_n([tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+                     for a, b in zip(perturbed, original)]) / len(perturbed)
+
+
+def discrepancy_objective(reconstructed_probability: tf.Tensor, encrypted_probability: tf.Tensor) -> tf.Tensor:
+    """Distribution discrepancy maximisation (DDM): the objective the discriminator D and the
+    encryption model G_e share. D gives P(reconstructed) [N] for reconstructed images (label 1) and
+    for encrypted ones (label 0); both minimise D's cross-entropy, so G_e makes the two kinds of
+    image as easy to tell apart as it can (their distributions as far apart as D can see)."""
+    return 0.5 * (gender_cross_entropy(reconstructed_probability, tf.ones_like(reconstructed_probability))
+                  + gender_cross_entropy(encrypted_probability, tf.zeros_like(encrypted_probability)))
+
+
 def random_shift_and_noise(images: tf.Tensor, max_shift: int = 2, noise: float = 0.02) -> tf.Tensor:
     """The same random shift (up to max_shift pixels, wrapping) for the batch, plus Gaussian noise:
     what a gender term sees of the output, so the sanitizer cannot rely on pixel-exact patterns that

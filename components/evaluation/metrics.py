@@ -62,6 +62,15 @@ def matching_metrics(genuine: np.ndarray, impostor: np.ndarray, fmr_targets) -> 
     }
 
 
+def linkability(scores: np.ndarray, identity: np.ndarray, fmr: float) -> float:
+    """Can two sanitized photos of one person still be linked to each other? The TMR at `fmr` of
+    sanitized probes against the SANITIZED gallery: `scores` [N,N] between the sanitized faces'
+    embeddings, each face against every other (a face against itself is left out). Identity
+    suppression wants it low too: a matcher that cannot name the person may still link their photos."""
+    genuine, impostor = genuine_impostor(np.asarray(scores), identity)
+    return tmr_at_fmr(genuine, impostor, fmr)
+
+
 def image_quality(original: tf.Tensor, perturbed: tf.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Per-face SSIM and PSNR (dB) of perturbed faces [N,S,S,C] against the originals, both in [0,1].
 
