@@ -85,6 +85,10 @@ def print_summary(config: Config) -> int:
             print(f"  TMR at FMR {fmr} of {judge}: " + "  ".join(
                 f"{name} {figure(values['tmr_at_fmr'][fmr], values.get('tmr_at_fmr_ci', {}).get(fmr))}"
                 for name, values in outputs.items()))
+        for judge, values in split.get("linkability", {}).items():
+            fmr = f"{metrics['gate']['tmr_fmr']:g}"
+            print(f"  linkability (identity suppressed): TMR at FMR {fmr} of {judge}, sanitized vs sanitized "
+                  f"{figure(values['tmr_at_fmr'][fmr], values.get('tmr_at_fmr_ci', {}).get(fmr))}")
         for judge, outputs in split.get("adaptive", {}).items():
             values = outputs["sanitized"]
             print(f"  ADAPTIVE attacker {judge} (trained on sanitized train faces), error on sanitized faces: "

@@ -43,11 +43,20 @@ def test_round_trip_through_metadata_and_custom_config():
     (("Male", "Young"), ("identity", "Young"), "Young is both suppressed and preserved"),
     (("Male", "Male"), ("identity",), "--suppress names Male more than once"),
     ((), ("identity",), "suppresses nothing"),
-    (("identity",), ("Male",), "de-identification"),
+    (("identity",), ("identity", "Male"), "identity is both suppressed and preserved"),
 ])
 def test_bad_policies_are_refused_naming_the_culprit(suppress, preserve, message):
     with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)")):
         PrivacyPolicy(suppress, preserve).check_names(NAMES)
+
+
+def test_deidentify_suppresses_identity_and_keeps_the_attributes():
+    policy = PrivacyPolicy.from_arguments("deidentify")
+    assert policy.suppress == ("identity",) and policy.preserve == ("Smiling", "Eyeglasses", "Male", "Young")
+    assert policy.suppresses_identity and not PrivacyPolicy().suppresses_identity
+    assert policy.attributes == ("Smiling", "Eyeglasses", "Male", "Young") and policy.other_suppressed == ()
+    policy.check_names(NAMES)
+    assert PrivacyPolicy.from_arguments("deidentify", preserve="Smiling").name == "custom"
 
 
 def test_names_are_checked_against_the_data_header():
@@ -62,6 +71,8 @@ def test_what_the_chosen_sanitizer_cannot_train_is_refused_before_training():
     PrivacyPolicy().check_trainable("paper")
     with pytest.raises(PolicyError, match="--architecture paper hides gender only"):
         PrivacyPolicy.from_arguments("age").check_trainable("paper")
+    with pytest.raises(PolicyError, match="--architecture paper hides gender only"):
+        PrivacyPolicy.from_arguments("deidentify").check_trainable("paper")
     many = PrivacyPolicy(tuple(CELEBA_ATTRIBUTE_NAMES[:9]), ("identity",))
     with pytest.raises(PolicyError, match="at most 8 attributes can be suppressed"):
         many.check_trainable("residual")
@@ -156,3 +167,8 @@ def test_bulk_job_reads_the_models_policy(tmp_path):
     with pytest.raises(SystemExit, match="suppresses Young"):
         check_kept_fields(settings, facts.suppressed)
     check_kept_fields(SanitizeJobConfig(input="in", output="out", keep_fields=("Male",)), facts.suppressed)
+    # De-identification: a field naming the person is refused like an attribute's.
+    for field in ("identity", "person_id", "Name"):
+        with pytest.raises(SystemExit, match=f"--keep-fields {field}: the model's privacy policy suppresses identity"):
+            check_kept_fields(SanitizeJobConfig(input="in", output="out", keep_fields=(field,)), ("identity",))
+    check_kept_fields(SanitizeJobConfig(input="in", output="out", keep_fields=("Smiling",)), ("identity",))

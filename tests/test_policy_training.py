@@ -4,6 +4,7 @@ that hide or keep each attribute against frozen auxiliary classifiers, the expor
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from trainer import features, losses
 from trainer.config import TrainingConfig
@@ -17,13 +18,15 @@ from trainer.san import LossSchedule, build_san_trainer
 SIZE = 32
 GENDER_AGE = PrivacyPolicy(("Male", "Young"), ("identity", "Smiling"))
 AGE = PrivacyPolicy(("Young",), ("identity", "Male"))
+DEIDENTIFY = PrivacyPolicy.from_arguments("deidentify")
 
 
 def _batch():
     return {features.FACE_GRAY_KEY: tf.random.uniform((4, SIZE, SIZE, 1), seed=2),
             features.LABEL_KEY: tf.constant([0, 1, 1, 0], tf.int64),
             features.attribute_feature_name("Young"): tf.constant([1, 1, 0, 0], tf.int64),
-            features.attribute_feature_name("Smiling"): tf.constant([0, 1, 0, 1], tf.int64)}
+            features.attribute_feature_name("Smiling"): tf.constant([0, 1, 0, 1], tf.int64),
+            features.attribute_feature_name("Eyeglasses"): tf.constant([0, 0, 1, 0], tf.int64)}
 
 
 def _trainer(policy: PrivacyPolicy):
@@ -118,3 +121,40 @@ def test_a_policy_with_other_attributes_needs_their_classifier():
     config = TrainingConfig(image_size=SIZE, policy=GENDER_AGE)
     with pytest.raises(ValueError, match="needs the auxiliary attribute classifier of Young, Smiling"):
         build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {}, None)
+
+
+def test_deidentify_trains_against_the_identity_critic_with_a_perceptual_term():
+    """--policy deidentify: no matcher-keeping term; the critic's hinge (on after pre-training) and
+    the perceptual term (always on) equal their definitions on the frozen networks, by hand."""
+    trainer, terms, config, dataset, frozen = _trainer(DEIDENTIFY)
+    names = [term.name for term in terms]
+    assert names == ["reconstruction", "attribute_keep_Smiling", "attribute_keep_Eyeglasses", "gender_keep",
+                     "attribute_keep_Young", "identity_suppress", "perceptual"]
+    classifier, matcher = frozen[0], frozen[1]
+    batch, sanitized = _batch(), tf.random.uniform((4, SIZE, SIZE, 1), seed=9)
+    face = batch[features.FACE_GRAY_KEY]
+    critic = next(term for term in terms if term.name == "identity_suppress")
+    a, b = matcher(sanitized, training=False).numpy(), matcher(face, training=False).numpy()
+    cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert float(critic.compute({"face": face}, {"sanitized": sanitized})) == pytest.approx(
+        np.mean(np.maximum(cosine - config.identity_margin, 0.0)), rel=1e-4)
+    perceptual = next(term for term in terms if term.name == "perceptual")
+    expected = np.mean([np.mean((keras.Model(classifier.inputs, classifier.get_layer(name).output)(sanitized).numpy()
+                                 - keras.Model(classifier.inputs, classifier.get_layer(name).output)(face).numpy())
+                                ** 2) for name in ("conv1", "conv2", "conv3")])
+    assert float(perceptual.compute({"face": face}, {"sanitized": sanitized})) == pytest.approx(expected, rel=1e-4)
+    weights = LossSchedule(terms, config).weights_for_epoch(0)  # pre-training: the critic is off
+    assert weights["identity_suppress"] == 0.0 and weights["perceptual"] == config.perceptual_loss_weight
+    assert LossSchedule(terms, config).weights_for_epoch(1)["identity_suppress"] == config.identity_suppress_weight
+    before = [w.copy() for model in frozen for w in model.get_weights()]
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    assert history.history["identity_suppress"][0] == 0.0 and history.history["identity_suppress"][1] > 0
+    for old, new in zip(before, [w for model in frozen for w in model.get_weights()]):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_deidentify_needs_the_identity_critic():
+    config = TrainingConfig(image_size=SIZE, policy=DEIDENTIFY)
+    attributes = build_attribute_classifier(SIZE, DEIDENTIFY.other_attributes)
+    with pytest.raises(ValueError, match="suppresses identity: it needs the frozen face matcher"):
+        build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {}, attributes)

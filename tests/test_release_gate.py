@@ -132,3 +132,30 @@ def test_a_policy_that_preserves_gender_gates_gender_as_kept():
     assert not blessed
     assert "gender accuracy drop of judge_a, sanitized X' vs originals (preserved) 0.840 FAILS" in failures[0]
     assert not any(check.threshold == "min_op_gender_error" and "gender error" in check.subject for check in checks)
+
+
+def test_a_policy_that_suppresses_identity_gates_matcher_failure_instead_of_tmr_drops():
+    """De-identification: every matcher judge works on originals and fails on sanitized probes;
+    SSIM has its own floor; the TMR-drop checks do not apply."""
+    from trainer.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy(("identity",), ("Male",))
+    gate = GateConfig(max_original_gender_error=0.25, max_preserved_drop=0.05, tmr_fmr=0.01, min_original_tmr=0.88,
+                      max_identity_tmr=0.07, min_ssim_identity=0.58, max_adaptive_gap=0.04)
+    metrics = _metrics(gender__judge_a=_gender(0.05, 0.07, 0.07), gender__judge_b=_gender(0.10, 0.12, 0.12),
+                       matching__matcher_a=_matching(0.95, 0.03, 0.03), matching__matcher_b=_matching(0.90, 0.05, 0.05))
+    metrics["image_quality"]["sanitized"]["ssim"] = 0.62
+    blessed, failures, checks = decide_blessing(metrics, gate, policy)
+    assert blessed, failures
+    assert {check.threshold for check in checks} == {"max_original_gender_error", "max_preserved_drop",
+                                                       "min_original_tmr", "max_identity_tmr", "min_ssim_identity"}
+    assert len([check for check in checks if check.threshold == "max_identity_tmr"]) == 2  # one per matcher judge
+    metrics["matching"]["matcher_b"] = _matching(0.85, 0.20, 0.20)  # still recognises; weak on originals
+    metrics["image_quality"]["sanitized"]["ssim"] = 0.5
+    blessed, failures, _ = decide_blessing(metrics, gate, policy)
+    assert not blessed and failures == [
+        "TMR at FMR 0.01 of matcher_b, originals 0.850 FAILS: must be >= min_original_tmr 0.880 (short by 0.030)",
+        "TMR at FMR 0.01 of matcher_b, sanitized X' probes vs the original gallery (identity suppressed) 0.200 FAILS: "
+        "must be <= max_identity_tmr 0.070 (over by 0.130)",
+        "mean SSIM of sanitized X' vs original (identity suppressed) 0.500 FAILS: must be >= min_ssim_identity 0.580 "
+        "(short by 0.080)"]

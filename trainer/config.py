@@ -82,6 +82,14 @@ class TrainingConfig:
     residual_max_change: float = 0.5
     ensemble_members: tuple = ("linear", "mlp", "cnn")
     ensemble_loss_weight: float = 2.0
+    # De-identification (a policy that suppresses identity; FaDeNet): the frozen auxiliary matcher is
+    # the identity critic, and the sanitizer is trained until its cosine between R(x') and R(x) is at
+    # most identity_margin (losses.identity_similarity_hinge, weight identity_suppress_weight), while a
+    # perceptual term keeps the gender classifier's convolutional features of x' close to those of x
+    # (a network other than the critic; weight perceptual_loss_weight).
+    identity_suppress_weight: float = 10.0
+    identity_margin: float = 0.0
+    perceptual_loss_weight: float = 1.0
     # Weight of each term that keeps a preserved attribute (trainer/policy.py; not identity, which
     # has matcher_loss_weight): the auxiliary classifier must read its true value on X'.
     preserve_loss_weight: float = 1.0

@@ -6,7 +6,8 @@ file's header) plus `identity`:
 - `preserve`: what must survive (`identity`: face matching still works; an attribute: a classifier
   still reads it as on the original).
 
-Presets (`--policy NAME`): `gender` (the default, today's product), `gender-age`, `age`. Explicit
+Presets (`--policy NAME`): `gender` (the default, today's product), `gender-age`, `age`,
+`deidentify` (suppress identity, keep Smiling, Eyeglasses, Male, Young: FaDeNet). Explicit
 `--suppress` / `--preserve` override a preset's lists. The policy is checked against the data's
 attribute header before anything runs, recorded in the exported model's metadata, in ML Metadata
 and by the bulk job (job.json, manifest).
@@ -24,6 +25,8 @@ PRESETS = {
     "gender": ((GENDER,), (IDENTITY,)),
     "gender-age": ((GENDER, "Young"), (IDENTITY, "Smiling")),
     "age": (("Young",), (IDENTITY, GENDER)),
+    # De-identification (FaDeNet): automated face matching fails, the attributes stay.
+    "deidentify": ((IDENTITY,), ("Smiling", "Eyeglasses", GENDER, "Young")),
 }
 DEFAULT_PRESET = "gender"
 
@@ -94,7 +97,7 @@ class PrivacyPolicy:
     def check_names(self, attribute_names) -> None:
         """Refuses, naming the culprit: an empty suppress list, a name that is neither `identity`
         nor an attribute of `attribute_names` (the data's header), a name given twice or both
-        suppressed and preserved, and suppressing identity (the [identity policies] issue)."""
+        suppressed and preserved."""
         known = list(attribute_names)
         if not self.suppress:
             raise PolicyError("the privacy policy suppresses nothing: give at least one attribute to --suppress "
@@ -113,9 +116,6 @@ class PrivacyPolicy:
         if both:
             raise PolicyError(f"{', '.join(both)} is both suppressed and preserved: a sanitizer cannot hide and keep "
                               "the same attribute; remove it from --suppress or from --preserve")
-        if IDENTITY in self.suppress:
-            raise PolicyError("--suppress identity (de-identification) is not offered yet (issue [identity "
-                              "policies]); this product hides attributes and keeps identity")
 
     def check_trainable(self, architecture: str) -> None:
         """Refuses, before any training, a policy the chosen sanitizer cannot be trained for."""
@@ -124,6 +124,11 @@ class PrivacyPolicy:
         if architecture == "paper" and self.name != "gender":
             raise PolicyError(f"--architecture paper hides gender only (its prototypes are the mean male and "
                               f"female faces); policy {self.describe()} needs --architecture residual")
+
+    @property
+    def suppresses_identity(self) -> bool:
+        """De-identification: face matching must fail on the sanitized faces."""
+        return IDENTITY in self.suppress
 
     def describe(self) -> str:
         return (f"'{self.name}' (suppress {', '.join(self.suppress) or 'nothing'}; "

@@ -7,8 +7,12 @@ frozen auxiliary networks: J = lambda_G [CE(y, f_G(X'_SM)) + CE(1 - y, f_G(X'_OP
 "residual" (default): each step draws a target gender t per face, independent of the true one,
 and trains X'_t = clip(x + change) with J = lambda_G CE(t, f_G(shift+noise(X'_t)))
 + lambda_E sum over the extra ensemble members CE(t, f_k(X'_t)) + lambda_M ||R(X'_t) - R(X)||^2
-+ lambda_D |X'_t - X|. The extra members (a linear model and an MLP on pooled pixels) are trained
-here on the original train faces and frozen, like f_G.
++ lambda_D |X'_t - X|. The extra members (a linear model and an MLP on pooled pixels, a strided
+CNN) are trained here on the original train faces and frozen, like f_G. The privacy policy
+(trainer/policy.py) decides which terms there are: other suppressed attributes get target terms
+through the auxiliary attribute classifier, preserved ones keep-terms; a policy that suppresses
+identity (de-identification, FaDeNet) replaces J_M by the identity critic's hinge
+mean max(0, cos(R(X'), R(X)) - margin) and adds a perceptual term on f_G's first convolutions.
 
 Only the sanitizer's own variables get gradients.
 """
@@ -90,6 +94,27 @@ def matcher_term(matcher, weight: float, output: str = "same") -> losses.LossTer
     return losses.LossTerm("matcher", _weight(weight, "matcher_weight"),
                            lambda batch, outputs: losses.embedding_distance(
                                matcher(outputs[output]), matcher(batch["face"])))
+
+
+def identity_suppression_term(matcher, weight: float, margin: float) -> losses.LossTerm:
+    """De-identification (FaDeNet): the identity critic R (the frozen auxiliary matcher) must no
+    longer see the same person in X' as in X: mean max(0, cos(R(X'), R(X)) - margin)."""
+    return losses.LossTerm("identity_suppress", _weight(weight, "identity_suppress_weight"),
+                           lambda batch, outputs: losses.identity_similarity_hinge(
+                               matcher(outputs["sanitized"]), matcher(batch["face"]), margin))
+
+
+PERCEPTUAL_LAYERS = ("conv1", "conv2", "conv3")  # of the gender classifier f_G (models._classifier_trunk)
+
+
+def perceptual_term(classifier: keras.Model, weight: float) -> losses.LossTerm:
+    """X' keeps what the frozen gender classifier's first three convolutions see of X (its
+    features, not the identity critic's): appearance kept while identity goes."""
+    features = keras.Model(classifier.inputs, [classifier.get_layer(name).output for name in PERCEPTUAL_LAYERS],
+                           name="perceptual_features")
+    return losses.LossTerm("perceptual", _weight(weight, "perceptual_weight"),
+                           lambda batch, outputs: losses.feature_distance(
+                               features(outputs["sanitized"], training=False), features(batch["face"], training=False)))
 
 
 def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
@@ -224,6 +249,10 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.matcher_loss_weight if matcher_on else 0.0
             elif name in ("gender_same", "gender_opposite", "gender_target") or name.startswith("attribute_target_"):
                 weights[name] = self.config.gender_loss_weight if adversarial else 0.0
+            elif name == "perceptual":
+                weights[name] = self.config.perceptual_loss_weight
+            elif name == "identity_suppress":
+                weights[name] = self.config.identity_suppress_weight if adversarial else 0.0
             elif name == "gender_keep" or name.startswith("attribute_keep_"):
                 weights[name] = self.config.preserve_loss_weight if adversarial else 0.0
             else:  # the extra ensemble members' gender terms
@@ -261,6 +290,12 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
                  *gender_loss_terms(classifier, config.gender_loss_weight)]
     if matcher is not None and IDENTITY in policy.preserve:
         terms.append(matcher_term(matcher, config.matcher_loss_weight, output))
+    if policy.suppresses_identity:
+        if matcher is None:
+            raise ValueError(f"policy {policy.describe()} suppresses identity: it needs the frozen face matcher "
+                             "(the identity critic); give the SanTrainer a matcher")
+        terms += [identity_suppression_term(matcher, config.identity_suppress_weight, config.identity_margin),
+                  perceptual_term(classifier, config.perceptual_loss_weight)]
     trainer = SanTrainingModel(san, prototypes, terms, policy)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms

@@ -79,6 +79,14 @@ class GateConfig(_JsonConfig):
     # A preserved attribute of the privacy policy (trainer/policy.py): every judge's accuracy on
     # the sanitized faces at most this below its accuracy on the originals (target 0.05).
     max_preserved_drop: float = 0.05
+    # A policy that suppresses identity (de-identification) replaces the TMR-drop checks by these
+    # ([identity policies]' targets less 0.02): every matcher judge works on the originals (TMR at
+    # tmr_fmr at least min_original_tmr, target 0.90) and fails on sanitized probes against the
+    # original gallery (at most max_identity_tmr, target 0.05); SSIM at least min_ssim_identity
+    # (target 0.60) instead of min_ssim_op.
+    min_original_tmr: float = 0.88
+    max_identity_tmr: float = 0.07
+    min_ssim_identity: float = 0.58
     # min_op_gender_error and max_original_gender_error apply to every suppressed attribute's
     # judges too, whatever the attribute (the error a judge of it makes on sanitized / original faces).
 

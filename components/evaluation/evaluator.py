@@ -21,12 +21,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from components.evaluation.adaptive import train_adaptive_attacker
+from components.evaluation.adaptive import train_adaptive_attacker, train_adaptive_matcher
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
 from components.evaluation.gate import decide_blessing
 from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
 from components.evaluation.judges import JudgeSet, load_synthetic_judges
-from components.evaluation.metrics import gender_metrics, genuine_impostor, image_quality, matching_metrics
+from components.evaluation.metrics import (
+    gender_metrics, genuine_impostor, image_quality, linkability, matching_metrics)
 from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
@@ -64,13 +65,16 @@ def load_judges(names, judges_dir: str | None) -> JudgeSet:
 
 def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, settings: EvaluationConfig,
                    adaptive: list = (), progress=logging.info, policy: PrivacyPolicy | None = None,
-                   adaptive_attributes: dict | None = None) -> tuple[dict, dict]:
+                   adaptive_attributes: dict | None = None, adaptive_matchers: list = ()) -> tuple[dict, dict]:
     """Metrics of one split (see the module docstring) and the grid faces {output: [<=8,S,S,1]}.
 
     `adaptive`: gender judges trained on the sanitizer's output (adaptive.py), reported apart from
     the unseen judges; the identity-leakage judges are applied to the original faces only.
     `policy`: its attributes other than Male are judged by judges.attributes (and the adaptive
-    attackers of `adaptive_attributes`, {attribute: judge}) into metrics["attributes"]."""
+    attackers of `adaptive_attributes`, {attribute: judge}) into metrics["attributes"].
+    `adaptive_matchers` (identity suppressed): matcher judges trained on the sanitizer's output,
+    measured and gated with the others; with identity suppressed, metrics["linkability"] holds every
+    matcher's TMR of sanitized probes against the sanitized gallery."""
     policy = policy or PrivacyPolicy()
     adaptive_attributes = adaptive_attributes or {}
     others = policy.other_attributes
@@ -78,7 +82,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     if missing:
         raise ValueError(f"the privacy policy names {', '.join(missing)} but no judge of it was trained: the "
                          "JudgeTrainer trains judges of the policy's attributes (attributes_json)")
-    gender_judges, matcher_judges = [*judges.gender, *adaptive], judges.matcher
+    gender_judges, matcher_judges = [*judges.gender, *adaptive], [*judges.matcher, *adaptive_matchers]
     attribute_judges = {name: [*judges.attributes[name]["judges"],
                                *([adaptive_attributes[name]] if name in adaptive_attributes else [])]
                         for name in others}
@@ -195,6 +199,16 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
             result["tmr_at_fmr_ci"] = {f"{fmr:g}": interval for fmr, interval in intervals.items()}
             result["bootstrap_samples"] = draws
             metrics["matching"][judge.name][name] = result
+        if policy.suppresses_identity:
+            # Linkability: can two sanitized photos of one person still be linked to each other?
+            scores = judge.similarity(vectors["sanitized"], vectors["sanitized"])
+            pairs = PairScores(scores, identity, head_fmr=min(1.0, 2.5 * max(settings.fmr_targets)))
+            draws = pair_samples(pairs.pairs_walked, settings.bootstrap_samples)
+            intervals = pairs.tmr_intervals(settings.fmr_targets, draws, settings.bootstrap_seed)
+            metrics.setdefault("linkability", {})[judge.name] = {
+                "tmr_at_fmr": {f"{fmr:g}": linkability(scores, identity, fmr) for fmr in settings.fmr_targets},
+                "tmr_at_fmr_ci": {f"{fmr:g}": interval for fmr, interval in intervals.items()},
+                "bootstrap_samples": draws}
     grid_faces = grid["female"] + grid["male"]
     grid_images = {name: tf.stack([face[name] for face in grid_faces]) for name in OUTPUTS}
     return metrics, grid_images
@@ -230,7 +244,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     judges = load_judges(judge_names, judges_dir)
     metadata = load_metadata(model_dir)
     policy = PrivacyPolicy.from_dict(metadata.get("policy"))
-    adaptive, adaptive_attributes = [], {}
+    adaptive, adaptive_attributes, adaptive_matchers = [], {}, []
     if settings.adaptive_attacker and train_patterns:
         image_size = int(metadata["image_size"])
         attackers = train_adaptive_attacker(
@@ -240,13 +254,18 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
             attributes=policy.other_suppressed)
         adaptive = [attackers.pop(GENDER)]
         adaptive_attributes = attackers
+        if policy.suppresses_identity:
+            adaptive_matchers = [train_adaptive_matcher(
+                model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.cnn_matcher_epochs,
+                seed=settings.judge_seed + 2, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
+                precision=settings.serving_precision)]
     splits, grid = {}, None
     for split, patterns in split_patterns.items():
         logging.info("SanitizerEvaluator: split %s", split)
         splits[split], grid_images = evaluate_split(
             model_dir, patterns, judges, settings, adaptive,
             progress=lambda message, split=split: logging.info("SanitizerEvaluator [%s]: %s", split, message),
-            policy=policy, adaptive_attributes=adaptive_attributes)
+            policy=policy, adaptive_attributes=adaptive_attributes, adaptive_matchers=adaptive_matchers)
         if split == settings.gate_split:
             grid = grid_images
     if settings.gate_split not in splits:
@@ -264,6 +283,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "privacy_policy": policy.to_dict(),
         "judges": {judge.name: {"kind": kind, "description": judge.description}
                    for kind, group in (("gender", judges.gender), ("matcher", judges.matcher), ("adaptive", adaptive),
+                                       ("adaptive_matcher", adaptive_matchers),
                                        ("identity_leakage", judges.identity_leakage),
                                        *((f"attribute:{name}", [*groups["judges"], *groups["identity_leakage"]])
                                          for name, groups in judges.attributes.items()),
@@ -280,7 +300,9 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "example_grid": grid_path,
         "metrics_file": os.path.join(output_dir, METRICS_FILE),
     }
-    result["report"] = write_report(result, report_dir, tradeoff=load_measured_tradeoff())
+    # The measured trade-off is the gender policy's (benchmarks/sanitizer_tradeoff.py).
+    result["report"] = write_report(result, report_dir,
+                                    tradeoff=load_measured_tradeoff() if GENDER in policy.suppress else None)
     with tf.io.gfile.GFile(result["metrics_file"], "w") as handle:
         handle.write(json.dumps(result, indent=2))
     return result

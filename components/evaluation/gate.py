@@ -90,6 +90,14 @@ def gate_checks(split_metrics: dict, gate: GateConfig, policy: PrivacyPolicy | N
             raise ValueError(f"the gate reads TMR at FMR {key} (GateConfig.tmr_fmr) but the evaluator measured only "
                              f"{list(outputs['original']['tmr_at_fmr'])}; add it to EvaluationConfig.fmr_targets")
         original = outputs["original"]["tmr_at_fmr"][key]
+        if policy.suppresses_identity:  # de-identification: the matcher works on originals, fails on X'
+            checks += [
+                GateCheck("min_original_tmr", f"TMR at FMR {key} of {judge}, originals", original,
+                          gate.min_original_tmr, at_least=True),
+                GateCheck("max_identity_tmr", f"TMR at FMR {key} of {judge}, sanitized X' probes vs the original "
+                          "gallery (identity suppressed)", outputs["sanitized"]["tmr_at_fmr"][key],
+                          gate.max_identity_tmr, at_least=False)]
+            continue
         for output, threshold, limit in (("same", "max_tmr_drop_sm", gate.max_tmr_drop_sm),
                                          ("sanitized", "max_tmr_drop_op", gate.max_tmr_drop_op)):
             drop = original - outputs[output]["tmr_at_fmr"][key]
@@ -97,8 +105,13 @@ def gate_checks(split_metrics: dict, gate: GateConfig, policy: PrivacyPolicy | N
                                     f"originals", drop, limit, at_least=False))
     if gate.max_adaptive_gap is not None and GENDER in policy.suppress:
         checks += _adaptive_checks(split_metrics, gate.max_adaptive_gap)
-    checks.append(GateCheck("min_ssim_op", "mean SSIM of sanitized X' vs original",
-                            split_metrics["image_quality"]["sanitized"]["ssim"], gate.min_ssim_op, at_least=True))
+    ssim = split_metrics["image_quality"]["sanitized"]["ssim"]
+    if policy.suppresses_identity:
+        checks.append(GateCheck("min_ssim_identity", "mean SSIM of sanitized X' vs original (identity suppressed)",
+                                ssim, gate.min_ssim_identity, at_least=True))
+    else:
+        checks.append(GateCheck("min_ssim_op", "mean SSIM of sanitized X' vs original", ssim, gate.min_ssim_op,
+                                at_least=True))
     return checks
 
 

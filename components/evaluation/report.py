@@ -33,7 +33,9 @@ MEANING = [
     "AUC below 0.5 means the judge's ranking is inverted (the perturbation flips the gender it sees).",
     "TMR at FMR: share of genuine pairs (same person) accepted at the score threshold where the given "
     "share of impostor pairs (different people) is accepted. Probe = the output for one face, gallery = "
-    "the ORIGINAL other faces of the split, as in the paper. Utility wants it close to the originals' TMR.",
+    "the ORIGINAL other faces of the split, as in the paper. Utility wants it close to the originals' TMR; a "
+    "policy that suppresses identity (de-identification) wants it near 0 for sanitized probes, and also for "
+    "sanitized probes against a sanitized gallery (linkability).",
     "SSIM (1 = identical) and PSNR (dB, higher = closer) compare each output with its original face.",
     "[a–b] is a 95% bootstrap confidence interval: the split's identities are drawn with replacement "
     "(a person's photos stay together, as they are not independent) and the figure recomputed; with a "
@@ -120,6 +122,13 @@ def _matching_table(split_metrics: dict, fmr_targets) -> tuple[list[str], list[l
         rows.append([judge, "pairs (genuine / impostor)", f"{first['genuine_pairs']} / {first['impostor_pairs']}",
                      "", "", ""])
     return header, rows
+
+
+def _linkability_table(split_metrics: dict, fmr_targets) -> tuple[list[str], list[list[str]]]:
+    """Identity suppressed: every matcher's TMR of sanitized probes against the SANITIZED gallery."""
+    return (["matcher judge", *(f"TMR at FMR {fmr:g} [95% CI], sanitized vs sanitized" for fmr in fmr_targets)],
+            [[judge, *(_percent(values["tmr_at_fmr"][f"{fmr:g}"], values["tmr_at_fmr_ci"].get(f"{fmr:g}"))
+                       for fmr in fmr_targets)] for judge, values in split_metrics["linkability"].items()])
 
 
 def _quality_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
@@ -245,6 +254,9 @@ def write_report(result: dict, report_dir: str, tradeoff: dict | None = None) ->
                              ("Face matching, probe vs original gallery (paper Table 3)",
                               *_matching_table(metrics, result["fmr_targets"])),
                              ("Image quality against the original", *_quality_table(metrics)),
+                             *([("Linkability (identity suppressed): can two sanitized photos of one person "
+                                 "still be linked to each other?", *_linkability_table(metrics, result["fmr_targets"]))]
+                               if metrics.get("linkability") else []),
                              *([("Adaptive attacker and identity-leakage bound", *_attacker_table(metrics))]
                                if metrics.get("adaptive") or metrics.get("identity_leakage") else []),
                              *((f"{attribute} ({section['role']} by the privacy policy; "

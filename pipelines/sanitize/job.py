@@ -73,7 +73,10 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
 
 
 # Names under which a suppressed CelebA attribute may travel in a user's records.
-ATTRIBUTE_ALIASES = {"male": {"gender", "sex", "ismale", "female"}, "young": {"age", "isyoung", "old"}}
+ATTRIBUTE_ALIASES = {"male": {"gender", "sex", "ismale", "female"}, "young": {"age", "isyoung", "old"},
+                     # identity suppressed (de-identification): a field naming the person undoes it
+                     "identity": {"id", "identityid", "person", "personid", "subject", "subjectid", "name",
+                                  "fullname", "celebrity", "celebrityid"}}
 
 
 def _normalized(name: str) -> str:
