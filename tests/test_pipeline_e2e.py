@@ -107,7 +107,10 @@ def test_pipeline_runs_caches_and_gates(work_dir, capsys):
     page = open(metrics["report"]["html"]).read()
     assert "SYNTHETIC" in page and "paper Table 2" in page and "paper Table 3" in page and "95% CI" in page
     assert page.count("data:image/png;base64,") == 1 + len(metrics["report"]["figures"])
-    assert len(metrics["report"]["figures"]) == 3 + 1 + 2  # 3 gender judges, the white-box classifier, 2 matchers
+    # 3 gender judges, the white-box classifier, 2 matchers, and the measured trade-off (the packaged file)
+    assert len(metrics["report"]["figures"]) == 3 + 1 + 2 + 1
+    assert os.path.basename(metrics["report"]["figures"][-1]) == "tradeoff.png"
+    assert "Privacy against utility: the measured trade-off" in page and "NOT this run&#x27;s model" in page
     assert "identity-leakage bound" in page and "ADAPTIVE" in page
     assert all(tf.io.decode_png(open(path, "rb").read()).shape[-1] in (3, 4) for path in metrics["report"]["figures"])
     markdown = open(metrics["report"]["markdown"]).read()
@@ -226,3 +229,36 @@ def test_a_policy_that_hides_gender_and_age_and_keeps_smiles_is_trained_judged_a
     assert json.loads(open(os.path.join(serving, "sanitizer_metadata.json")).read())["policy"]["name"] == "gender-age"
     faces = tf.random.uniform((2, 32, 32, 1), seed=1)
     assert tf.saved_model.load(serving).signatures["sanitize_only"](faces=faces)["sanitized"].shape == (2, 32, 32, 1)
+
+
+def test_deidentify_suppresses_identity_judged_by_every_matcher_an_adaptive_one_and_linkability(tmp_path):
+    """--policy deidentify end to end on tiny data: the sanitizer trains against the identity
+    critic, the evaluator adds an adaptive matcher and the linkability of sanitized photos, the gate
+    checks matcher failure instead of TMR drops, the attributes are gated as kept."""
+    opened = ["--max-original-gender-error", "1", "--max-preserved-drop", "1", "--min-original-tmr", "0",
+              "--max-identity-tmr", "1", "--min-ssim-identity", "0"]
+    config = _run(str(tmp_path), [*opened, "--policy", "deidentify"])
+    outcome = run_outcome(config)
+    metrics = outcome["metrics"]
+    assert metrics["privacy_policy"] == {"name": "deidentify", "suppress": ["identity"],
+                                         "preserve": ["Smiling", "Eyeglasses", "Male", "Young"]}
+    test_split = metrics["splits"]["test"]
+    matchers = {"fisherfaces", "resnet_matcher_cnn", "adaptive_resnet_matcher_cnn"}
+    assert set(test_split["matching"]) == matchers and set(test_split["linkability"]) == matchers
+    assert metrics["judges"]["adaptive_resnet_matcher_cnn"]["kind"] == "adaptive_matcher"
+    for values in test_split["linkability"].values():
+        low, high = values["tmr_at_fmr_ci"]["0.01"]
+        assert 0.0 <= low <= values["tmr_at_fmr"]["0.01"] <= high <= 1.0
+    assert {role["role"] for role in test_split["attributes"].values()} == {"preserved"}
+    assert set(test_split["attributes"]) == {"Smiling", "Eyeglasses", "Male", "Young"}
+    thresholds = [check["threshold"] for check in metrics["gate_checks"]]
+    assert thresholds.count("max_identity_tmr") == 3 and thresholds.count("min_original_tmr") == 3
+    assert "min_ssim_identity" in thresholds and "max_tmr_drop_op" not in thresholds
+    assert "min_op_gender_error" not in thresholds  # nothing but identity is suppressed
+    assert metrics["blessed"] and outcome.get("pushed_model")
+    page = open(metrics["report"]["html"]).read()
+    assert "Linkability (identity suppressed)" in page and "measured trade-off" not in page
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    san_model = max([a for a in store.get_artifacts_by_type("Model") if "/SanTrainer/" in a.uri], key=lambda a: a.id)
+    assert san_model.custom_properties["policy_suppress"].string_value == "identity"

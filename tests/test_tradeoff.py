@@ -75,3 +75,11 @@ def test_load_refuses_a_file_without_its_provenance(tmp_path):
     path.write_text(json.dumps(TRADEOFF))
     assert load_measured_tradeoff(str(path))["commit"] == "abc1234"
 
+
+
+def test_the_packaged_trade_off_is_complete():
+    tradeoff = load_measured_tradeoff(MEASURED_TRADEOFF_FILE)
+    assert tradeoff is not None and all(field in tradeoff for field in REQUIRED_FIELDS)
+    assert "SYNTHETIC" in tradeoff["data"]  # measured on the synthetic data, and labelled so
+    for values in tradeoff["points"].values():
+        summarise_point(values)  # every point has what the report reads

@@ -20,7 +20,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.evaluation.tradeoff import draw_tradeoff, tradeoff_table  # noqa: E402
+from components.evaluation.tradeoff import tradeoff_png, tradeoff_table  # noqa: E402
 from trainer.policy import GENDER  # noqa: E402
 
 HTML_FILE = "index.html"
@@ -212,7 +212,7 @@ def tradeoff_section(tradeoff: dict, gate: dict) -> tuple:
     ]
     caption = ("Privacy against utility over the residual sanitizer's settings (measured trade-off, not this run; "
                f"{tradeoff['data']})")
-    figure = _figure_png(lambda axes: draw_tradeoff(axes, tradeoff, gate))
+    figure = tradeoff_png(tradeoff, gate)
     return (("Privacy against utility: the measured trade-off", paragraphs,
              [("Each setting judged by the same judges", *tradeoff_table(tradeoff, gate))]), (caption, figure))
 

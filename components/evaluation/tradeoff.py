@@ -11,8 +11,14 @@ run's own figures, labelled with where and when it was measured: it is not the r
 
 from __future__ import annotations
 
+import io
 import json
 import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
 
 MEASURED_TRADEOFF_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured_tradeoff.json")
 REQUIRED_FIELDS = ("measured_by", "date", "commit", "machine", "data", "points")
@@ -91,5 +97,18 @@ def draw_tradeoff(axes, tradeoff: dict, gate: dict) -> None:
                       fmt="o", capsize=3, color=f"C{index % 10}", label=f"{text} ({summary['weakest_judge']})")
     axes.set_xlim(0, right)
     axes.set_ylim(min(15.0, *(100 * s["min_gender_error_ci"][0] - 2 for s in summaries.values())), 52)
-    axes.set_xlabel("largest matcher judge TMR drop at FMR 1e-2 (points; utility lost)")
-    axes.set_ylabel("weakest unseen gender judge's error (%; privacy)")
+    axes.set_xlabel("largest matcher judge TMR drop at FMR 1e-2 (points: utility lost)")
+    axes.set_ylabel("weakest unseen gender judge's error (%: privacy)")
+
+
+def tradeoff_png(tradeoff: dict, gate: dict) -> bytes:
+    """draw_tradeoff as a PNG, the legend (one entry per point) under the axes."""
+    figure, axes = plt.subplots(figsize=(7.0, 5.6), dpi=100)
+    draw_tradeoff(axes, tradeoff, gate)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
