@@ -156,5 +156,31 @@ def test_deidentify_trains_against_the_identity_critic_with_a_perceptual_term():
 def test_deidentify_needs_the_identity_critic():
     config = TrainingConfig(image_size=SIZE, policy=DEIDENTIFY)
     attributes = build_attribute_classifier(SIZE, DEIDENTIFY.other_attributes)
-    with pytest.raises(ValueError, match="suppresses identity: it needs the frozen face matcher"):
+    with pytest.raises(ValueError, match="suppresses identity: it needs the frozen identity critic.s. matcher"):
         build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {}, attributes)
+    with pytest.raises(ValueError, match="identity critics \\['faces'\\]: choose one or more of matcher, pixels"):
+        TrainingConfig(identity_critics=("faces",))
+
+
+def test_the_pixel_identity_critic_tells_people_apart_and_adds_its_own_hinge():
+    """identity_critics=("matcher", "pixels"): the pooled-pixel critic, trained on identity_index,
+    separates people whose faces differ in the pooled pixels; the sanitizer gets a hinge per critic."""
+    from trainer.matcher import train_pixel_identity_critic
+
+    rng = np.random.default_rng(0)
+    people = rng.uniform(0.2, 0.8, (6, SIZE // 4, SIZE // 4, 1)).astype(np.float32)  # one coarse pattern each
+    index = np.repeat(np.arange(6), 8)
+    faces = np.kron(people[index], np.ones((1, 4, 4, 1), np.float32)) + rng.normal(0, 0.03, (48, SIZE, SIZE, 1))
+    dataset = tf.data.Dataset.from_tensor_slices({features.FACE_GRAY_KEY: faces.astype(np.float32),
+                                                  features.IDENTITY_INDEX_KEY: index.astype(np.int64)}).batch(16)
+    critic = train_pixel_identity_critic(dataset, SIZE, 6, seed=0, epochs=15)
+    assert not critic.trainable and critic.output_shape == (None, 64)
+    embeddings = critic(faces.astype(np.float32)).numpy()
+    nearest = np.argsort(-(embeddings @ embeddings.T), axis=1)[:, 1]  # each face's closest other face
+    assert (index[nearest] == index).mean() >= 0.95
+    frozen = _trainer(DEIDENTIFY)[-1]
+    config = TrainingConfig(image_size=SIZE, policy=DEIDENTIFY, identity_critics=("matcher", "pixels"))
+    _, terms = build_san_trainer(config, {}, frozen[0], lambda f: frozen[1](f, training=False), {}, frozen[2],
+                                 {"pixels": critic})
+    assert [term.name for term in terms][-3:] == ["identity_suppress", "identity_suppress_pixels", "perceptual"]
+    assert LossSchedule(terms, config).weights_for_epoch(1)["identity_suppress_pixels"] == config.identity_suppress_weight

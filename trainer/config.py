@@ -24,6 +24,9 @@ ARCHITECTURES = ("residual", "paper")
 # emulated and slower than float32).
 TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
+# TrainingConfig.identity_critics: what a policy that suppresses identity trains against.
+IDENTITY_CRITICS = ("matcher", "pixels")
+
 # The laptop schedule and weights of each architecture where they differ (Config's defaults are
 # "residual"'s; `for_architecture("paper")` gives the values the paper SAN has always used here).
 LAPTOP_ARCHITECTURE_SETTINGS = {
@@ -93,6 +96,10 @@ class TrainingConfig:
     identity_suppress_weight: float = 1.0
     identity_margin: float = 0.2
     perceptual_loss_weight: float = 1.0
+    # The identity critics: "matcher" (the auxiliary CNN matcher) and "pixels" (a linear embedding of
+    # 4x4-pooled pixels trained by the SanTrainer on the train identities; trainer/matcher.py), each
+    # with its own hinge at the same weight and margin.
+    identity_critics: tuple = ("matcher",)
     # Weight of each term that keeps a preserved attribute (trainer/policy.py; not identity, which
     # has matcher_loss_weight): the auxiliary classifier must read its true value on X'.
     preserve_loss_weight: float = 1.0
@@ -115,6 +122,10 @@ class TrainingConfig:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown sanitizer architecture {self.architecture!r}: choose one of "
                              f"{', '.join(ARCHITECTURES)} (--architecture)")
+        unknown = [name for name in self.identity_critics if name not in IDENTITY_CRITICS]
+        if unknown or not self.identity_critics:
+            raise ValueError(f"identity critics {list(self.identity_critics)}: choose one or more of "
+                             f"{', '.join(IDENTITY_CRITICS)} (TrainingConfig.identity_critics)")
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
@@ -132,7 +143,7 @@ class TrainingConfig:
     def from_custom_config(cls, values: dict) -> "TrainingConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key in known}
-        for name in ("serving_precisions", "ensemble_members"):  # lists after a JSON round trip
+        for name in ("serving_precisions", "ensemble_members", "identity_critics"):  # lists after a JSON round trip
             if name in values:
                 values[name] = tuple(values[name])
         if isinstance(values.get("policy"), dict):

@@ -24,7 +24,7 @@ from trainer.config import TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
-from trainer.models import CosFaceHead, build_face_matcher
+from trainer.models import CosFaceHead, build_face_matcher, build_pooled_identity_embedding
 from trainer.scores import genuine_impostor, tmr_at_fmr
 
 
@@ -103,3 +103,28 @@ def run_fn(fn_args: FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_REPORT_FILE), "w") as handle:
         handle.write(json.dumps(report, indent=2))
     matcher.save(fn_args.serving_model_dir, save_format="tf", include_optimizer=False)
+
+
+def train_pixel_identity_critic(dataset: tf.data.Dataset, image_size: int, num_identities: int, seed: int,
+                                epochs: int = 30) -> keras.Model:
+    """De-identification's second critic (TrainingConfig.identity_critics "pixels"): the pooled-pixel
+    identity embedding (models.build_pooled_identity_embedding) trained with a margin softmax over
+    the training identities of `dataset` (transformed batches with identity_index), then frozen."""
+    pairs = dataset.map(lambda batch: (batch[features.FACE_GRAY_KEY], batch[features.IDENTITY_INDEX_KEY])).cache()
+    keras.utils.set_random_seed(seed)
+    normalization = keras.layers.Normalization(name="standardize")
+    normalization.adapt(pairs.map(lambda face, _: tf.reshape(tf.nn.avg_pool2d(face, 4, 4, "VALID"),
+                                                             [-1, (image_size // 4) ** 2])))
+    critic = build_pooled_identity_embedding(image_size, normalization)
+    face = keras.Input(critic.input_shape[1:], name="face")
+    label = keras.Input((), dtype=tf.int64, name="identity_index")
+    model = keras.Model([face, label], CosFaceHead(num_identities, name="identity_logits")([critic(face), label]))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="identity_accuracy")])
+    history = model.fit(pairs.map(lambda face, label: ((face, label), label)).shuffle(64, seed=seed), epochs=epochs,
+                        verbose=0)
+    logging.info("pixel identity critic: training identity accuracy %.3f after %d epochs",
+                 history.history["identity_accuracy"][-1], epochs)
+    critic.trainable = False
+    return critic

@@ -403,6 +403,19 @@ def build_face_matcher(image_size: int, embedding_dim: int = 128, dropout: float
     return keras.Model(face, embedding, name="face_matcher")
 
 
+def build_pooled_identity_embedding(image_size: int, normalization: keras.layers.Normalization, pool: int = 4,
+                                    embedding_dim: int = 64) -> keras.Model:
+    """Gray face -> L2-normalised identity embedding [D]: a linear projection of pool x pool
+    average-pooled, standardised pixels (a discriminatively trained cousin of Fisherfaces' LDA). A
+    de-identification critic beside the CNN matcher: it reads identity the way pixel-level
+    matchers do, which a CNN critic alone lets survive."""
+    face = keras.Input((image_size, image_size, 1), name="face")
+    x = normalization(keras.layers.Flatten()(keras.layers.AveragePooling2D(pool)(face)))
+    x = keras.layers.Dense(embedding_dim, use_bias=False, kernel_regularizer=keras.regularizers.l2(1e-4),
+                           name="embedding")(x)
+    return keras.Model(face, keras.layers.UnitNormalization(name="l2_normalize")(x), name="pooled_identity")
+
+
 class CosFaceHead(keras.layers.Layer):
     """Identity logits of a large-margin cosine softmax (CosFace, Wang et al. 2018): scale *
     (cos(embedding, class centre) - margin on the true class). Inputs (embedding [N,D], class [N]);

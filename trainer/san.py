@@ -35,6 +35,7 @@ from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy, resolve_training_precision
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
+from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
     ResidualSanitizer, build_sanitizer, computing_in, keras_policy, policy_copy, prototypes_for_labels,
     reduced_precision_networks,
@@ -96,10 +97,11 @@ def matcher_term(matcher, weight: float, output: str = "same") -> losses.LossTer
                                matcher(outputs[output]), matcher(batch["face"])))
 
 
-def identity_suppression_term(matcher, weight: float, margin: float) -> losses.LossTerm:
-    """De-identification (FaDeNet): the identity critic R (the frozen auxiliary matcher) must no
-    longer see the same person in X' as in X: mean max(0, cos(R(X'), R(X)) - margin)."""
-    return losses.LossTerm("identity_suppress", _weight(weight, "identity_suppress_weight"),
+def identity_suppression_term(matcher, weight: float, margin: float, name: str = "identity_suppress"
+                              ) -> losses.LossTerm:
+    """De-identification (FaDeNet): an identity critic R (the frozen auxiliary matcher, or the
+    pixel critic) must no longer see the same person in X' as in X: mean max(0, cos(R(X'), R(X)) - margin)."""
+    return losses.LossTerm(name, _weight(weight, f"{name}_weight"),
                            lambda batch, outputs: losses.identity_similarity_hinge(
                                matcher(outputs["sanitized"]), matcher(batch["face"]), margin))
 
@@ -251,7 +253,7 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.gender_loss_weight if adversarial else 0.0
             elif name == "perceptual":
                 weights[name] = self.config.perceptual_loss_weight
-            elif name == "identity_suppress":
+            elif name.startswith("identity_suppress"):
                 weights[name] = self.config.identity_suppress_weight if adversarial else 0.0
             elif name == "gender_keep" or name.startswith("attribute_keep_"):
                 weights[name] = self.config.preserve_loss_weight if adversarial else 0.0
@@ -267,10 +269,12 @@ class LossSchedule(keras.callbacks.Callback):
 
 
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
-                      ensemble: dict | None = None, attribute_classifier=None) -> tuple[SanTrainingModel, list]:
+                      ensemble: dict | None = None, attribute_classifier=None,
+                      identity_critics: dict | None = None) -> tuple[SanTrainingModel, list]:
     """The training model and its loss terms; `ensemble`: the residual sanitizer's extra frozen
     gender classifiers {name: model -> P(male) [N,1]}; `attribute_classifier`: the frozen classifier
-    of the policy's other attributes (train_attribute_classifier), needed when there are any."""
+    of the policy's other attributes (train_attribute_classifier), needed when there are any;
+    `identity_critics`: identity suppressed, the critics besides the matcher ({"pixels": model})."""
     policy = config.policy
     san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
                           policy.suppress)
@@ -291,11 +295,16 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     if matcher is not None and IDENTITY in policy.preserve:
         terms.append(matcher_term(matcher, config.matcher_loss_weight, output))
     if policy.suppresses_identity:
-        if matcher is None:
-            raise ValueError(f"policy {policy.describe()} suppresses identity: it needs the frozen face matcher "
-                             "(the identity critic); give the SanTrainer a matcher")
-        terms += [identity_suppression_term(matcher, config.identity_suppress_weight, config.identity_margin),
-                  perceptual_term(classifier, config.perceptual_loss_weight)]
+        critics = {"matcher": matcher, **(identity_critics or {})}
+        missing = [name for name in config.identity_critics if critics.get(name) is None]
+        if missing:
+            raise ValueError(f"policy {policy.describe()} suppresses identity: it needs the frozen identity critic(s) "
+                             f"{', '.join(missing)} (TrainingConfig.identity_critics; 'matcher' is the face matcher "
+                             "given to the SanTrainer)")
+        terms += [identity_suppression_term(critics[name], config.identity_suppress_weight, config.identity_margin,
+                                            "identity_suppress" if name == "matcher" else f"identity_suppress_{name}")
+                  for name in config.identity_critics]
+        terms.append(perceptual_term(classifier, config.perceptual_loss_weight))
     trainer = SanTrainingModel(san, prototypes, terms, policy)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
@@ -331,6 +340,11 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
             ensemble = train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members)
+        identity_critics = {}
+        if config.policy.suppresses_identity and "pixels" in config.identity_critics:
+            identity_critics["pixels"] = train_pixel_identity_critic(
+                transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size,
+                tft_output.vocabulary_size_by_name(features.IDENTITY_VOCABULARY), config.seed)
         attribute_classifier = None
         if config.policy.other_attributes:
             attribute_classifier = train_attribute_classifier(
@@ -341,7 +355,8 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
             trainer, terms = build_san_trainer(
                 config, prototypes, computing_in(classifier, policy), matcher,
                 {name: computing_in(member, policy) for name, member in ensemble.items()},
-                attribute_classifier and computing_in(attribute_classifier, policy))
+                attribute_classifier and computing_in(attribute_classifier, policy),
+                {name: computing_in(critic, policy) for name, critic in identity_critics.items()})
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
