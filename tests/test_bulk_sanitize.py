@@ -273,3 +273,23 @@ def test_killed_run_then_rerun_matches_uninterrupted(model, tmp_path):
     subprocess.run(command + ["--output", str(full)], cwd=REPO, env=env, check=True, capture_output=True)
     _same_output(full, killed)
     assert len(manifest_rows(killed)) == 150
+
+
+def test_a_deidentify_model_runs_unchanged_and_its_policy_is_recorded(aligned_faces, tmp_path):
+    """[identity policies]: the bulk job runs a model whose policy suppresses identity as any
+    other, records that policy in job.json, the summary and every manifest row, and refuses a kept
+    field that names the person."""
+    from pipelines.sanitize.job import check_kept_fields
+    from pipelines.sanitize.model import model_facts
+
+    deidentify = {"name": "deidentify", "suppress": ["identity"], "preserve": ["Smiling", "Eyeglasses", "Male", "Young"]}
+    model_dir = export_small_model(tmp_path / "model" / "1700000001", policy=deidentify)
+    assert model_facts(model_dir).suppressed == ("identity",)
+    out = tmp_path / "out"
+    summary = run_job(_settings(aligned_faces, out), model_dir=model_dir)
+    assert summary["sanitized"] == summary["inputs"] > 0 and summary["rejected"] == 0
+    job = json.loads((out / "job.json").read_text())
+    assert job["model"]["policy"] == summary["privacy_policy"] == deidentify
+    assert {row["privacy_policy"] for row in manifest_rows(out).values()} == {json.dumps(deidentify, sort_keys=True)}
+    with pytest.raises(SystemExit, match="--keep-fields person_id: the model's privacy policy suppresses identity"):
+        check_kept_fields(_settings(aligned_faces, out, keep_fields=("person_id",)), ("identity",))
