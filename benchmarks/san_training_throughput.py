@@ -3,8 +3,8 @@
     python benchmarks/san_training_throughput.py --image-size 224 --batch-size 8 --steps 10 [--architecture paper]
 
 Runs the full training step (the sanitizer's forward pass, the frozen auxiliary networks on its
-outputs and on X, all loss terms on, gradients for the sanitizer; residual: the two extra ensemble
-members too, untrained here) under the strategy the Trainer would pick (MirroredStrategy on GPUs)
+outputs and on X, all loss terms on, gradients for the sanitizer; residual: the extra ensemble
+members TrainingConfig.ensemble_members names too, untrained here) under the strategy the Trainer would pick (MirroredStrategy on GPUs)
 and the precision TrainingConfig.training_precision would pick (--precision). Prints the device,
 the settings and the measured images/s after a warm-up step. Random pixels: this measures speed
 only.
@@ -30,7 +30,7 @@ from trainer.distribution import distribution_strategy, resolve_training_precisi
 from trainer.config import ARCHITECTURES, TRAINING_PRECISIONS  # noqa: E402
 from trainer.models import (  # noqa: E402
     build_face_matcher, build_gender_classifier, build_pooled_linear_gender_classifier,
-    build_pooled_mlp_gender_classifier)
+    build_pooled_mlp_gender_classifier, build_strided_gender_cnn)
 from trainer.san import build_san_trainer  # noqa: E402
 
 
@@ -57,12 +57,16 @@ def main() -> None:
         matcher = build_face_matcher(size)
         matcher.trainable = False
         ensemble = {}
-        if args.architecture == "residual":
-            for name, pool, build in (("linear", 4, build_pooled_linear_gender_classifier),
-                                      ("mlp", 2, build_pooled_mlp_gender_classifier)):
-                normalization = keras.layers.Normalization()
-                normalization.adapt(tf.random.uniform((8, (size // pool) ** 2), seed=3))
-                ensemble[name] = build(size, normalization)
+        if args.architecture == "residual":  # the members TrainingConfig.ensemble_members names
+            pooled = {"linear": (4, build_pooled_linear_gender_classifier), "mlp": (2, build_pooled_mlp_gender_classifier)}
+            for name in config.ensemble_members:
+                if name == "cnn":
+                    ensemble[name] = build_strided_gender_cnn(size)
+                else:
+                    pool, build = pooled[name]
+                    normalization = keras.layers.Normalization()
+                    normalization.adapt(tf.random.uniform((8, (size // pool) ** 2), seed=3))
+                    ensemble[name] = build(size, normalization)
                 ensemble[name].trainable = False
         trainer, _ = build_san_trainer(config, prototypes, classifier, lambda faces: matcher(faces, training=False),
                                        ensemble)

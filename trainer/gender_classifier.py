@@ -17,7 +17,7 @@ from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
 from trainer.models import (
     build_attribute_classifier, build_gender_classifier, build_pooled_linear_gender_classifier,
-    build_pooled_mlp_gender_classifier, build_strided_gender_cnn)
+    build_pooled_mlp_gender_classifier, build_strided_gender_cnn, pooled_pixel_normalization)
 
 
 def faces_and_labels(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -73,20 +73,14 @@ def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
     for name in members:
         keras.utils.set_random_seed(seed)
         if name == "cnn":
-            model = build_strided_gender_cnn(image_size, seed + 17)
-            model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy", metrics=["accuracy"])
-            model.fit(pairs.shuffle(64, seed=seed), epochs=8, verbose=0)
+            model, epochs, learning_rate = build_strided_gender_cnn(image_size, seed + 17), 8, 2e-3
         else:
             pool, build, epochs, learning_rate = {
                 "linear": (4, build_pooled_linear_gender_classifier, 20, 1e-2),
                 "mlp": (2, build_pooled_mlp_gender_classifier, 15, 1e-3)}[name]
-            normalization = keras.layers.Normalization(name="standardize")
-            normalization.adapt(pairs.map(lambda face, male, pool=pool: tf.reshape(
-                tf.nn.avg_pool2d(face, pool, pool, "VALID"), [-1, (image_size // pool) ** 2])))
-            model = build(image_size, normalization)
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
-                          metrics=["accuracy"])
-            model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
+            model = build(image_size, pooled_pixel_normalization(pairs.map(lambda face, male: face), image_size, pool))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+        model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
         if validation is not None:
             accuracy = model.evaluate(faces_and_labels(validation).map(
                 lambda face, male: (face, tf.cast(male, tf.float32))), verbose=0)[1]

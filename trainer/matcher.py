@@ -24,7 +24,8 @@ from trainer.config import TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
-from trainer.models import CosFaceHead, build_face_matcher, build_pooled_identity_embedding
+from trainer.models import (
+    CosFaceHead, build_face_matcher, build_pooled_identity_embedding, pooled_pixel_normalization)
 from trainer.scores import genuine_impostor, tmr_at_fmr
 
 
@@ -112,10 +113,8 @@ def train_pixel_identity_critic(dataset: tf.data.Dataset, image_size: int, num_i
     the training identities of `dataset` (transformed batches with identity_index), then frozen."""
     pairs = dataset.map(lambda batch: (batch[features.FACE_GRAY_KEY], batch[features.IDENTITY_INDEX_KEY])).cache()
     keras.utils.set_random_seed(seed)
-    normalization = keras.layers.Normalization(name="standardize")
-    normalization.adapt(pairs.map(lambda face, _: tf.reshape(tf.nn.avg_pool2d(face, 4, 4, "VALID"),
-                                                             [-1, (image_size // 4) ** 2])))
-    critic = build_pooled_identity_embedding(image_size, normalization)
+    critic = build_pooled_identity_embedding(
+        image_size, pooled_pixel_normalization(pairs.map(lambda face, _: face), image_size, pool=4))
     face = keras.Input(critic.input_shape[1:], name="face")
     label = keras.Input((), dtype=tf.int64, name="identity_index")
     model = keras.Model([face, label], CosFaceHead(num_identities, name="identity_logits")([critic(face), label]))

@@ -336,6 +336,15 @@ def build_attribute_classifier(image_size: int, attributes: tuple, dropout: floa
     return keras.Model(face, output, name="attribute_classifier")
 
 
+def pooled_pixel_normalization(faces: tf.data.Dataset, image_size: int, pool: int) -> keras.layers.Normalization:
+    """A standardising layer adapted to the pool x pool average-pooled pixels of `faces` (batches
+    [N,S,S,1]): the input scaling of the pooled-pixel models below."""
+    normalization = keras.layers.Normalization(name="standardize")
+    normalization.adapt(faces.map(lambda face: tf.reshape(
+        tf.nn.avg_pool2d(face, pool, pool, "VALID"), [-1, (image_size // pool) ** 2])))
+    return normalization
+
+
 def build_pooled_linear_gender_classifier(image_size: int, normalization: keras.layers.Normalization,
                                           pool: int = 4) -> keras.Model:
     """Gray face -> P(male) [N,1]: logistic regression on pool x pool average-pooled pixels,
