@@ -70,7 +70,7 @@ def print_summary(config: Config) -> int:
         policy = metrics.get("privacy_policy") or {}
         if policy:
             print(f"privacy policy: {policy['name']} (suppress {', '.join(policy['suppress'])}; "
-                  f"preserve {', '.join(policy['preserve'])})")
+                  f"preserve {', '.join(policy['preserve']) or 'nothing'})")
         print(f"evaluation ({metrics['gate_split']} split, {split['num_examples']} faces; "
               f"independent judges: {', '.join(metrics['judges'])}):")
         def figure(value, interval):
@@ -108,6 +108,11 @@ def print_summary(config: Config) -> int:
         print("  [a-b]: 95% bootstrap intervals, identities resampled")
         print("  SSIM vs original: " + "  ".join(
             f"{name} {values['ssim']:.3f}" for name, values in split["image_quality"].items()))
+        if "decryption" in split:
+            print(f"  decrypted (the model applied again to its output) vs original: SSIM "
+                  f"{split['decryption']['ssim']:.3f}, PSNR {split['decryption']['psnr']:.1f} dB")
+        if metrics.get("kept"):
+            print(f"what the policy keeps: {metrics['kept']}")
         print(f"evaluation result: {outcome['metrics_file']}")
         print(f"example faces (rows: original, SM, NT, sanitized): {metrics['example_grid']}")
         if not metrics["blessed"]:

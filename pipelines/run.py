@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "with its laptop schedule: 1 pre-training + 3 epochs, reconstruction weight 10)")
     group.add_argument("--policy", choices=tuple(PRESETS), default=None,
                        help="privacy policy preset: " + "; ".join(
-                           f"{name}: suppress {','.join(suppress)}, preserve {','.join(preserve)}"
+                           f"{name}: suppress {','.join(suppress)}, preserve {','.join(preserve) or 'nothing'}"
                            for name, (suppress, preserve) in PRESETS.items()) + " (default: gender)")
     group.add_argument("--suppress", default=None, metavar="ATTRS",
                        help="comma-separated CelebA attributes the sanitized faces must hide (e.g. Male,Young); "

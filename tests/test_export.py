@@ -105,3 +105,28 @@ def test_reduced_precision_signatures_compute_the_same_networks_in_bfloat16(tmp_
         difference = np.abs(low - full)
         assert 0 < difference.mean() < 0.01 and difference.max() < 0.06, (architecture, difference.max())
         np.testing.assert_allclose(low_full, low, atol=2e-2)
+
+
+def test_an_obfuscating_sanitizer_exports_its_decryption(tmp_path):
+    """Policy obfuscate: `sanitize_only` and `sanitize_faces` give the encrypted face, and the extra
+    `decrypt_faces` signature the model's second mode; other sanitizers have no such signature."""
+    from trainer.export import DECRYPT_SIGNATURE
+    from trainer.models import build_sanitizer
+
+    tf.keras.utils.set_random_seed(0)
+    san = build_sanitizer("residual", SIZE, suppress=("identity",), encrypt=True)
+    kernel, bias = san.editor.get_layer("change").get_weights()
+    san.editor.get_layer("change").set_weights([np.random.default_rng(1).normal(0, 0.3, kernel.shape), bias])
+    prototypes = {name: tf.fill((SIZE, SIZE, 3), 0.5) for name in ("male", "female", "neutral")}
+    module = SanitizerModule(san, build_gender_classifier(SIZE), prototypes, SIZE)
+    path = str(tmp_path / "obfuscating")
+    save_sanitizer(module, path, metadata={})
+    model = tf.saved_model.load(path)
+    faces = tf.random.uniform((3, SIZE, SIZE, 1), seed=2)
+    encrypted = model.signatures["sanitize_only"](faces=faces)["sanitized"]
+    np.testing.assert_allclose(encrypted.numpy(), san.encrypt(faces).numpy(), atol=1e-5)
+    np.testing.assert_allclose(model.signatures["sanitize_faces"](faces=faces)["sanitized"].numpy(), encrypted.numpy(),
+                               atol=1e-5)
+    decrypted = model.signatures[DECRYPT_SIGNATURE](faces=encrypted)["decrypted"]
+    np.testing.assert_allclose(decrypted.numpy(), san.decrypt(encrypted).numpy(), atol=1e-5)
+    assert DECRYPT_SIGNATURE not in tf.saved_model.load(_export(tmp_path)).signatures

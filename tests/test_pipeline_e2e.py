@@ -262,3 +262,28 @@ def test_deidentify_suppresses_identity_judged_by_every_matcher_an_adaptive_one_
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     san_model = max([a for a in store.get_artifacts_by_type("Model") if "/SanTrainer/" in a.uri], key=lambda a: a.id)
     assert san_model.custom_properties["policy_suppress"].string_value == "identity"
+
+
+def test_obfuscate_encrypts_gates_matcher_failure_and_measures_the_decryption(tmp_path):
+    """--policy obfuscate end to end on tiny data: the SanTrainer trains the DDM scheme (encryption,
+    decryption, discriminator), the export carries the decryption signature, the evaluator measures
+    what a second pass gives back, the gate checks matcher failure alone and the report says what
+    the policy keeps."""
+    from trainer.export import DECRYPT_SIGNATURE
+
+    opened = ["--min-original-tmr", "0", "--max-identity-tmr", "1"]
+    config = _run(str(tmp_path), [*opened, "--policy", "obfuscate"])
+    outcome = run_outcome(config)
+    metrics = outcome["metrics"]
+    assert metrics["privacy_policy"] == {"name": "obfuscate", "suppress": ["identity"], "preserve": []}
+    test_split = metrics["splits"]["test"]
+    matchers = {"fisherfaces", "resnet_matcher_cnn", "adaptive_resnet_matcher_cnn"}
+    assert set(test_split["matching"]) == matchers and set(test_split["linkability"]) == matchers
+    assert test_split["attributes"] == {}
+    assert 0.0 < test_split["decryption"]["ssim"] <= 1.0 and test_split["decryption"]["psnr"] > 0
+    assert {check["threshold"] for check in metrics["gate_checks"]} == {"min_original_tmr", "max_identity_tmr"}
+    assert "nothing is kept but the image format" in metrics["kept"]
+    assert metrics["blessed"] and outcome.get("pushed_model")
+    assert DECRYPT_SIGNATURE in tf.saved_model.load(outcome["pushed_model"]).signatures
+    page = open(metrics["report"]["html"]).read()
+    assert "as private as a key" in page and "decrypted: the model applied to sanitized X&#x27; again" in page

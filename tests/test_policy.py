@@ -59,6 +59,17 @@ def test_deidentify_suppresses_identity_and_keeps_the_attributes():
     assert PrivacyPolicy.from_arguments("deidentify", preserve="Smiling").name == "custom"
 
 
+def test_obfuscate_suppresses_identity_and_keeps_nothing():
+    policy = PrivacyPolicy.from_arguments("obfuscate")
+    assert policy.suppress == ("identity",) and policy.preserve == () and policy.attributes == ()
+    assert policy.suppresses_identity and policy.obfuscates and policy.name == "obfuscate"
+    assert "preserve nothing" in policy.describe()
+    assert PrivacyPolicy.from_arguments(suppress="identity", preserve="") == policy  # the same, spelt out
+    assert not PrivacyPolicy.from_arguments("deidentify").obfuscates and not PrivacyPolicy().obfuscates
+    assert not PrivacyPolicy(("identity", "Male"), ()).obfuscates  # the FaDeNet terms, with a gender target
+    policy.check_names(NAMES)
+
+
 def test_names_are_checked_against_the_data_header():
     PrivacyPolicy(("Male",), ("identity",)).check_names(["Male", "Young"])
     with pytest.raises(PolicyError, match="'Smiling': unknown attribute; the data's attributes are: Male, Young"):

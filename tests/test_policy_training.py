@@ -184,3 +184,66 @@ def test_the_pixel_identity_critic_tells_people_apart_and_adds_its_own_hinge():
                                  {"pixels": critic})
     assert [term.name for term in terms][-3:] == ["identity_suppress", "identity_suppress_pixels", "perceptual"]
     assert LossSchedule(terms, config).weights_for_epoch(1)["identity_suppress_pixels"] == config.identity_suppress_weight
+
+
+OBFUSCATE = PrivacyPolicy.from_arguments("obfuscate")
+
+
+def test_obfuscate_trains_encryption_and_decryption_with_the_discriminator_on_their_shared_objective():
+    """--policy obfuscate (DDM): the terms are |X_r - X| with X_e = G(X, encrypt), X_r = G(X_e,
+    decrypt), and D's cross-entropy (-mean log D(X_r) - mean log(1 - D(X_e))) / 2, by hand; training
+    moves the sanitizer AND the discriminator, and pulls the two kinds of image apart."""
+    from trainer.models import EncryptingSanitizer
+
+    tf.keras.utils.set_random_seed(0)
+    config = TrainingConfig(image_size=SIZE, policy=OBFUSCATE)
+    classifier = build_gender_classifier(SIZE)
+    trainer, terms = build_san_trainer(config, {}, classifier, None)
+    assert [term.name for term in terms] == ["reconstruction", "discrepancy"]
+    assert isinstance(trainer.san, EncryptingSanitizer) and trainer.discriminator is not None
+    batch = _batch()
+    face = batch[features.FACE_GRAY_KEY]
+    total, values = trainer._forward(batch, training=False)
+    encrypted = trainer.san.encrypt(face)
+    reconstructed = trainer.san.decrypt(encrypted)
+    assert np.abs(encrypted.numpy() - face.numpy()).max() > 1e-3  # the change layer starts random
+    assert float(values["reconstruction"]) == pytest.approx(np.mean(np.abs(reconstructed.numpy() - face.numpy())),
+                                                            rel=1e-5)
+    p_r = trainer.discriminator(reconstructed).numpy()[:, 0].astype(np.float64)
+    p_e = trainer.discriminator(encrypted).numpy()[:, 0].astype(np.float64)
+    assert float(values["discrepancy"]) == pytest.approx((-np.log(p_r).mean() - np.log(1 - p_e).mean()) / 2, rel=1e-5)
+    weights = LossSchedule(terms, config).weights_for_epoch(0)
+    assert weights == {"reconstruction": config.reconstruction_loss_weight, "discrepancy": config.discrepancy_weight}
+    san_before = [w.copy() for w in trainer.san.get_weights()]
+    d_before = [w.copy() for w in trainer.discriminator.get_weights()]
+    classifier_before = [w.copy() for w in classifier.get_weights()]
+    dataset = tf.data.Dataset.from_tensors(batch).repeat(100)  # after a plateau at log 2, D and G part the images
+    history = trainer.fit(dataset, epochs=2, verbose=0, callbacks=[LossSchedule(terms, config)])
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(san_before, trainer.san.get_weights()))
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(d_before, trainer.discriminator.get_weights()))
+    for old, new in zip(classifier_before, classifier.get_weights()):  # f_G is not part of DDM
+        np.testing.assert_array_equal(old, new)
+    # The collaboration pulls encrypted and reconstructed images apart: D tells them apart better than chance.
+    assert history.history["discrepancy"][-1] < np.log(2) - 0.05
+
+
+def test_the_encrypting_sanitizer_encrypts_whatever_target_it_is_given_and_decrypts_in_its_other_mode():
+    from trainer.models import EncryptingSanitizer
+
+    tf.keras.utils.set_random_seed(0)
+    san = build_sanitizer("residual", SIZE, suppress=OBFUSCATE.suppress, encrypt=True)
+    assert isinstance(san, EncryptingSanitizer) and san.targets == 1 and san.gender_column is None
+    kernel, bias = san.editor.get_layer("change").get_weights()  # zero-initialised: make it change something
+    san.editor.get_layer("change").set_weights([np.random.default_rng(0).normal(0, 0.3, kernel.shape), bias])
+    faces = tf.random.uniform((3, SIZE, SIZE, 1), seed=4)
+    encrypted = san.encrypt(faces).numpy()
+    np.testing.assert_allclose(encrypted, san.edit(faces, tf.ones(3)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(san.decrypt(faces).numpy(), san.edit(faces, tf.zeros(3)).numpy(), atol=1e-6)
+    for target in (tf.zeros(3), tf.ones(3)):
+        np.testing.assert_allclose(san.sanitized_only(faces, None, target).numpy(), encrypted, atol=1e-6)
+        outputs = san.sanitizer_outputs(faces, tf.zeros(3, tf.int64), target)
+        for name in ("same", "neutral", "opposite", "sanitized"):
+            np.testing.assert_allclose(outputs[name].numpy(), encrypted, atol=1e-6)
+    assert np.abs(encrypted - san.decrypt(faces).numpy()).max() > 1e-3  # two modes, two images
+    with pytest.raises(ValueError, match="needs the residual sanitizer"):
+        build_sanitizer("paper", SIZE, encrypt=True)

@@ -159,3 +159,27 @@ def test_a_policy_that_suppresses_identity_gates_matcher_failure_instead_of_tmr_
         "must be <= max_identity_tmr 0.070 (over by 0.130)",
         "mean SSIM of sanitized X' vs original (identity suppressed) 0.500 FAILS: must be >= min_ssim_identity 0.580 "
         "(short by 0.080)"]
+
+
+def test_obfuscation_gates_matcher_failure_only_and_says_what_it_keeps():
+    """--policy obfuscate keeps nothing but the image format: no SSIM floor, no attribute checks;
+    what_is_kept says so, and that a second pass of the model decrypts (with the measured SSIM)."""
+    from components.evaluation.gate import what_is_kept
+    from trainer.policy import PrivacyPolicy
+
+    policy = PrivacyPolicy.from_arguments("obfuscate")
+    gate = GateConfig(tmr_fmr=0.01, min_original_tmr=0.88, max_identity_tmr=0.07, min_ssim_identity=0.58,
+                      max_adaptive_gap=0.04)
+    metrics = _metrics(matching__matcher_a=_matching(0.95, 0.03, 0.03))
+    metrics["image_quality"]["sanitized"]["ssim"] = 0.05  # a scrambled face is what obfuscation is for
+    metrics["decryption"] = {"ssim": 0.912, "psnr": 27.25}
+    blessed, failures, checks = decide_blessing(metrics, gate, policy)
+    assert blessed, failures
+    assert [check.threshold for check in checks] == ["min_original_tmr", "max_identity_tmr"]
+    metrics["matching"]["matcher_a"] = _matching(0.95, 0.40, 0.40)
+    assert not decide_blessing(metrics, gate, policy)[0]
+    kept = what_is_kept(policy, metrics, 64)
+    assert "nothing is kept but the image format (64x64 gray aligned faces in" in kept
+    assert "decrypts the face (mean SSIM 0.912, PSNR 27.2 dB" in kept and "as private as a key" in kept
+    deidentify = what_is_kept(PrivacyPolicy.from_arguments("deidentify"), metrics, 64)
+    assert "kept Smiling, Eyeglasses, Male, Young" in deidentify and "decrypt" not in deidentify

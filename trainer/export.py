@@ -58,6 +58,9 @@ def target_count(san) -> int:
     return int(getattr(san, "targets", 1))
 
 
+DECRYPT_SIGNATURE = "decrypt_faces"  # obfuscating (DDM) sanitizers only: faces -> {"decrypted"}
+
+
 def signature_name(base: str, precision: str = "float32") -> str:
     """`sanitize_only` / `sanitize_faces` for float32, with `_<precision>` for a reduced precision."""
     return base if precision == "float32" else f"{base}_{precision}"
@@ -83,6 +86,10 @@ class _Networks(tf.Module):
             male = tf.zeros(tf.shape(faces)[:1], tf.int64)  # not used
         sanitized = self.san.sanitized_only(faces, male, hashed_targets(faces, target_count(self.san)), prototypes)
         return {"sanitized": tf.cast(sanitized, tf.float32)}
+
+    def decrypt_faces(self, faces):
+        """Obfuscation (DDM): the model's second mode, which undoes its encryption."""
+        return {"decrypted": tf.cast(self.san.decrypt(faces), tf.float32)}
 
     def sanitize_faces(self, faces):
         male_probability = self.male_probability(faces)
@@ -116,6 +123,9 @@ class SanitizerModule(tf.Module):
                 self.reduced_signatures[signature_name("sanitize_faces", precision)] = tf.function(
                     networks.sanitize_faces, input_signature=[faces_spec])
         self.classify_gender = tf.function(self._male_probability, input_signature=[faces_spec])
+        # An obfuscating (DDM) sanitizer can also undo what it did: whoever holds the model can.
+        self.decrypt_faces = (tf.function(self.networks["float32"].decrypt_faces, input_signature=[faces_spec])
+                              if hasattr(san, "decrypt") else None)
         self.sanitize_labelled_faces = tf.function(
             self._sanitize_labelled_faces, input_signature=[faces_spec, tf.TensorSpec([None], tf.int64, name="male")]
         )
@@ -174,6 +184,7 @@ def save_sanitizer(module: SanitizerModule, export_dir: str, metadata: dict) -> 
             "sanitize_only": module.sanitize_only,
             "sanitize_labelled_faces": module.sanitize_labelled_faces,
             "classify_gender": module.classify_gender,
+            **({DECRYPT_SIGNATURE: module.decrypt_faces} if module.decrypt_faces is not None else {}),
             **module.reduced_signatures,
         },
     )

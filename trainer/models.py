@@ -210,6 +210,44 @@ class ResidualSanitizer(keras.Model):
                 "opposite": self.edit(face, with_gender(1.0 - male)), "sanitized": sanitized}
 
 
+class EncryptingSanitizer(ResidualSanitizer):
+    """Distribution discrepancy maximisation (DDM; policy `obfuscate`): the residual editor in two
+    modes, chosen by its target input: 1 encrypts (X_e = G_e(X)), 0 decrypts (X_r = G_e(X_e)). One
+    network makes both kinds of image, as the paper's G_e does; the sanitized output is always the
+    encrypted one, whoever calls it (no per-face target).
+
+    The change layer starts random, not at zero: from "change nothing" in both modes the encrypted
+    and reconstructed images are the same, D can do no better than 1/2 everywhere and no gradient
+    ever separates them (measured: the objective stayed at log 2 and the output equalled the input)."""
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        change = self.editor.get_layer("change")
+        change.kernel.assign(keras.initializers.GlorotUniform(seed=seed)(change.kernel.shape))
+
+    def _mode(self, face, value: float):
+        return tf.fill([tf.shape(face)[0], self.targets], tf.constant(value, face.dtype))
+
+    def encrypt(self, face, training=None):
+        return self.edit(face, self._mode(face, 1.0), training=training)
+
+    def decrypt(self, face, training=None):
+        return self.edit(face, self._mode(face, 0.0), training=training)
+
+    def call(self, inputs, training=None):
+        """inputs: dict face [N,S,S,1] (a target, if given, is ignored) -> {'sanitized': encrypted}."""
+        return {"sanitized": self.encrypt(inputs["face"], training=training)}
+
+    def sanitized_only(self, face, male, target, prototypes: dict | None = None):
+        del male, target, prototypes
+        return self.encrypt(face)
+
+    def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
+        """No gender target to move: X'_SM, X'_NT and X'_OP are the encrypted face too."""
+        encrypted = self.sanitized_only(face, male, target, prototypes)
+        return {"same": encrypted, "neutral": encrypted, "opposite": encrypted, "sanitized": encrypted}
+
+
 REDUCED_PRECISIONS = ("bfloat16", "float16")
 
 
@@ -272,9 +310,14 @@ def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Mo
 
 
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5,
-                    suppress: tuple = ("Male",)) -> keras.Model:
+                    suppress: tuple = ("Male",), encrypt: bool = False) -> keras.Model:
     """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
-    per attribute; the paper's SAN hides gender only)."""
+    per attribute; the paper's SAN hides gender only); `encrypt`: the residual editor as DDM's
+    encryption model (EncryptingSanitizer; policy `obfuscate`)."""
+    if encrypt:
+        if architecture != "residual":
+            raise ValueError("obfuscation (DDM) needs the residual sanitizer (--architecture residual)")
+        return EncryptingSanitizer(image_size, width, max_change, targets=1, gender_column=None, name="san")
     if architecture == "paper":
         if tuple(suppress) != ("Male",):
             raise ValueError(f"the paper's SAN hides gender only, not {', '.join(suppress)}")
@@ -384,6 +427,23 @@ def build_strided_gender_cnn(image_size: int, seed: int = 0) -> keras.Model:
         x = keras.layers.ELU()(x)
     x = keras.layers.Dropout(0.3, seed=seed + 3)(keras.layers.GlobalAveragePooling2D()(x))
     return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="strided_cnn_gender")
+
+
+def build_discrepancy_discriminator(image_size: int, seed: int = 0) -> keras.Model:
+    """D of distribution discrepancy maximisation (policy `obfuscate`): gray image -> P(the image is
+    a reconstructed face rather than an encrypted one) [N,1]. Three strided 4x4 convolutions (16,
+    32, 64 wide) with leaky ReLU, global average pooling, a logistic output; trained together with
+    the sanitizer on their shared objective (losses.discrepancy_objective)."""
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((image_size, image_size, 1), name="image")
+    x = image
+    for index, filters in enumerate((16, 32, 64), start=1):
+        x = keras.layers.Conv2D(filters, 4, strides=2, padding="same", name=f"discriminator_conv{index}")(x)
+        x = keras.layers.LeakyReLU(0.2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    # float32 out under mixed precision: the cross-entropy needs it.
+    reconstructed = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="reconstructed")(x)
+    return keras.Model(image, reconstructed, name="discrepancy_discriminator")
 
 
 def build_face_matcher(image_size: int, embedding_dim: int = 128, dropout: float = 0.3) -> keras.Model:

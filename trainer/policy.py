@@ -7,7 +7,8 @@ file's header) plus `identity`:
   still reads it as on the original).
 
 Presets (`--policy NAME`): `gender` (the default, today's product), `gender-age`, `age`,
-`deidentify` (suppress identity, keep Smiling, Eyeglasses, Male, Young: FaDeNet). Explicit
+`deidentify` (suppress identity, keep Smiling, Eyeglasses, Male, Young: FaDeNet), `obfuscate`
+(suppress identity, keep nothing: DDM's encryption, reversible by whoever holds the model). Explicit
 `--suppress` / `--preserve` override a preset's lists. The policy is checked against the data's
 attribute header before anything runs, recorded in the exported model's metadata, in ML Metadata
 and by the bulk job (job.json, manifest).
@@ -27,6 +28,10 @@ PRESETS = {
     "age": (("Young",), (IDENTITY, GENDER)),
     # De-identification (FaDeNet): automated face matching fails, the attributes stay.
     "deidentify": ((IDENTITY,), ("Smiling", "Eyeglasses", GENDER, "Young")),
+    # Obfuscation (distribution discrepancy maximisation, DDM): the face is encrypted into an image
+    # far from every original face; nothing is kept but the image format (and, for whoever holds
+    # the model, the face itself: a second pass of the model decrypts).
+    "obfuscate": ((IDENTITY,), ()),
 }
 DEFAULT_PRESET = "gender"
 
@@ -129,6 +134,13 @@ class PrivacyPolicy:
     def suppresses_identity(self) -> bool:
         """De-identification: face matching must fail on the sanitized faces."""
         return IDENTITY in self.suppress
+
+    @property
+    def obfuscates(self) -> bool:
+        """Identity alone suppressed and nothing kept (`obfuscate`): trained with the DDM scheme
+        (encryption and decryption by the same network, a discriminator shared objective) instead of
+        the FaDeNet terms, which keep appearance and the preserved attributes."""
+        return set(self.suppress) == {IDENTITY} and not self.preserve
 
     def describe(self) -> str:
         return (f"'{self.name}' (suppress {', '.join(self.suppress) or 'nothing'}; "

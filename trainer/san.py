@@ -13,8 +13,12 @@ CNN) are trained here on the original train faces and frozen, like f_G. The priv
 through the auxiliary attribute classifier, preserved ones keep-terms; a policy that suppresses
 identity (de-identification, FaDeNet) replaces J_M by the identity critic's hinge
 mean max(0, cos(R(X'), R(X)) - margin) and adds a perceptual term on f_G's first convolutions.
+The `obfuscate` policy (identity suppressed, nothing kept) trains distribution discrepancy
+maximisation (DDM) instead: the sanitizer G_e makes the encrypted image X_e = G_e(X) and, from it,
+the reconstructed image X_r = G_e(X_e); a discriminator D tells X_r from X_e, and D and G_e minimise
+the same cross-entropy (losses.discrepancy_objective) plus lambda_D |X_r - X| for G_e.
 
-Only the sanitizer's own variables get gradients.
+Only the sanitizer's own variables get gradients (and, for DDM, D's).
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
-    ResidualSanitizer, build_sanitizer, computing_in, keras_policy, policy_copy, prototypes_for_labels,
-    reduced_precision_networks,
+    EncryptingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in, keras_policy, policy_copy,
+    prototypes_for_labels, reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
@@ -119,6 +123,16 @@ def perceptual_term(classifier: keras.Model, weight: float) -> losses.LossTerm:
                                features(outputs["sanitized"], training=False), features(batch["face"], training=False)))
 
 
+def discrepancy_term(discriminator: keras.Model, weight: float) -> losses.LossTerm:
+    """DDM: D reads the reconstructed image X_r as reconstructed (1) and the encrypted X' as
+    encrypted (0); the sanitizer and D both minimise this cross-entropy, so the encrypted images'
+    distribution goes as far from the reconstructed (original-like) ones' as D can see."""
+    return losses.LossTerm("discrepancy", _weight(weight, "discrepancy_weight"),
+                           lambda batch, outputs: losses.discrepancy_objective(
+                               tf.cast(discriminator(outputs["reconstructed"], training=True)[:, 0], tf.float32),
+                               tf.cast(discriminator(outputs["sanitized"], training=True)[:, 0], tf.float32)))
+
+
 def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
                         ensemble_weight: float) -> list[losses.LossTerm]:
     """Residual sanitizer: every auxiliary gender classifier must read the drawn target t on X'_t;
@@ -192,12 +206,14 @@ class SanTrainingModel(keras.Model):
     """
 
     def __init__(self, san: keras.Model, prototypes: dict, terms: list[losses.LossTerm],
-                 policy: PrivacyPolicy | None = None, **kwargs):
+                 policy: PrivacyPolicy | None = None, discriminator: keras.Model | None = None, **kwargs):
+        """`discriminator`: DDM's D (policy `obfuscate`), trained with the sanitizer on the same loss."""
         super().__init__(**kwargs)
         self.san = san
         self.prototypes = prototypes
         self.terms = terms
         self.policy = policy or PrivacyPolicy()
+        self.discriminator = discriminator
 
     def _forward(self, batch, training):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
@@ -212,7 +228,11 @@ class SanTrainingModel(keras.Model):
                 inputs[f"target/{name}"] = targets[:, column]
             if self.san.gender_column is not None:
                 inputs["target"] = targets[:, self.san.gender_column]
-            outputs = self.san({"face": inputs["face"], "target": targets}, training=training)
+            if isinstance(self.san, EncryptingSanitizer):  # DDM: encrypt, then decrypt with the same network
+                encrypted = self.san.encrypt(inputs["face"], training=training)
+                outputs = {"sanitized": encrypted, "reconstructed": self.san.decrypt(encrypted, training=training)}
+            else:
+                outputs = self.san({"face": inputs["face"], "target": targets}, training=training)
         else:
             outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
                                training=training)
@@ -224,7 +244,10 @@ class SanTrainingModel(keras.Model):
             total, values = self._forward(batch, training=True)
             # Each replica's mean loss; gradients are summed over replicas, so divide here.
             replica_loss = total / tf.distribute.get_strategy().num_replicas_in_sync
-        self.optimizer.minimize(replica_loss, self.san.trainable_variables, tape=tape)
+        variables = self.san.trainable_variables
+        if self.discriminator is not None:  # DDM: D minimises the same objective
+            variables = variables + self.discriminator.trainable_variables
+        self.optimizer.minimize(replica_loss, variables, tape=tape)
         return {"loss": total, **values}
 
     def test_step(self, batch):
@@ -251,6 +274,8 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.matcher_loss_weight if matcher_on else 0.0
             elif name in ("gender_same", "gender_opposite", "gender_target") or name.startswith("attribute_target_"):
                 weights[name] = self.config.gender_loss_weight if adversarial else 0.0
+            elif name == "discrepancy":
+                weights[name] = self.config.discrepancy_weight if adversarial else 0.0
             elif name == "perceptual":
                 weights[name] = self.config.perceptual_loss_weight
             elif name.startswith("identity_suppress"):
@@ -277,10 +302,19 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     `identity_critics`: identity suppressed, the critics besides the matcher ({"pixels": model})."""
     policy = config.policy
     san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
-                          policy.suppress)
+                          policy.suppress, encrypt=policy.obfuscates)
     if policy.other_attributes and attribute_classifier is None:
         raise ValueError(f"policy {policy.describe()} needs the auxiliary attribute classifier of "
                          f"{', '.join(policy.other_attributes)}")
+    if policy.obfuscates:
+        if config.architecture != "residual":
+            raise ValueError(f"policy {policy.describe()} (DDM) needs --architecture residual")
+        discriminator = build_discrepancy_discriminator(config.image_size, config.seed)
+        terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, "reconstructed"),
+                 discrepancy_term(discriminator, config.discrepancy_weight)]
+        trainer = SanTrainingModel(san, prototypes, terms, policy, discriminator)
+        trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
+        return trainer, terms
     if config.architecture == "residual":
         output = "sanitized"
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, output),
@@ -371,7 +405,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
 
     def build():
         return build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                               config.residual_max_change, config.policy.suppress)
+                               config.residual_max_change, config.policy.suppress, encrypt=config.policy.obfuscates)
 
     san = trainer.san if policy == "float32" else policy_copy(build, trainer.san, "float32")
     reduced = reduced_precision_networks(build, san, classifier, config.image_size, config.serving_precisions)

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from components.evaluation.adaptive import train_adaptive_attacker, train_adaptive_matcher
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
-from components.evaluation.gate import decide_blessing
+from components.evaluation.gate import decide_blessing, what_is_kept
 from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
 from components.evaluation.judges import JudgeSet, load_synthetic_judges
 from components.evaluation.metrics import (
@@ -32,7 +32,7 @@ from components.evaluation.outputs import OUTPUTS, sanitized_batches
 from components.evaluation.real_face_judges import load_real_face_judges
 from components.evaluation.report import write_report
 from components.evaluation.tradeoff import load_measured_tradeoff
-from trainer.export import load_metadata
+from trainer.export import DECRYPT_SIGNATURE, load_metadata
 from trainer.policy import GENDER, PrivacyPolicy
 
 METRICS_FILE = "metrics.json"
@@ -113,6 +113,14 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     probability.update({judge.name: {"original": []} for judge in judges.identity_leakage})
     embedding = {judge.name: {name: [] for name in OUTPUTS} for judge in matcher_judges}
     quality = {name: {"ssim": [], "psnr": []} for name in OUTPUTS[1:]}
+    # Obfuscation (DDM): a second pass of the model decrypts; how much of the face it gives back.
+    decrypt = None
+    if policy.obfuscates:
+        if DECRYPT_SIGNATURE not in model.signatures:
+            raise ValueError(f"the sanitizer in {model_dir} says its policy is {policy.describe()} but has no "
+                             f"{DECRYPT_SIGNATURE} signature: export it again with this version")
+        decrypt = model.signatures[DECRYPT_SIGNATURE]
+    decrypted = {"ssim": [], "psnr": []}
     for batch in sanitized_batches(model, file_patterns, image_size, settings.batch_size,
                                     settings.max_faces_per_split, settings.serving_precision, others):
         images = batch["images"]
@@ -137,6 +145,10 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 ssim, psnr = image_quality(images["original"], image)
                 quality[name]["ssim"].append(ssim)
                 quality[name]["psnr"].append(psnr)
+        if decrypt is not None:
+            ssim, psnr = image_quality(images["original"], decrypt(faces=images["sanitized"])["decrypted"])
+            decrypted["ssim"].append(ssim)
+            decrypted["psnr"].append(psnr)
         male.append(batch["male"])
         identity.append(batch["identity"])
         for attribute in others:
@@ -174,6 +186,9 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                                  "psnr": float(np.mean(np.concatenate(values["psnr"])))}
                           for name, values in quality.items()},
     }
+    if decrypt is not None:
+        metrics["decryption"] = {"ssim": float(np.mean(np.concatenate(decrypted["ssim"]))),
+                                 "psnr": float(np.mean(np.concatenate(decrypted["psnr"])))}
     # A section per attribute of the policy, keyed by its CelebA name: what it is (suppressed or
     # preserved), each judge's error and accuracy per output, the adaptive attacker and the bound.
     # Male points at the gender figures above.
@@ -273,6 +288,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     if settings.gate_split not in splits:
         raise ValueError(f"the gate split {settings.gate_split!r} is not among the evaluated splits {list(splits)}")
     blessed, failures, checks = decide_blessing(splits[settings.gate_split], gate, policy)
+    kept = what_is_kept(policy, splits[settings.gate_split], int(metadata["image_size"]))
     report_dir = os.path.join(output_dir, REPORT_DIR)
     tf.io.gfile.makedirs(report_dir)
     grid_path = os.path.join(report_dir, GRID_FILE)
@@ -299,6 +315,7 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
         "gate_checks": [check.to_json() for check in checks],
         "blessed": blessed,
         "failed_thresholds": failures,
+        "kept": kept,  # what the policy keeps, in words (gate.what_is_kept)
         "example_grid": grid_path,
         "metrics_file": os.path.join(output_dir, METRICS_FILE),
     }

@@ -26,7 +26,8 @@ from trainer.policy import GENDER  # noqa: E402
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
 TRADEOFF_FIGURE = "tradeoff.png"
-OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
+OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'",
+                "decrypted": "decrypted: the model applied to sanitized X' again (obfuscation)"}
 MEANING = [
     "Gender error: share of faces whose gender the judge gets wrong (threshold P(male) = 0.5). "
     "Privacy wants it HIGH on the sanitized output X' (X'_OP for the paper's SAN) and low on the originals and X'_SM. "
@@ -132,9 +133,12 @@ def _linkability_table(split_metrics: dict, fmr_targets) -> tuple[list[str], lis
 
 
 def _quality_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
-    quality = split_metrics["image_quality"]
+    quality = dict(split_metrics["image_quality"])
+    if "decryption" in split_metrics:  # obfuscation: the model's second pass over the sanitized face
+        quality["decrypted"] = split_metrics["decryption"]
     return (["output", "mean SSIM vs original", "mean PSNR vs original"],
-            [[OUTPUT_NAMES[name], f"{values['ssim']:.3f}", f"{values['psnr']:.1f} dB"] for name, values in quality.items()])
+            [[OUTPUT_NAMES.get(name, name), f"{values['ssim']:.3f}", f"{values['psnr']:.1f} dB"]
+             for name, values in quality.items()])
 
 
 def _gate_table(result: dict) -> tuple[list[str], list[list[str]]]:
@@ -264,7 +268,8 @@ def write_report(result: dict, report_dir: str, tradeoff: dict | None = None) ->
                                 *_policy_attribute_table(attribute, section))
                                for attribute, section in metrics.get("attributes", {}).items()
                                if attribute != GENDER)]))
-    sections.append(("Release gate", [f"Thresholds: {result['gate']}."], [("Checks", *_gate_table(result))]))
+    sections.append(("Release gate", [*([result["kept"]] if result.get("kept") else []),
+                                      f"Thresholds: {result['gate']}."], [("Checks", *_gate_table(result))]))
     if tradeoff is not None:
         section, figures[TRADEOFF_FIGURE] = tradeoff_section(tradeoff, result["gate"])
         sections.append(section)
