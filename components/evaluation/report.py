@@ -26,8 +26,8 @@ from trainer.policy import GENDER  # noqa: E402
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
 TRADEOFF_FIGURE = "tradeoff.png"
-OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'",
-                "decrypted": "decrypted: the model applied to sanitized X' again (obfuscation)"}
+OUTPUT_NAMES = {"original": "original", "same": "X'_SM", "neutral": "X'_NT", "sanitized": "sanitized X'"}
+DECRYPTED = "decrypted: the model applied to sanitized X' again (obfuscation)"
 MEANING = [
     "Gender error: share of faces whose gender the judge gets wrong (threshold P(male) = 0.5). "
     "Privacy wants it HIGH on the sanitized output X' (X'_OP for the paper's SAN) and low on the originals and X'_SM. "
@@ -137,7 +137,7 @@ def _quality_table(split_metrics: dict) -> tuple[list[str], list[list[str]]]:
     if "decryption" in split_metrics:  # obfuscation: the model's second pass over the sanitized face
         quality["decrypted"] = split_metrics["decryption"]
     return (["output", "mean SSIM vs original", "mean PSNR vs original"],
-            [[OUTPUT_NAMES.get(name, name), f"{values['ssim']:.3f}", f"{values['psnr']:.1f} dB"]
+            [[OUTPUT_NAMES.get(name, DECRYPTED), f"{values['ssim']:.3f}", f"{values['psnr']:.1f} dB"]
              for name, values in quality.items()])
 
 
