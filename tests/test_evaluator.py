@@ -14,3 +14,7 @@ def test_example_grid_puts_one_output_per_row():
     assert grid.shape == (4 * size, faces * size)
     np.testing.assert_array_equal(grid[0, ::size], [0, 51, 102])  # originals left to right
     assert (grid[size:2 * size] == 63).all() and (grid[3 * size:] == 255).all()
+    # An obfuscating sanitizer's grid has a fifth row: the decrypted faces.
+    images["decrypted"] = tf.fill((faces, size, size, 1), 0.75)
+    grid = example_grid(images).numpy()[..., 0]
+    assert grid.shape == (5 * size, faces * size) and (grid[4 * size:] == 191).all()

@@ -287,3 +287,5 @@ def test_obfuscate_encrypts_gates_matcher_failure_and_measures_the_decryption(tm
     assert DECRYPT_SIGNATURE in tf.saved_model.load(outcome["pushed_model"]).signatures
     page = open(metrics["report"]["html"]).read()
     assert "as private as a key" in page and "decrypted: the model applied to sanitized X&#x27; again" in page
+    grid = tf.io.decode_png(open(metrics["example_grid"], "rb").read())
+    assert grid.shape[0] == 5 * 32  # original, SM, NT, sanitized and the decrypted row

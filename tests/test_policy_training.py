@@ -39,9 +39,12 @@ def _trainer(policy: PrivacyPolicy):
     dataset = tf.data.Dataset.from_tensors(_batch())
     ensemble = train_ensemble_members(dataset, SIZE, seed=0) if "Male" in policy.suppress else {}
     attributes = train_attribute_classifier(dataset, config, policy.other_attributes)
+    attribute_ensembles = {name: train_ensemble_members(dataset, SIZE, seed=0, members=("linear", "cnn"),
+                                                        attribute=name) for name in policy.other_suppressed}
     trainer, terms = build_san_trainer(config, {}, classifier, lambda faces: matcher(faces, training=False),
-                                       ensemble, attributes)
-    return trainer, terms, config, dataset, [classifier, matcher, attributes, *ensemble.values()]
+                                       ensemble, attributes, attribute_ensembles=attribute_ensembles)
+    members = [member for group in attribute_ensembles.values() for member in group.values()]
+    return trainer, terms, config, dataset, [classifier, matcher, attributes, *ensemble.values(), *members]
 
 
 def test_hashed_targets_give_one_independent_bit_per_attribute():
@@ -87,8 +90,10 @@ def test_attribute_classifier_has_one_head_per_attribute():
 
 @pytest.mark.parametrize("policy, names", [
     (GENDER_AGE, ["reconstruction", "gender_target", "gender_target_linear", "gender_target_mlp",
-                  "gender_target_cnn", "attribute_target_Young", "attribute_keep_Smiling", "matcher"]),
-    (AGE, ["reconstruction", "attribute_target_Young", "gender_keep", "matcher"]),
+                  "gender_target_cnn", "attribute_target_Young", "attribute_keep_Smiling",
+                  "ensemble_target_Young_linear", "ensemble_target_Young_cnn", "matcher"]),
+    (AGE, ["reconstruction", "attribute_target_Young", "gender_keep", "ensemble_target_Young_linear",
+           "ensemble_target_Young_cnn", "matcher"]),
 ])
 def test_policy_terms_train_the_sanitizer_and_leave_every_auxiliary_network_frozen(policy, names):
     trainer, terms, config, dataset, frozen = _trainer(policy)
@@ -115,6 +120,31 @@ def test_keep_and_target_terms_are_the_cross_entropy_of_the_frozen_classifier():
     expected = -np.mean(label * np.log(np.clip(probability, 1e-7, 1)) + (1 - label) * np.log(np.clip(1 - probability, 1e-7, 1)))
     value = keep.compute({"label/Smiling": batch[features.attribute_feature_name("Smiling")]}, {"sanitized": sanitized})
     assert float(value) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_suppressed_attributes_own_ensemble_members_read_it_and_get_target_terms_at_the_ensemble_weight():
+    """train_ensemble_members(attribute="Young") fits the Young labels, not gender; the term
+    ensemble_target_Young_linear = BCE(member on X', drawn Young target), by hand, weighted like
+    the gender members."""
+    rng = np.random.default_rng(3)
+    young = np.tile([0, 1], 24).astype(np.int64)
+    faces = rng.uniform(0.3, 0.5, (48, SIZE, SIZE, 1)).astype(np.float32)
+    faces[young == 1, :SIZE // 2] += 0.4  # the young faces are bright at the top
+    male = rng.integers(0, 2, 48).astype(np.int64)  # gender unrelated to the cue
+    dataset = tf.data.Dataset.from_tensor_slices({features.FACE_GRAY_KEY: faces, features.LABEL_KEY: male,
+                                                  features.attribute_feature_name("Young"): young}).batch(16)
+    member = train_ensemble_members(dataset, SIZE, seed=0, members=("linear",), attribute="Young")["linear"]
+    assert not member.trainable
+    assert ((member(faces).numpy()[:, 0] >= 0.5) == young).mean() >= 0.95
+    trainer, terms, config, _, frozen = _trainer(GENDER_AGE)
+    term = next(term for term in terms if term.name == "ensemble_target_Young_linear")
+    linear = frozen[-2]  # (linear, cnn) of Young, after the gender members
+    sanitized, target = tf.random.uniform((4, SIZE, SIZE, 1), seed=5), tf.constant([1.0, 0.0, 0.0, 1.0])
+    probability = linear(sanitized, training=False).numpy()[:, 0]
+    expected = -np.mean(target.numpy() * np.log(probability) + (1 - target.numpy()) * np.log(1 - probability))
+    assert float(term.compute({"target/Young": target}, {"sanitized": sanitized})) == pytest.approx(expected, rel=1e-4)
+    weights = LossSchedule(terms, config).weights_for_epoch(1)
+    assert weights["ensemble_target_Young_cnn"] == weights["gender_target_cnn"] == config.ensemble_loss_weight
 
 
 def test_a_policy_with_other_attributes_needs_their_classifier():

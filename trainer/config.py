@@ -85,6 +85,10 @@ class TrainingConfig:
     residual_max_change: float = 0.5
     ensemble_members: tuple = ("linear", "mlp", "cnn")
     ensemble_loss_weight: float = 2.0
+    # The same kinds of extra frozen classifier for each suppressed attribute besides Male (the
+    # policy's), each with a target term at ensemble_loss_weight: without them such an attribute is
+    # hidden from the auxiliary attribute classifier alone.
+    attribute_ensembles: bool = True
     # De-identification (a policy that suppresses identity; FaDeNet): the frozen auxiliary matcher is
     # the identity critic, and the sanitizer is trained until its cosine between R(x') and R(x) is at
     # most identity_margin (losses.identity_similarity_hinge, weight identity_suppress_weight), while a

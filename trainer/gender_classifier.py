@@ -56,19 +56,27 @@ ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn")
 
 def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
                            validation: tf.data.Dataset | None = None,
-                           members: tuple | None = None) -> dict:
+                           members: tuple | None = None, attribute: str | None = None) -> dict:
     """The residual sanitizer's extra auxiliary gender classifiers, trained on the original faces
     of `dataset` (transformed batches) and frozen, each face -> P(male) [N,1]; `members` out of
     "linear" (4x4-pooled logistic regression), "mlp" (2x2-pooled MLP) and "cnn" (a strided CNN
     trained with flips, shifts and contrast changes). Diverse members make the sanitizer change
     what several kinds of classifier read, not one network's blind spots. `members` defaults to
-    TrainingConfig's."""
+    TrainingConfig's. `attribute`: another CelebA attribute instead of gender (a suppressed one of
+    the privacy policy); each member then gives P(attribute)."""
     members = TrainingConfig().ensemble_members if members is None else members
     unknown = [name for name in members if name not in ENSEMBLE_MEMBERS]
     if unknown:
         raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))}: choose from "
                          f"{', '.join(ENSEMBLE_MEMBERS)} (TrainingConfig.ensemble_members)")
-    pairs = faces_and_labels(dataset).map(lambda face, male: (face, tf.cast(male, tf.float32))).cache()
+    def labelled(batches):
+        if attribute is None:
+            return faces_and_labels(batches).map(lambda face, male: (face, tf.cast(male, tf.float32)))
+        key = features.attribute_feature_name(attribute)
+        return batches.map(lambda batch: (batch[features.FACE_GRAY_KEY], tf.cast(batch[key], tf.float32)))
+
+    what = "gender" if attribute is None else attribute
+    pairs = labelled(dataset).cache()
     trained = {}
     for name in members:
         keras.utils.set_random_seed(seed)
@@ -82,9 +90,8 @@ def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
         model.fit(pairs.shuffle(64, seed=seed), epochs=epochs, verbose=0)
         if validation is not None:
-            accuracy = model.evaluate(faces_and_labels(validation).map(
-                lambda face, male: (face, tf.cast(male, tf.float32))), verbose=0)[1]
-            logging.info("ensemble gender classifier %s: validation accuracy %.4f", name, accuracy)
+            accuracy = model.evaluate(labelled(validation), verbose=0)[1]
+            logging.info("ensemble %s classifier %s: validation accuracy %.4f", what, name, accuracy)
         model.trainable = False
         trained[name] = model
     return trained

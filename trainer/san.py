@@ -151,6 +151,19 @@ def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
     return terms
 
 
+def member_target_terms(attribute: str, members: dict, target_key: str, weight: float) -> list[losses.LossTerm]:
+    """Each extra frozen classifier of `attribute` (train_ensemble_members) must read the drawn
+    target batch[target_key] on X'; a CNN member sees it shifted and noised, like f_G."""
+    terms = []
+    for name, member in members.items():
+        seen = losses.random_shift_and_noise if name == "cnn" else (lambda faces: faces)
+        terms.append(losses.LossTerm(
+            f"ensemble_target_{attribute}_{name}", _weight(weight, f"ensemble_target_{attribute}_{name}_weight"),
+            lambda batch, outputs, member=member, seen=seen: losses.gender_cross_entropy(
+                tf.cast(member(seen(outputs["sanitized"]), training=False)[:, 0], tf.float32), batch[target_key])))
+    return terms
+
+
 def policy_terms(policy: PrivacyPolicy, classifier: keras.Model, attribute_classifier, weight: float,
                  preserve_weight: float) -> list[losses.LossTerm]:
     """The privacy policy's terms besides gender suppression (target_gender_terms) and identity
@@ -282,7 +295,7 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.identity_suppress_weight if adversarial else 0.0
             elif name == "gender_keep" or name.startswith("attribute_keep_"):
                 weights[name] = self.config.preserve_loss_weight if adversarial else 0.0
-            else:  # the extra ensemble members' gender terms
+            else:  # the extra ensemble members' target terms (gender_target_<m>, ensemble_target_<A>_<m>)
                 weights[name] = self.config.ensemble_loss_weight if adversarial else 0.0
         return weights
 
@@ -295,11 +308,14 @@ class LossSchedule(keras.callbacks.Callback):
 
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
                       ensemble: dict | None = None, attribute_classifier=None,
-                      identity_critics: dict | None = None) -> tuple[SanTrainingModel, list]:
+                      identity_critics: dict | None = None,
+                      attribute_ensembles: dict | None = None) -> tuple[SanTrainingModel, list]:
     """The training model and its loss terms; `ensemble`: the residual sanitizer's extra frozen
     gender classifiers {name: model -> P(male) [N,1]}; `attribute_classifier`: the frozen classifier
     of the policy's other attributes (train_attribute_classifier), needed when there are any;
-    `identity_critics`: identity suppressed, the critics besides the matcher ({"pixels": model})."""
+    `identity_critics`: identity suppressed, the critics besides the matcher ({"pixels": model});
+    `attribute_ensembles`: {suppressed attribute other than Male: its extra frozen classifiers
+    {name: model -> P(attribute) [N,1]}}, each with a target term at the ensemble weight."""
     policy = config.policy
     san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
                           policy.suppress, encrypt=policy.obfuscates)
@@ -321,7 +337,10 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
                  *(target_gender_terms(classifier, ensemble or {}, config.gender_loss_weight,
                                        config.ensemble_loss_weight) if GENDER in policy.suppress else []),
                  *policy_terms(policy, classifier, attribute_classifier, config.gender_loss_weight,
-                               config.preserve_loss_weight)]
+                               config.preserve_loss_weight),
+                 *(term for attribute, members in (attribute_ensembles or {}).items()
+                   for term in member_target_terms(attribute, members, f"target/{attribute}",
+                                                   config.ensemble_loss_weight))]
     else:
         output = "same"
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight),
@@ -374,6 +393,13 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
             ensemble = train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members)
+        # The policy's other suppressed attributes get extra frozen classifiers of their own.
+        attribute_ensembles = {}
+        if config.architecture == "residual" and config.attribute_ensembles:
+            attribute_ensembles = {attribute: train_ensemble_members(
+                transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members,
+                attribute=attribute) for attribute in config.policy.other_suppressed}
         identity_critics = {}
         if config.policy.suppresses_identity and "pixels" in config.identity_critics:
             identity_critics["pixels"] = train_pixel_identity_critic(
@@ -390,7 +416,9 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 config, prototypes, computing_in(classifier, policy), matcher,
                 {name: computing_in(member, policy) for name, member in ensemble.items()},
                 attribute_classifier and computing_in(attribute_classifier, policy),
-                {name: computing_in(critic, policy) for name, critic in identity_critics.items()})
+                {name: computing_in(critic, policy) for name, critic in identity_critics.items()},
+                {attribute: {name: computing_in(member, policy) for name, member in members.items()}
+                 for attribute, members in attribute_ensembles.items()})
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]

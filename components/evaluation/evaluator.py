@@ -44,8 +44,10 @@ GRID_FACES_PER_GENDER = 4  # the grid shows 4 female then 4 male faces, like the
 
 def example_grid(images: dict, columns: int = 8) -> tf.Tensor:
     """Up to `columns` faces per row, one row per output (original, SM, NT, OP), as in the paper's
-    Figure 5: uint8 [4*S, columns*S, 1]."""
-    rows = [tf.concat(tf.unstack(images[name][:columns]), axis=1) for name in OUTPUTS]
+    Figure 5, and a fifth row of the decrypted faces for an obfuscating sanitizer: uint8
+    [rows*S, columns*S, 1]."""
+    names = [*OUTPUTS, *(["decrypted"] if "decrypted" in images else [])]
+    rows = [tf.concat(tf.unstack(images[name][:columns]), axis=1) for name in names]
     return tf.image.convert_image_dtype(tf.concat(rows, axis=0), tf.uint8, saturate=True)
 
 
@@ -124,10 +126,14 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
     for batch in sanitized_batches(model, file_patterns, image_size, settings.batch_size,
                                     settings.max_faces_per_split, settings.serving_precision, others):
         images = batch["images"]
+        # Obfuscation: what a second pass of the model gives back (metrics and a grid row of its own).
+        restored = decrypt(faces=images["sanitized"])["decrypted"] if decrypt is not None else None
         for index, is_male in enumerate(batch["male"]):
             faces = grid["male" if is_male else "female"]
             if len(faces) < GRID_FACES_PER_GENDER:
                 faces.append({name: images[name][index] for name in OUTPUTS})
+                if restored is not None:
+                    faces[-1]["decrypted"] = restored[index]
         for name, image in images.items():
             pixels = image.numpy()
             probability[WHITE_BOX][name].append(white_box(faces=image)["male_probability"].numpy())
@@ -145,8 +151,8 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 ssim, psnr = image_quality(images["original"], image)
                 quality[name]["ssim"].append(ssim)
                 quality[name]["psnr"].append(psnr)
-        if decrypt is not None:
-            ssim, psnr = image_quality(images["original"], decrypt(faces=images["sanitized"])["decrypted"])
+        if restored is not None:
+            ssim, psnr = image_quality(images["original"], restored)
             decrypted["ssim"].append(ssim)
             decrypted["psnr"].append(psnr)
         male.append(batch["male"])
@@ -227,7 +233,7 @@ def evaluate_split(model_dir: str, file_patterns: list[str], judges: JudgeSet, s
                 "tmr_at_fmr": {f"{fmr:g}": linkability(scores, identity, fmr) for fmr in settings.fmr_targets},
                 **tmr_intervals(scores, identity, settings)}
     grid_faces = grid["female"] + grid["male"]
-    grid_images = {name: tf.stack([face[name] for face in grid_faces]) for name in OUTPUTS}
+    grid_images = {name: tf.stack([face[name] for face in grid_faces]) for name in grid_faces[0]}
     return metrics, grid_images
 
 

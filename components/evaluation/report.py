@@ -237,8 +237,10 @@ def write_report(result: dict, report_dir: str, tradeoff: dict | None = None) ->
     with tf.io.gfile.GFile(result["example_grid"], "rb") as handle:
         grid_png = handle.read()
     grid_name = os.path.basename(result["example_grid"])
+    decrypted_row = ("; last row: decrypted, the model applied again to sanitized X' (obfuscation)"
+                     if "decryption" in gate_split else "")
     grid_caption = ("Example faces of the test split (columns: up to 4 female then 4 male faces; rows: original, "
-                    "X'_SM, X'_NT, sanitized X'), like the paper's Figure 5")
+                    f"X'_SM, X'_NT, sanitized X'{decrypted_row}), like the paper's Figure 5")
 
     verdict = "BLESSED (will be pushed)" if result["blessed"] else "NOT BLESSED (will not be pushed)"
     sections = [("Verdict", [f"**{verdict}** by the release gate on the {result['gate_split']} split.",
