@@ -246,6 +246,7 @@ def test_deidentify_suppresses_identity_judged_by_every_matcher_an_adaptive_one_
     matchers = {"fisherfaces", "resnet_matcher_cnn", "adaptive_resnet_matcher_cnn"}
     assert set(test_split["matching"]) == matchers and set(test_split["linkability"]) == matchers
     assert metrics["judges"]["adaptive_resnet_matcher_cnn"]["kind"] == "adaptive_matcher"
+    assert test_split["adaptive"] == {}  # gender is kept: no adaptive gender attacker is trained
     for values in test_split["linkability"].values():
         low, high = values["tmr_at_fmr_ci"]["0.01"]
         assert 0.0 <= low <= values["tmr_at_fmr"]["0.01"] <= high <= 1.0
@@ -279,7 +280,7 @@ def test_obfuscate_encrypts_gates_matcher_failure_and_measures_the_decryption(tm
     test_split = metrics["splits"]["test"]
     matchers = {"fisherfaces", "resnet_matcher_cnn", "adaptive_resnet_matcher_cnn"}
     assert set(test_split["matching"]) == matchers and set(test_split["linkability"]) == matchers
-    assert test_split["attributes"] == {}
+    assert test_split["attributes"] == {} and test_split["adaptive"] == {}
     assert 0.0 < test_split["decryption"]["ssim"] <= 1.0 and test_split["decryption"]["psnr"] > 0
     assert {check["threshold"] for check in metrics["gate_checks"]} == {"min_original_tmr", "max_identity_tmr"}
     assert "nothing is kept but the image format" in metrics["kept"]

@@ -395,11 +395,12 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members)
         # The policy's other suppressed attributes get extra frozen classifiers of their own.
         attribute_ensembles = {}
-        if config.architecture == "residual" and config.attribute_ensembles:
+        if config.architecture == "residual" and config.attribute_ensemble_members:
             attribute_ensembles = {attribute: train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
-                validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members,
-                attribute=attribute) for attribute in config.policy.other_suppressed}
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64),
+                members=config.attribute_ensemble_members, attribute=attribute)
+                for attribute in config.policy.other_suppressed}
         identity_critics = {}
         if config.policy.suppresses_identity and "pixels" in config.identity_critics:
             identity_critics["pixels"] = train_pixel_identity_critic(

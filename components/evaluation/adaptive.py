@@ -55,15 +55,17 @@ def sanitized_training_faces(model, train_patterns: list[str], image_size: int, 
 
 def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
                             seed: int, progress: Callable[[str], None] = logging.info,
-                            precision: str = "float32", attributes: tuple = ()) -> dict:
+                            precision: str = "float32", attributes: tuple = (), gender: bool = True) -> dict:
     """Adaptive attackers on the sanitizer's output for the train split: {"Male": the gender
-    attacker, attribute: one per other suppressed attribute of `attributes`}, each the residual CNN
-    trained with that attribute's true labels (the sanitized faces are computed once)."""
+    attacker (when `gender`), attribute: one per other suppressed attribute of `attributes`}, each
+    the residual CNN trained with that attribute's true labels (the sanitized faces are computed once)."""
+    if not gender and not attributes:
+        raise ValueError("train_adaptive_attacker: no attribute to attack (gender=False and no attributes)")
     model = tf.saved_model.load(model_dir)
     faces, male, identity, labels = sanitized_training_faces(model, train_patterns, image_size, max_faces,
                                                              precision=precision, attributes=attributes)
     attackers = {}
-    for attribute, values in (("Male", male), *labels.items()):
+    for attribute, values in ((("Male", male),) if gender else ()) + tuple(labels.items()):
         name = ADAPTIVE_JUDGE if attribute == "Male" else f"{ADAPTIVE_JUDGE}@{attribute}"
         progress(f"adaptive attacker {name}: training on the sanitized output of {len(faces)} train-split faces "
                  "(some identities held out to keep its best epoch)")

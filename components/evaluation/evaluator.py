@@ -270,13 +270,15 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
     adaptive, adaptive_attributes, adaptive_matchers = [], {}, []
     if settings.adaptive_attacker and train_patterns:
         image_size = int(metadata["image_size"])
-        attackers = train_adaptive_attacker(
-            model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
-            seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
-            precision=settings.serving_precision,
-            attributes=policy.other_suppressed)
-        adaptive = [attackers.pop(GENDER)]
-        adaptive_attributes = attackers
+        # An attacker per suppressed attribute: none for a kept gender (age, deidentify, obfuscate).
+        if GENDER in policy.suppress or policy.other_suppressed:
+            attackers = train_adaptive_attacker(
+                model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.attacker_epochs,
+                seed=settings.judge_seed + 1, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
+                precision=settings.serving_precision, attributes=policy.other_suppressed,
+                gender=GENDER in policy.suppress)
+            adaptive = [attackers.pop(GENDER)] if GENDER in attackers else []
+            adaptive_attributes = attackers
         if policy.suppresses_identity:
             adaptive_matchers = [train_adaptive_matcher(
                 model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.cnn_matcher_epochs,
