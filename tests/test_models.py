@@ -295,6 +295,7 @@ def test_ensemble_cnn_member_learns_gender_and_trains_the_sanitizer_through_a_sh
 
 def test_ensemble_members_survive_the_custom_config_round_trip():
     import json
-    config = TrainingConfig(ensemble_members=("linear", "mlp", "cnn"))
+    config = TrainingConfig(ensemble_members=("linear", "mlp", "cnn"), attribute_ensemble_members=("cnn",))
     again = TrainingConfig.from_custom_config(json.loads(json.dumps(config.to_custom_config())))
-    assert again.ensemble_members == ("linear", "mlp", "cnn") and again == config
+    assert again.ensemble_members == ("linear", "mlp", "cnn") and again.attribute_ensemble_members == ("cnn",)
+    assert again == config
