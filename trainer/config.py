@@ -109,9 +109,9 @@ class TrainingConfig:
     # Obfuscation (policy `obfuscate`, DDM): weight of the objective the sanitizer shares with the
     # discriminator D (losses.discrepancy_objective); reconstruction_loss_weight weighs |X_r - X|.
     # Tried on the synthetic data (README "Obfuscation"): 1 learnt a faint mark D alone reads
-    # (matchers unharmed); 10 and 30 brighten and flatten the face (CNN matcher 3%, Fisherfaces
-    # 38-42%, decrypted SSIM 0.79); 100 loses the decryption; residual_max_change 1 with weight 10
-    # turned every face white.
+    # (matchers unharmed); 10 and 30 brightened the face (CNN matcher 2-3%, Fisherfaces 38-42%,
+    # decrypted SSIM 0.79; the pipeline's run at 10 darkened it instead: Fisherfaces 70%); 100 lost
+    # the decryption; residual_max_change 1 with weight 10 turned every face white.
     discrepancy_weight: float = 10.0
     # Weight of each term that keeps a preserved attribute (trainer/policy.py; not identity, which
     # has matcher_loss_weight): the auxiliary classifier must read its true value on X'.

@@ -69,6 +69,7 @@ def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
     if unknown:
         raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))}: choose from "
                          f"{', '.join(ENSEMBLE_MEMBERS)} (TrainingConfig.ensemble_members)")
+
     def labelled(batches):
         if attribute is None:
             return faces_and_labels(batches).map(lambda face, male: (face, tf.cast(male, tf.float32)))
