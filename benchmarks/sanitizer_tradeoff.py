@@ -45,10 +45,10 @@ from components.evaluation.judges import load_synthetic_judges  # noqa: E402
 from components.evaluation.metrics import genuine_impostor, tmr_at_fmr  # noqa: E402
 from pipelines.san_effect import latest_uri  # noqa: E402
 from trainer import features  # noqa: E402
-from trainer.config import TrainingConfig  # noqa: E402
+from trainer.config import ENSEMBLE_MEMBERS, TrainingConfig  # noqa: E402
 from trainer.data import aligned_face_batches  # noqa: E402
 from trainer.export import hashed_targets  # noqa: E402
-from trainer.gender_classifier import ENSEMBLE_MEMBERS, train_ensemble_members  # noqa: E402
+from trainer.gender_classifier import train_ensemble_members  # noqa: E402
 from trainer.distribution import resolve_training_precision  # noqa: E402
 from trainer.models import build_sanitizer, computing_in, keras_policy, policy_copy  # noqa: E402
 from trainer.san import LossSchedule, build_san_trainer, load_frozen_matcher  # noqa: E402

@@ -299,3 +299,8 @@ def test_ensemble_members_survive_the_custom_config_round_trip():
     again = TrainingConfig.from_custom_config(json.loads(json.dumps(config.to_custom_config())))
     assert again.ensemble_members == ("linear", "mlp", "cnn") and again.attribute_ensemble_members == ("cnn",)
     assert again == config
+    # An unknown member is refused when the configuration is made, before any training.
+    with pytest.raises(ValueError, match="'resnet' in TrainingConfig.attribute_ensemble_members: choose from linear"):
+        TrainingConfig(attribute_ensemble_members=("linear", "resnet"))
+    with pytest.raises(ValueError, match="'svm' in TrainingConfig.ensemble_members"):
+        TrainingConfig(ensemble_members=("svm",))

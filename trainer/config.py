@@ -27,6 +27,10 @@ TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # TrainingConfig.identity_critics: what a policy that suppresses identity trains against.
 IDENTITY_CRITICS = ("matcher", "pixels")
 
+# The extra frozen classifiers trainer/gender_classifier.py:train_ensemble_members can build
+# (TrainingConfig.ensemble_members, attribute_ensemble_members).
+ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn")
+
 # The laptop schedule and weights of each architecture where they differ (Config's defaults are
 # "residual"'s; `for_architecture("paper")` gives the values the paper SAN has always used here).
 LAPTOP_ARCHITECTURE_SETTINGS = {
@@ -77,7 +81,7 @@ class TrainingConfig:
     matcher_start_epoch: int = 0  # paper SAN on the laptop: 1
     # Residual sanitizer: U-Net width, the largest change per pixel (x' = clip(x + max_change *
     # tanh(.))), the extra auxiliary gender classifiers of the ensemble, trained on the originals by
-    # the SAN trainer (trainer/gender_classifier.py ENSEMBLE_MEMBERS: "linear" on 4x4-pooled pixels,
+    # the SAN trainer (ENSEMBLE_MEMBERS above: "linear" on 4x4-pooled pixels,
     # "mlp" on 2x2-pooled pixels, "cnn" a strided CNN trained with augmentation), and the weight of
     # each (the CNN f_G keeps gender_loss_weight). The CNN member at weight 2 raised the unseen SVM
     # and CNN judges' errors by 4 and 3 points for 2-3 points of TMR (README "The trade-off").
@@ -139,6 +143,11 @@ class TrainingConfig:
         if unknown or not self.identity_critics:
             raise ValueError(f"identity critics {list(self.identity_critics)}: choose one or more of "
                              f"{', '.join(IDENTITY_CRITICS)} (TrainingConfig.identity_critics)")
+        for name in ("ensemble_members", "attribute_ensemble_members"):
+            unknown = [member for member in getattr(self, name) if member not in ENSEMBLE_MEMBERS]
+            if unknown:
+                raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))} in TrainingConfig.{name}: "
+                                 f"choose from {', '.join(ENSEMBLE_MEMBERS)}")
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")

@@ -11,7 +11,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from trainer.config import TrainingConfig
+from trainer.config import ENSEMBLE_MEMBERS, TrainingConfig
 from trainer import features
 from trainer.data import transformed_dataset
 from trainer.distribution import distribution_strategy
@@ -48,10 +48,6 @@ def run_fn(fn_args: FnArgs) -> None:
     )
     logging.info("gender classifier: final validation accuracy %.4f", history.history["val_accuracy"][-1])
     model.save(fn_args.serving_model_dir, save_format="tf", include_optimizer=False)
-
-
-# The extra ensemble members train_ensemble_members can build (TrainingConfig.ensemble_members).
-ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn")
 
 
 def train_ensemble_members(dataset: tf.data.Dataset, image_size: int, seed: int,
