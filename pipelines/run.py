@@ -106,11 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
               "accuracy on the sanitized faces is at most this below its accuracy on the originals")
     gate_flag("min_ssim_op", "bless only if the mean SSIM of the sanitized output against the original is at least "
               "this")
-    gate_flag("min_original_tmr", "identity suppressed (--policy deidentify): bless only if every matcher judge's TMR "
-              "on the original faces is at least this")
+    gate_flag("min_original_tmr", "identity suppressed (--policy deidentify, obfuscate): bless only if every matcher "
+              "judge's TMR on the original faces is at least this")
     gate_flag("max_identity_tmr", "identity suppressed: bless only if every matcher judge's TMR with sanitized probes "
               "against the original gallery is at most this")
-    gate_flag("min_ssim_identity", "identity suppressed: the SSIM floor instead of --min-ssim-op")
+    gate_flag("min_ssim_identity", "identity suppressed with attributes kept (deidentify): the SSIM floor instead of "
+              "--min-ssim-op (obfuscate keeps nothing and has no SSIM floor)")
     gate_flag("max_adaptive_gap", "bless only if the adaptive attacker's error on sanitized faces is at least the "
               "identity-leakage bound minus this (1 turns the check off in effect)")
     group = parser.add_argument_group("evaluation (independent judges)")
