@@ -179,23 +179,29 @@ class ResidualSanitizer(keras.Model):
         change = tf.cast(change, face.dtype)  # float16 under mixed precision (GPU), the face float32
         return tf.clip_by_value(face + self.max_change * change, 0.0, 1.0)
 
+    def served_target(self, face, target):
+        """The target the sanitized output is made for: the one given (EncryptingSanitizer overrides it)."""
+        del face
+        return target
+
     def call(self, inputs, training=None):
         """inputs: dict face [N,S,S,1], target [N] -> {'sanitized': [N,S,S,1]}."""
-        return {"sanitized": self.edit(inputs["face"], inputs["target"], training=training)}
+        face = inputs["face"]
+        return {"sanitized": self.edit(face, self.served_target(face, inputs["target"]), training=training)}
 
     needs_gender = False  # the sanitized output's target comes from the face's fingerprint
 
     def sanitized_only(self, face, male, target, prototypes: dict | None = None):
         """`sanitizer_outputs(...)["sanitized"]` alone: one editor pass, for serving."""
         del male, prototypes
-        return self.edit(face, target)
+        return self.edit(face, self.served_target(face, target))
 
     def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
         """X'_SM / X'_NT / X'_OP move the gender target only (to the gender, 0.5, its opposite); the
         other suppressed attributes keep their drawn targets. Without gender in the policy they
         all equal the sanitized output."""
         del prototypes  # the residual sanitizer needs no prototypes
-        sanitized = self.edit(face, target)
+        sanitized = self.sanitized_only(face, male, target)
         if self.gender_column is None:
             return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
         male = tf.cast(male, face.dtype)
@@ -234,18 +240,11 @@ class EncryptingSanitizer(ResidualSanitizer):
     def decrypt(self, face, training=None):
         return self.edit(face, self._mode(face, 0.0), training=training)
 
-    def call(self, inputs, training=None):
-        """inputs: dict face [N,S,S,1] (a target, if given, is ignored) -> {'sanitized': encrypted}."""
-        return {"sanitized": self.encrypt(inputs["face"], training=training)}
-
-    def sanitized_only(self, face, male, target, prototypes: dict | None = None):
-        del male, target, prototypes
-        return self.encrypt(face)
-
-    def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
-        """No gender target to move: X'_SM, X'_NT and X'_OP are the encrypted face too."""
-        encrypted = self.sanitized_only(face, male, target, prototypes)
-        return {"same": encrypted, "neutral": encrypted, "opposite": encrypted, "sanitized": encrypted}
+    def served_target(self, face, target):
+        """Always the encrypting mode, whatever target is given: no gender target to move, so
+        X'_SM, X'_NT and X'_OP are the encrypted face too (gender_column is None)."""
+        del target
+        return self._mode(face, 1.0)
 
 
 REDUCED_PRECISIONS = ("bfloat16", "float16")

@@ -41,8 +41,8 @@ from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
-    EncryptingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in, keras_policy, policy_copy,
-    prototypes_for_labels, reduced_precision_networks,
+    EncryptingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in,
+    keras_policy, policy_copy, prototypes_for_labels, reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
@@ -137,28 +137,22 @@ def target_gender_terms(classifier: keras.Model, ensemble: dict, weight: float,
                         ensemble_weight: float) -> list[losses.LossTerm]:
     """Residual sanitizer: every auxiliary gender classifier must read the drawn target t on X'_t;
     f_G and a CNN member see it shifted and noised (losses.random_shift_and_noise)."""
-    terms = [losses.LossTerm("gender_target", _weight(weight, "gender_target_weight"),
-                             lambda batch, outputs: losses.gender_cross_entropy(
-                                 male_probability(classifier, losses.random_shift_and_noise(outputs["sanitized"])),
-                                 batch["target"]))]
-    for name, member in ensemble.items():
-        # The CNN member, like f_G, sees the output shifted and noised; the pooled-pixel members need not.
-        seen = losses.random_shift_and_noise if name == "cnn" else (lambda faces: faces)
-        terms.append(losses.LossTerm(
-            f"gender_target_{name}", _weight(ensemble_weight, f"gender_target_{name}_weight"),
-            lambda batch, outputs, member=member, seen=seen: losses.gender_cross_entropy(
-                tf.cast(member(seen(outputs["sanitized"]), training=False)[:, 0], tf.float32), batch["target"])))
-    return terms
+    return [losses.LossTerm("gender_target", _weight(weight, "gender_target_weight"),
+                            lambda batch, outputs: losses.gender_cross_entropy(
+                                male_probability(classifier, losses.random_shift_and_noise(outputs["sanitized"])),
+                                batch["target"])),
+            *member_target_terms("gender_target", ensemble, "target", ensemble_weight)]
 
 
-def member_target_terms(attribute: str, members: dict, target_key: str, weight: float) -> list[losses.LossTerm]:
-    """Each extra frozen classifier of `attribute` (train_ensemble_members) must read the drawn
-    target batch[target_key] on X'; a CNN member sees it shifted and noised, like f_G."""
+def member_target_terms(prefix: str, members: dict, target_key: str, weight: float) -> list[losses.LossTerm]:
+    """`<prefix>_<member>`: each extra frozen classifier of an attribute (train_ensemble_members)
+    must read the drawn target batch[target_key] on X'. The CNN member, like f_G, sees the output
+    shifted and noised; the pooled-pixel members need not."""
     terms = []
     for name, member in members.items():
         seen = losses.random_shift_and_noise if name == "cnn" else (lambda faces: faces)
         terms.append(losses.LossTerm(
-            f"ensemble_target_{attribute}_{name}", _weight(weight, f"ensemble_target_{attribute}_{name}_weight"),
+            f"{prefix}_{name}", _weight(weight, f"{prefix}_{name}_weight"),
             lambda batch, outputs, member=member, seen=seen: losses.gender_cross_entropy(
                 tf.cast(member(seen(outputs["sanitized"]), training=False)[:, 0], tf.float32), batch[target_key])))
     return terms
@@ -322,9 +316,7 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     if policy.other_attributes and attribute_classifier is None:
         raise ValueError(f"policy {policy.describe()} needs the auxiliary attribute classifier of "
                          f"{', '.join(policy.other_attributes)}")
-    if policy.obfuscates:
-        if config.architecture != "residual":
-            raise ValueError(f"policy {policy.describe()} (DDM) needs --architecture residual")
+    if policy.obfuscates:  # build_sanitizer has refused any architecture but the residual one
         discriminator = build_discrepancy_discriminator(config.image_size, config.seed)
         terms = [reconstruction_term(config.reconstruction_loss, config.reconstruction_loss_weight, "reconstructed"),
                  discrepancy_term(discriminator, config.discrepancy_weight)]
@@ -339,7 +331,7 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
                  *policy_terms(policy, classifier, attribute_classifier, config.gender_loss_weight,
                                config.preserve_loss_weight),
                  *(term for attribute, members in (attribute_ensembles or {}).items()
-                   for term in member_target_terms(attribute, members, f"target/{attribute}",
+                   for term in member_target_terms(f"ensemble_target_{attribute}", members, f"target/{attribute}",
                                                    config.ensemble_loss_weight))]
     else:
         output = "same"
