@@ -130,3 +130,56 @@ def test_a_small_face_is_pasted_without_touching_its_neighbourhood():
 
 def test_a_bad_mouth_landmark_falls_back_to_the_average_face():
     assert np.array_equal(face_mask(48, (0.5, 0.42)), face_mask(48, DEFAULT_ALIGNED_MOUTH))
+
+
+def _aligned_crop(size=S, seed=0):
+    """A size x size crop already in the model's frame (eyes at the aligned positions), noise."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    left = (ALIGNED_LEFT_EYE[0] * size, ALIGNED_LEFT_EYE[1] * size)
+    right = (ALIGNED_RIGHT_EYE[0] * size, ALIGNED_RIGHT_EYE[1] * size)
+    return pixels, left, right
+
+
+def test_a_crop_in_the_models_frame_is_not_warped_and_gets_what_the_warps_would_give():
+    from PIL import Image
+
+    from components.faces.imaging import _placement
+
+    pixels, left, right = _aligned_crop()
+    aligned = align_face(pixels, left, right, S)
+    identity = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    warped = np.asarray(Image.fromarray(pixels).transform((S, S), Image.Transform.AFFINE, data=identity,
+                                                          resample=Image.Resampling.BILINEAR))
+    assert aligned is pixels and np.array_equal(aligned, warped)  # skipped, and nothing lost by skipping
+    placement = _placement((S, S), left, right, DEFAULT_ALIGNED_MOUTH, S, "face", 0.08)
+    assert placement.identity and placement.box == (0, 0, S, S)
+    field = np.random.default_rng(1).uniform(-1, 1, (S, S)).astype(np.float32)
+    turned = np.asarray(Image.fromarray(field).transform((S, S), Image.Transform.AFFINE, data=identity,
+                                                         resample=Image.Resampling.BICUBIC))
+    assert np.allclose(placement.place(field), turned, atol=1e-5)
+    # one pixel off the frame's geometry: warped as before (and so not the identity)
+    shifted = _placement((S, S), (left[0] + 1, left[1]), (right[0] + 1, right[1]), DEFAULT_ALIGNED_MOUTH, S, "face",
+                         0.08)
+    assert not shifted.identity
+
+
+def test_the_blend_is_the_photo_blended_in_ycbcr_with_the_new_luminance_and_chroma():
+    """paste_face adds alpha times the RGB image of the YCbCr change; that equals blending the
+    photo's and the new YCbCr through the mask and converting back (to one level of rounding)."""
+    pixels, left, right = _aligned_crop(seed=2)
+    given = _model_input(pixels, left, right)
+    change = np.random.default_rng(3).uniform(-0.2, 0.2, given.shape).astype(np.float32)
+    sanitized = np.clip(given + change, 0, 1)
+    out = paste_face(pixels, sanitized, given, left, right, None, paste="edit", mask="crop", color="gray")
+    alpha = face_mask(S, shape="crop")[..., None]
+    ycc = _rgb_to_ycbcr(pixels.astype(np.float64))
+    new = ycc.copy()
+    new[..., 0] += 255.0 * (sanitized - given)[..., 0]
+    new[..., 1:] = 128.0
+    y, cb, cr = np.moveaxis(alpha * new + (1 - alpha) * ycc, -1, 0)
+    cb, cr = cb - 128.0, cr - 128.0
+    expected = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    expected = np.clip(expected + 0.5, 0, 255).astype(np.uint8)
+    touched = alpha[..., 0] > 1e-3
+    assert np.abs(out.astype(int) - expected)[touched].max() <= 1
+    assert np.array_equal(out[~touched], pixels[~touched])

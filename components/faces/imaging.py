@@ -173,12 +173,22 @@ def eye_alignment_matrix(left_eye, right_eye, size: int) -> np.ndarray:
     return np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
 
 
+def _is_identity(matrix: np.ndarray) -> bool:
+    """A 2x3 affine map within 1e-9 of the identity (it moves no pixel centre of an image under
+    1,000 pixels by a millionth of a pixel)."""
+    return bool(np.allclose(matrix, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], rtol=0.0, atol=1e-9))
+
+
 def align_face(pixels: np.ndarray, left_eye, right_eye, size: int) -> np.ndarray:
     """Warps an HxWx3 uint8 image so the eyes land on the canonical positions; size x size x 3.
 
     Areas outside the source are filled by replicating nothing (black), as CelebA's own crops do.
     """
     forward = eye_alignment_matrix(left_eye, right_eye, size)
+    if pixels.shape[:2] == (size, size) and _is_identity(forward):
+        # The photo is already in the aligned frame (an aligned database in the model's geometry):
+        # the warp would sample every pixel at its own centre, so it is skipped.
+        return pixels
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]
     # PIL's affine transform works in the same continuous coordinates (it samples the source at
     # inverse(x + 0.5, y + 0.5) for output pixel (x, y)), so the inverse is used as it is.
@@ -236,64 +246,96 @@ def face_mask(size: int, mouth=DEFAULT_ALIGNED_MOUTH, feather: float = 0.08, sha
     return weights.astype(np.float32)
 
 
+# tf.image.rgb_to_grayscale's weights (ITU-R BT.601 luma), so a face prepared with numpy here is
+# the face trainer.preprocessing.to_model_input gives the SAN in training.
+_LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
+# JPEG's (full-range BT.601) YCbCr, with Y by the model's luma weights (to_gray_float): rows Y, Cb,
+# Cr of the map from RGB (plus 128 on Cb and Cr), and the map from (Cb, Cr) - 128 back to RGB.
+_TO_YCC = np.array([_LUMA, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                   dtype=np.float32)
+_CHROMA_TO_RGB = np.array([[0.0, 1.402], [-0.344136, -0.714136], [1.772, 0.0]], dtype=np.float32)
+
+
 def _rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
-    """JPEG's (full-range BT.601) YCbCr of float RGB; Y uses the model's luma weights (to_gray_float)."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return np.stack([r * _LUMA[0] + g * _LUMA[1] + b * _LUMA[2],
-                     128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b,
-                     128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b], axis=-1)
-
-
-def _ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
-    y, cb, cr = ycc[..., 0], ycc[..., 1] - 128.0, ycc[..., 2] - 128.0
-    return np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    """YCbCr of float RGB (..., 3)."""
+    ycc = rgb @ _TO_YCC.T.astype(rgb.dtype)
+    ycc[..., 1:] += 128.0
+    return ycc
 
 
 SKIN_FIELD = 32  # the skin tone is computed with the face this many pixels wide (it is smooth)
 
 
-def _skin_chroma(chroma: np.ndarray, alpha: np.ndarray, face_side: float) -> np.ndarray:
-    """The face's chroma (H x W x 2, Cb and Cr of the photo's box) smoothed over a fifth of the face
-    with a Gaussian normalised by the blend mask `alpha`, so only the face's own pixels (not hair or
-    background) set the tone: skin tone and the colour of the light stay, local colour (lipstick,
-    eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD pixels (box filter), so the
-    cost does not grow with the face's size in the photo."""
-    from scipy.ndimage import gaussian_filter
+@dataclass(frozen=True)
+class _SkinField:
+    """The blend mask at the skin field's resolution and its Gaussian-smoothed sum, fixed per
+    placement (so per geometry: computed once for a database of aligned crops)."""
 
-    height, width = alpha.shape
-    factor = max(1.0, face_side / SKIN_FIELD)
-    small = (max(1, round(width / factor)), max(1, round(height / factor)))
+    size: tuple  # (width, height) of the shrunk box
+    sigma: float
+    weight: np.ndarray
+    total: np.ndarray
 
-    def shrink(plane):
-        return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32)).resize(small, Image.Resampling.BOX),
-                          np.float64)
+    @staticmethod
+    def of(alpha: np.ndarray, face_side: float) -> "_SkinField":
+        from scipy.ndimage import gaussian_filter
 
-    weight = shrink(alpha) + 1e-6
-    sigma = 0.2 * face_side / factor
-    total = gaussian_filter(weight, sigma, mode="nearest")
-    smooth = []
-    for k in range(2):
-        tone = gaussian_filter(shrink(chroma[..., k]) * weight, sigma, mode="nearest") / total
-        smooth.append(np.asarray(Image.fromarray(tone.astype(np.float32)).resize((width, height),
-                                                                                 Image.Resampling.BILINEAR)))
-    return np.stack(smooth, axis=-1)
+        height, width = alpha.shape
+        factor = max(1.0, face_side / SKIN_FIELD)
+        size = (max(1, round(width / factor)), max(1, round(height / factor)))
+        weight = _shrink(alpha, size) + 1e-6
+        sigma = 0.2 * face_side / factor
+        return _SkinField(size, sigma, weight, gaussian_filter(weight, sigma, mode="nearest"))
+
+    def chroma(self, chroma: np.ndarray) -> np.ndarray:
+        """The face's chroma (H x W x 2, Cb and Cr of the photo's box) smoothed over a fifth of the
+        face with a Gaussian normalised by the blend mask, so only the face's own pixels (not hair or
+        background) set the tone: skin tone and the colour of the light stay, local colour (lipstick,
+        eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD pixels (box filter), so
+        the cost does not grow with the face's size in the photo."""
+        from scipy.ndimage import gaussian_filter
+
+        height, width = chroma.shape[:2]
+        smooth = []
+        for k in range(2):
+            tone = gaussian_filter(_shrink(chroma[..., k], self.size) * self.weight, self.sigma, mode="nearest")
+            tone = (tone / self.total).astype(np.float32)
+            smooth.append(np.asarray(Image.fromarray(tone).resize((width, height), Image.Resampling.BILINEAR)))
+        return np.stack(smooth, axis=-1)
+
+
+def _shrink(plane: np.ndarray, size: tuple) -> np.ndarray:
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32)).resize(size, Image.Resampling.BOX),
+                      np.float64)
 
 
 @dataclass(frozen=True)
 class _Placement:
     """Where an aligned face goes in a photo: the aligned frame at the face's own resolution in the
     photo (side x side, so the last warp is a turn and a shift, not an upsampling), the photo's box
-    it covers, the affine map from the box to that frame, and the blend mask in the box."""
+    it covers, the affine map from the box to that frame, and the blend mask in the box (with the
+    pixels it touches and its skin field)."""
 
     side: int
     box: tuple
     shifted: np.ndarray
     alpha: np.ndarray = None
+    touched: np.ndarray = None
+    skin: _SkinField = None
+
+    @property
+    def identity(self) -> bool:
+        """The box is the aligned frame itself (an aligned crop in the model's geometry)."""
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0, y1 - y0) == (self.side, self.side) and _is_identity(self.shifted)
 
     def place(self, field: np.ndarray) -> np.ndarray:
         """An aligned-frame field (any square size) -> the photo's box: Lanczos to side x side,
-        then a bicubic turn and shift."""
-        image = Image.fromarray(np.ascontiguousarray(field, np.float32))  # mode "F"
+        then a bicubic turn and shift (neither where they would change nothing)."""
+        field = np.ascontiguousarray(field, np.float32)
+        if field.shape[0] == self.side and self.identity:
+            return field
+        image = Image.fromarray(field)  # mode "F"
         if field.shape[0] != self.side:
             image = image.resize((self.side, self.side), Image.Resampling.LANCZOS)
         x0, y0, x1, y1 = self.box
@@ -319,8 +361,11 @@ def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -
     shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     placement = _Placement(side, (x0, y0, x1, y1), shifted)
     alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
-    alpha.setflags(write=False)  # shared between calls
-    return dataclasses.replace(placement, alpha=alpha)
+    # Where the mask is (nearly) 0 the photo's own bytes stay (a colour round trip would shift them by 1).
+    touched = alpha > 1e-3
+    for shared in (alpha, touched):
+        shared.setflags(write=False)  # shared between calls
+    return dataclasses.replace(placement, alpha=alpha, touched=touched, skin=_SkinField.of(alpha, side))
 
 
 def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
@@ -339,13 +384,15 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
       model's face itself, its mean and contrast matched to the photo's under the mask (no detail
       finer than S x S survives; the face looks softer than the rest of the photo).
     * Fields are upsampled to the face's size in the photo with a Lanczos filter, then turned and
-      placed with bicubic interpolation.
+      placed with bicubic interpolation (an aligned crop already in the model's frame needs neither).
     * mask "face": blended through a face-shaped oval from the landmarks (`face_mask`); "crop": the
       aligned square, as the evaluator judged it. `feather` is the soft edge, a fraction of S.
     * color: the model outputs luminance only. "skin": the face's chroma becomes its own smoothed
-      skin tone (`_skin_chroma`): local colour such as make-up goes, the skin's hue stays.
+      skin tone (`_SkinField.chroma`): local colour such as make-up goes, the skin's hue stays.
       "gray": the face's chroma is removed. "keep-chroma": the photo's chroma is kept as it is.
     Only the face's bounding box is touched; outside the mask the photo's bytes are unchanged.
+    The blend is done in YCbCr, as a change: the photo's box plus alpha times the RGB image of the
+    new minus the old luminance and chroma (the colour conversions are linear).
     """
     if paste not in PASTE_MODES:
         raise ValueError(f"paste {paste!r}: use one of {', '.join(PASTE_MODES)}")
@@ -361,35 +408,29 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
     if placement is None:
         return pixels.copy()
     (x0, y0, x1, y1), alpha = placement.box, placement.alpha
-    box = pixels[y0:y1, x0:x1].astype(np.float32)
-    ycc = _rgb_to_ycbcr(box)
-    luma = ycc[..., 0]
+    original = pixels[y0:y1, x0:x1]
+    box = original.astype(np.float32)
     if paste == "edit":
-        new_luma = luma + 255.0 * placement.place(output - given)
+        luma_change = 255.0 * placement.place(output - given)
     else:
+        luma = box @ _TO_YCC[0]
         face = 255.0 * placement.place(output)
         total = alpha.sum() + 1e-6
         mean_face, mean_photo = (face * alpha).sum() / total, (luma * alpha).sum() / total
         std_face = np.sqrt((((face - mean_face) ** 2) * alpha).sum() / total) + 1e-6
         std_photo = np.sqrt((((luma - mean_photo) ** 2) * alpha).sum() / total)
-        new_luma = mean_photo + (face - mean_face) * float(np.clip(std_photo / std_face, 0.5, 2.0))
-    new = ycc.copy()
-    new[..., 0] = new_luma
-    if color == "gray":
-        new[..., 1:] = 128.0
-    elif color == "skin":
-        new[..., 1:] = _skin_chroma(ycc[..., 1:], alpha, placement.side)
-    blended = _ycbcr_to_rgb(alpha[..., None] * new + (1.0 - alpha[..., None]) * ycc)
+        luma_change = mean_photo + (face - mean_face) * float(np.clip(std_photo / std_face, 0.5, 2.0)) - luma
+    change = np.repeat((alpha * luma_change)[..., None], 3, axis=-1)
+    if color != "keep-chroma":
+        chroma = box @ _TO_YCC[1:].T + 128.0
+        target = placement.skin.chroma(chroma) if color == "skin" else np.float32(128.0)
+        change += (alpha[..., None] * (target - chroma)) @ _CHROMA_TO_RGB.T
+    blended = np.clip(box + change + 0.5, 0, 255).astype(np.uint8)
     out = pixels.copy()
-    # Where the mask is 0 the photo's own bytes stay (a colour round trip would shift them by 1).
-    out[y0:y1, x0:x1] = np.where(alpha[..., None] > 1e-3, np.clip(blended + 0.5, 0, 255).astype(np.uint8),
-                                 pixels[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = np.where(placement.touched[..., None], blended, original)
     return out
 
 
-# tf.image.rgb_to_grayscale's weights (ITU-R BT.601 luma), so a face prepared with numpy here is
-# the face trainer.preprocessing.to_model_input gives the SAN in training.
-_LUMA = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
 
 
 def to_gray_float(rgb: np.ndarray) -> np.ndarray:
