@@ -268,24 +268,48 @@ SKIN_FIELD = 32  # the skin tone is computed with the face this many pixels wide
 
 @dataclass(frozen=True)
 class _SkinField:
-    """The blend mask at the skin field's resolution and its Gaussian-smoothed sum, fixed per
-    placement (so per geometry: computed once for a database of aligned crops)."""
+    """The skin tone's smoothing as matrices, fixed per placement (so per geometry: made once for a
+    database of aligned crops): the box filter that shrinks the face's box to SKIN_FIELD pixels,
+    the blend mask at that size, the Gaussian and its mask-weighted sum, and the bilinear
+    upsampling back. Each is the separable filter Pillow or SciPy applies, taken as a matrix by
+    filtering the identity (the filters are linear), so applying it is a few small matrix
+    products for both chroma planes at once."""
 
-    size: tuple  # (width, height) of the shrunk box
-    sigma: float
+    shrink: tuple  # (rows, columns): shrunk = rows @ plane @ columns
     weight: np.ndarray
-    total: np.ndarray
+    smooth: tuple  # (rows, columns) of the Gaussian
+    total: np.ndarray  # the smoothed weight
+    grow: tuple  # (rows, columns) of the bilinear upsampling
 
     @staticmethod
     def of(alpha: np.ndarray, face_side: float) -> "_SkinField":
-        from scipy.ndimage import gaussian_filter
+        from scipy.ndimage import gaussian_filter1d
 
         height, width = alpha.shape
         factor = max(1.0, face_side / SKIN_FIELD)
-        size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        weight = _shrink(alpha, size) + 1e-6
+        small_w, small_h = max(1, round(width / factor)), max(1, round(height / factor))
         sigma = 0.2 * face_side / factor
-        return _SkinField(size, sigma, weight, gaussian_filter(weight, sigma, mode="nearest"))
+
+        def resized(n, m, method):  # m x n: Pillow's resampling of a column of n samples to m
+            return _resized(np.eye(n, dtype=np.float32), (n, m), method)
+
+        def gaussian(n):
+            return gaussian_filter1d(np.eye(n), sigma, axis=0, mode="nearest")
+
+        def after(matrix):  # the right-hand factor, C-ordered (numpy's stacked matmul is slow on a transpose)
+            return np.ascontiguousarray(matrix.T)
+
+        shrink = (resized(height, small_h, Image.Resampling.BOX), after(resized(width, small_w, Image.Resampling.BOX)))
+        smooth = (gaussian(small_h), after(gaussian(small_w)))
+        grow = (resized(small_h, height, Image.Resampling.BILINEAR),
+                after(resized(small_w, width, Image.Resampling.BILINEAR)))
+        weight = shrink[0] @ alpha @ shrink[1] + 1e-6
+        total = smooth[0] @ weight @ smooth[1]
+
+        def single(*matrices):  # float32: the products' cost is writing the face-sized result
+            return tuple(matrix.astype(np.float32) for matrix in matrices)
+
+        return _SkinField(single(*shrink), *single(weight), single(*smooth), *single(total), single(*grow))
 
     def chroma(self, chroma: np.ndarray) -> np.ndarray:
         """The face's chroma (H x W x 2, Cb and Cr of the photo's box) smoothed over a fifth of the
@@ -293,20 +317,15 @@ class _SkinField:
         background) set the tone: skin tone and the colour of the light stay, local colour (lipstick,
         eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD pixels (box filter), so
         the cost does not grow with the face's size in the photo."""
-        from scipy.ndimage import gaussian_filter
-
-        height, width = chroma.shape[:2]
-        smooth = []
-        for k in range(2):
-            tone = gaussian_filter(_shrink(chroma[..., k], self.size) * self.weight, self.sigma, mode="nearest")
-            tone = (tone / self.total).astype(np.float32)
-            smooth.append(np.asarray(Image.fromarray(tone).resize((width, height), Image.Resampling.BILINEAR)))
-        return np.stack(smooth, axis=-1)
+        planes = np.ascontiguousarray(np.moveaxis(chroma, -1, 0), np.float32)  # 2 x H x W (BLAS needs contiguous)
+        shrunk = self.shrink[0] @ planes @ self.shrink[1]
+        tone = (self.smooth[0] @ (shrunk * self.weight) @ self.smooth[1]) / self.total
+        return np.ascontiguousarray(np.moveaxis(self.grow[0] @ tone @ self.grow[1], 0, -1))
 
 
-def _shrink(plane: np.ndarray, size: tuple) -> np.ndarray:
-    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32)).resize(size, Image.Resampling.BOX),
-                      np.float64)
+def _resized(plane: np.ndarray, size: tuple, method) -> np.ndarray:
+    """A float plane resized by Pillow (mode "F") to size = (width, height)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, np.float32)).resize(size, method), np.float64)
 
 
 @dataclass(frozen=True)
@@ -323,11 +342,7 @@ class _Placement:
     touched: np.ndarray = None
     skin: _SkinField = None
 
-    @property
-    def identity(self) -> bool:
-        """The box is the aligned frame itself (an aligned crop in the model's geometry)."""
-        x0, y0, x1, y1 = self.box
-        return (x1 - x0, y1 - y0) == (self.side, self.side) and _is_identity(self.shifted)
+    identity: bool = False  # the box is the aligned frame itself (an aligned crop in the model's geometry)
 
     def place(self, field: np.ndarray) -> np.ndarray:
         """An aligned-frame field (any square size) -> the photo's box: Lanczos to side x side,
@@ -359,13 +374,20 @@ def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -
     if x1 <= x0 or y1 <= y0:
         return None
     shifted = forward @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-    placement = _Placement(side, (x0, y0, x1, y1), shifted)
+    identity = (x1 - x0, y1 - y0) == (side, side) and _is_identity(shifted)
+    placement = _Placement(side, (x0, y0, x1, y1), shifted, identity=identity)
     alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
     # Where the mask is (nearly) 0 the photo's own bytes stay (a colour round trip would shift them by 1).
     touched = alpha > 1e-3
     for shared in (alpha, touched):
         shared.setflags(write=False)  # shared between calls
     return dataclasses.replace(placement, alpha=alpha, touched=touched, skin=_SkinField.of(alpha, side))
+
+
+def _per_pixel(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """H x W x C times C x D: one matrix product over all pixels (numpy would make it H small ones)."""
+    height, width, channels = image.shape
+    return (image.reshape(height * width, channels) @ matrix).reshape(height, width, matrix.shape[1])
 
 
 def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
@@ -420,11 +442,11 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
         std_face = np.sqrt((((face - mean_face) ** 2) * alpha).sum() / total) + 1e-6
         std_photo = np.sqrt((((luma - mean_photo) ** 2) * alpha).sum() / total)
         luma_change = mean_photo + (face - mean_face) * float(np.clip(std_photo / std_face, 0.5, 2.0)) - luma
-    change = np.repeat((alpha * luma_change)[..., None], 3, axis=-1)
+    change = (alpha * luma_change)[..., None]
     if color != "keep-chroma":
-        chroma = box @ _TO_YCC[1:].T + 128.0
+        chroma = _per_pixel(box, _TO_YCC[1:].T) + 128.0
         target = placement.skin.chroma(chroma) if color == "skin" else np.float32(128.0)
-        change += (alpha[..., None] * (target - chroma)) @ _CHROMA_TO_RGB.T
+        change = change + _per_pixel(alpha[..., None] * (target - chroma), _CHROMA_TO_RGB.T)
     blended = np.clip(box + change + 0.5, 0, 255).astype(np.uint8)
     out = pixels.copy()
     out[y0:y1, x0:x1] = np.where(placement.touched[..., None], blended, original)

@@ -106,10 +106,15 @@ def replace_atomically(path: str, data: bytes, tmp_dir: str) -> None:
     (a POSIX rename locally; on GCS copy + delete, the object appears whole or not at all): a
     reader sees the old or the new file, never a part."""
     tmp = FileSystems.join(tmp_dir, uuid.uuid4().hex)
+    if is_local(path):  # plain files: open and os.replace (Beam's FileSystems add nothing here but cost)
+        os.makedirs(tmp_dir, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.replace(tmp, path)
+        return
     with FileSystems.create(tmp) as handle:
         handle.write(data)
-    if is_local(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
     FileSystems.rename([tmp], [path])
 
 
