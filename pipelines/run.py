@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate_flag("min_op_gender_error", "bless only if every unseen gender judge's error on the sanitized faces is at "
               "least this")
-    gate_flag("max_original_gender_error", "bless only if every gender judge's error on the original faces is at "
-              "most this")
+    gate_flag("max_original_gender_error", "bless only if every judge of a suppressed attribute (gender by "
+              "default) errs at most this much on the original faces, and the best judge of each preserved one does")
     gate_flag("max_sm_gender_error", "bless only if every gender judge's error on same-gender (SM) outputs is at "
               "most this")
     gate_flag("max_tmr_drop_sm", f"bless only if every matcher judge's TMR at FMR {gate.tmr_fmr:g} with X'_SM probes "

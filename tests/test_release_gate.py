@@ -183,3 +183,32 @@ def test_obfuscation_gates_matcher_failure_only_and_says_what_it_keeps():
     assert "decrypts the face (mean SSIM 0.912, PSNR 27.2 dB" in kept and "as private as a key" in kept
     deidentify = what_is_kept(PrivacyPolicy.from_arguments("deidentify"), metrics, 64)
     assert "kept Smiling, Eyeglasses, Male, Young" in deidentify and "decrypt" not in deidentify
+
+
+def test_a_preserved_attribute_needs_one_judge_that_reads_it_and_holds_every_judge_to_its_own_accuracy():
+    """Kept: a judge that reads Smiling poorly on originals (40% error) does not refuse the model if
+    another reads it (10%) and neither loses more than max_preserved_drop; it still refuses when
+    its own accuracy drops, and the model is refused when no judge reads the attribute."""
+    from trainer.policy import PrivacyPolicy
+
+    def smiling(*judges):
+        return {"role": "preserved", "judges": {name: {"original": {"error_rate": original},
+                                                       "sanitized": {"error_rate": sanitized}}
+                                                for name, original, sanitized in judges}}
+
+    policy = PrivacyPolicy(("Male",), ("identity", "Smiling"))
+    metrics = _metrics()
+    metrics["attributes"] = {"Smiling": smiling(("cnn", 0.10, 0.12), ("pixels", 0.40, 0.42))}
+    blessed, failures, checks = decide_blessing(metrics, GATE, policy)
+    assert blessed, failures
+    read = [check for check in checks if check.subject.startswith("Smiling error on originals")]
+    assert len(read) == 1 and read[0].value == 0.10 and "best judge, cnn" in read[0].subject
+    metrics["attributes"] = {"Smiling": smiling(("cnn", 0.10, 0.12), ("pixels", 0.40, 0.48))}
+    blessed, failures, _ = decide_blessing(metrics, GATE, policy)
+    assert not blessed and failures == ["Smiling accuracy drop of pixels, sanitized X' vs originals (preserved) "
+                                        "0.080 FAILS: must be <= max_preserved_drop 0.050 (over by 0.030)"]
+    metrics["attributes"] = {"Smiling": smiling(("cnn", 0.30, 0.31), ("pixels", 0.40, 0.40))}
+    blessed, failures, _ = decide_blessing(metrics, GATE, policy)
+    assert not blessed and failures == [
+        "Smiling error on originals of its best judge, cnn (a preserved attribute must be read by at least one "
+        "judge) 0.300 FAILS: must be <= max_original_gender_error 0.250 (over by 0.050)"]

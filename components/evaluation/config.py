@@ -88,7 +88,9 @@ class GateConfig(_JsonConfig):
     max_identity_tmr: float = 0.07
     min_ssim_identity: float = 0.58
     # min_op_gender_error and max_original_gender_error apply to every suppressed attribute's
-    # judges too, whatever the attribute (the error a judge of it makes on sanitized / original faces).
+    # judges too, whatever the attribute (the error a judge of it makes on sanitized / original faces);
+    # for a preserved attribute max_original_gender_error applies to its best judge (at least one
+    # judge must read it on the originals) and max_preserved_drop to every judge.
 
 
 @dataclass

@@ -43,20 +43,30 @@ class GateCheck:
 
 
 def _attribute_checks(attribute: str, role: str, judges: dict, gate: GateConfig) -> list[GateCheck]:
-    """A policy attribute other than a suppressed Male: each judge works on the originals; a
-    suppressed attribute's error on the sanitized faces is high, a preserved one's accuracy stays."""
+    """A policy attribute other than a suppressed Male. Suppressed: each judge works on the
+    originals (else its error on the sanitized faces says nothing) and errs on the sanitized ones.
+    Preserved: at least one judge reads it on the originals (else nothing could tell whether it was
+    kept), and every judge's accuracy on the sanitized faces stays within max_preserved_drop of its
+    accuracy on the originals; a judge that reads the attribute poorly on originals is still held
+    to its own accuracy (its figures are in the report), but does not refuse the model by itself."""
     checks = []
-    for judge, outputs in judges.items():
-        error = {name: values["error_rate"] for name, values in outputs.items()}
-        checks.append(GateCheck("max_original_gender_error", f"{attribute} error of {judge} on originals",
-                                error["original"], gate.max_original_gender_error, at_least=False))
+    errors = {judge: {name: values["error_rate"] for name, values in outputs.items()}
+              for judge, outputs in judges.items()}
+    for judge, error in errors.items():
         if role == "suppressed":
+            checks.append(GateCheck("max_original_gender_error", f"{attribute} error of {judge} on originals",
+                                    error["original"], gate.max_original_gender_error, at_least=False))
             checks.append(GateCheck("min_op_gender_error", f"{attribute} error of {judge} on sanitized X' "
                                     "(suppressed)", error["sanitized"], gate.min_op_gender_error, at_least=True))
         else:
             checks.append(GateCheck("max_preserved_drop", f"{attribute} accuracy drop of {judge}, sanitized X' vs "
                                     "originals (preserved)", error["sanitized"] - error["original"],
                                     gate.max_preserved_drop, at_least=False))
+    if role != "suppressed" and errors:
+        best = min(errors, key=lambda judge: errors[judge]["original"])
+        checks.insert(0, GateCheck("max_original_gender_error", f"{attribute} error on originals of its best judge, "
+                                   f"{best} (a preserved attribute must be read by at least one judge)",
+                                   errors[best]["original"], gate.max_original_gender_error, at_least=False))
     return checks
 
 
