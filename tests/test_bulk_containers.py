@@ -272,7 +272,14 @@ def test_progress_counts_rows_and_staged_inputs_once(tmp_path, capsys):
     assert counter.counts() == (42, 32)
     with counter:
         time.sleep(0.3)
-    assert "progress: 42 inputs finished this run (32 of them written into shards so far)" in capsys.readouterr().out
+        assert "progress: 42 inputs finished this run (32 of them written into shards so far)" in \
+            capsys.readouterr().out
+        for part in progress.iterdir():  # the consolidation's clean-up: the hints go, the count must not fall
+            part.unlink()
+        time.sleep(0.3)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "progress: 42 inputs finished this run; writing the manifest"  # and nothing after it
+    assert all(line.startswith("progress: 42 inputs") for line in lines)  # no fallen count, no negative rate
 
 
 def test_only_the_image_and_our_fields_go_out_unless_asked_and_never_a_suppressed_attribute(model, tmp_path):

@@ -184,6 +184,11 @@ class ProgressLine:
             except Exception:  # listing can fail transiently on object stores; try again next time
                 continue
             now = time.monotonic()
+            if count < last_count:
+                # The manifest is being consolidated: its clean-up removes the _progress/ hints, so
+                # the count would fall; the work is done, say so once and stop counting.
+                print(f"progress: {last_count} inputs finished this run; writing the manifest", flush=True)
+                return
             rate = (count - last_count) / max(now - last_time, 1e-9)
             shards = f" ({in_shards} of them written into shards so far)" if in_shards else ""
             print(f"progress: {count} inputs finished this run{shards}, {rate:.1f}/s now, "
