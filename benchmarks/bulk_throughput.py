@@ -18,8 +18,11 @@ photos, and peak memory at two database sizes; every ratio is taken within this 
 (c) group photos end to end: --wild-photos photos of 1600x1000, each with 8 REAL faces pasted at
     8-80 px between the eyes (benchmarks/detector_recall.py's composites of the face-recognition
     test photos), through `python -m pipelines.sanitize --faces wild` (CenterFace, sanitize, paste
-    back), and through `deface` (CenterFace, blur) on the same files. deface is installed by this
-    script into a throwaway virtual environment (uv, from PyPI; --skip-deface to leave it out).
+    back; the faces it found are printed), and through `deface` (CenterFace, blur) on the same
+    files. deface is installed by this script into a throwaway virtual environment (uv, from PyPI;
+    --skip-deface to leave it out).
+(d) where an aligned face's time goes besides the model: each step of the job in this process on
+    one core, without Beam (stage_costs), beside the model's time per face from (a).
 
 The model is the real sanitizer architecture (--architecture: residual, the default, or the
 paper's SAN) at S (default 224), untrained (speed does not depend on the weights). The aligned
@@ -140,6 +143,41 @@ def measured(command: list[str], env: dict | None = None) -> tuple[str, float, f
     return output_text, wall, peak[0] / 2**20
 
 
+def stage_costs(folder: str, size: int, count: int = 300) -> dict:
+    """Milliseconds per aligned face of each step the job takes besides the model, in this process
+    on one core (no Beam): read, decode, align (+ gray), decode again (to paste back), paste back
+    (a small made-up change), re-encode, write atomically. The first face's paste builds the
+    cached placement and is left out."""
+    from components.faces.imaging import align_face, decode_image, encode_like, paste_face, to_gray_float
+    from pipelines.sanitize.layout import write_atomically
+
+    files = sorted(os.listdir(folder))[:count + 1]
+    eyes = ((0.35 * size, 0.40 * size), (0.65 * size, 0.40 * size))
+    totals = dict.fromkeys(("read", "decode", "align", "decode again", "paste back", "encode", "write"), 0.0)
+    with tempfile.TemporaryDirectory() as out:
+        for index, name in enumerate(files):
+            marks = [time.perf_counter()]
+            with open(os.path.join(folder, name), "rb") as handle:
+                data = handle.read()
+            marks.append(time.perf_counter())
+            pixels = decode_image(data).pixels
+            marks.append(time.perf_counter())
+            face = to_gray_float(align_face(pixels, *eyes, size))
+            marks.append(time.perf_counter())
+            again = decode_image(data).pixels
+            marks.append(time.perf_counter())
+            pasted = paste_face(again, np.clip(face + 0.03, 0, 1), face, *eyes, None)
+            marks.append(time.perf_counter())
+            encoded = encode_like(pasted, "JPEG", 95)
+            marks.append(time.perf_counter())
+            write_atomically(os.path.join(out, "images", name), encoded, os.path.join(out, "tmp"))
+            marks.append(time.perf_counter())
+            if index:
+                for step, start, end in zip(totals, marks, marks[1:]):
+                    totals[step] += end - start
+    return {step: 1000 * seconds / (len(files) - 1) for step, seconds in totals.items()}
+
+
 def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, mode: str,
             extra: tuple = ("--aligned-eyes", "0.35", "0.40", "0.65", "0.40")) -> dict:
     command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", inputs, "--output", output,
@@ -148,7 +186,9 @@ def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, 
     output_text, wall, peak = measured(command)
     match = re.search(r"this run: (\d+) inputs processed in ([\d.]+) s", output_text)
     processed, seconds = int(match.group(1)), float(match.group(2))
+    faces = re.search(r"(\d+) faces sanitized", output_text)
     return {"images": processed, "pipeline_s": seconds, "wall_s": round(wall, 1),
+            "faces_sanitized": int(faces.group(1)) if faces else None,
             "images_per_s": processed / seconds, "peak_rss_mib": peak,
             "progress_lines": [line for line in output_text.splitlines() if line.startswith(("progress", "inputs"))]}
 
@@ -260,6 +300,13 @@ def main(argv=None) -> int:
                   f"peak memory {result['peak_rss_mib']:.0f} MiB", flush=True)
         report["aligned_end_to_end"] = {k: {n: v for n, v in r.items() if n != "progress_lines"}
                                         for k, r in results.items()}
+        if largest:
+            costs = stage_costs(os.path.join(work, "db", "faces"), args.image_size)
+            report["per_face_ms"] = dict(costs, model_float32=1000 / raw["sanitize_only"])
+            print("(d) per aligned face in this process, ms (one core, no Beam; the model: 1 / raw float32, both "
+                  "cores): " + ", ".join(f"{step} {ms:.2f}" for step, ms in costs.items())
+                  + f"; all but the model {sum(costs.values()):.2f}; the model {1000 / raw['sanitize_only']:.2f}",
+                  flush=True)
         if args.wild_photos:
             photos = os.path.join(work, "group_photos")
             faces = make_group_photos(photos, args.wild_photos)
@@ -268,7 +315,8 @@ def main(argv=None) -> int:
             report["wild_end_to_end"] = {"photos": args.wild_photos, "faces_pasted": faces,
                                          **{k: v for k, v in ours.items() if k != "progress_lines"}}
             print(f"(c) group photos end to end ({args.wild_photos} photos of 1600x1000, {faces} REAL faces pasted): "
-                  f"facesan --faces wild {ours['images_per_s']:.2f} photos/s (pipeline {ours['pipeline_s']:.1f} s, "
+                  f"facesan --faces wild found and sanitized {ours['faces_sanitized']} faces, "
+                  f"{ours['images_per_s']:.2f} photos/s (pipeline {ours['pipeline_s']:.1f} s, "
                   f"command wall {ours['wall_s']:.1f} s), peak memory {ours['peak_rss_mib']:.0f} MiB", flush=True)
             if not args.skip_deface:
                 theirs = run_deface(deface_environment(work), photos, os.path.join(work, "out_deface"))
