@@ -141,3 +141,31 @@ def test_a_listed_input_without_a_manifest_row_fails_the_job_naming_it(model, tm
     # A re-run completes it: b.jpg has no row, so it is sanitized again and recorded.
     summary = run_job(_settings(folder, tmp_path / "out"), model_dir=model)
     assert set(manifest_rows(tmp_path / "out")) == {"a.jpg", "b.jpg", "c.jpg"} and summary["inputs"] == 3
+
+
+def test_a_small_photo_travels_decoded_to_the_paste_back_and_a_large_one_is_decoded_again(model, tmp_path,
+                                                                                         monkeypatch):
+    """Photos up to CARRY_DECODED_PIXELS are decoded once (the pixels go with the faces through the
+    model); larger ones are decoded again for the paste-back, so a batch does not hold them. Both
+    come out sanitized the same way."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "small.jpg").write_bytes(_jpeg(120, 1))  # 120 x 150
+    (folder / "large.jpg").write_bytes(_jpeg(140, 2))  # 140 x 150
+    decoded = []
+    decode = faces_module.decode_image
+
+    def counting(data, *args):
+        image = decode(data, *args)
+        decoded.append(image.pixels.shape[1])
+        return image
+
+    monkeypatch.setattr(faces_module, "FaceFinder", _Finder)
+    monkeypatch.setattr(faces_module, "decode_image", counting)
+    monkeypatch.setattr(faces_module, "CARRY_DECODED_PIXELS", 130 * 150)
+    out = tmp_path / "out"
+    summary = run_job(_settings(folder, out, faces="wild", detector="dlib"), model_dir=model)
+    assert summary["sanitized"] == 2
+    assert sorted(decoded) == [120, 140, 140]
+    assert {key: row["status"] for key, row in manifest_rows(out).items()} == {"small.jpg": "sanitized",
+                                                                               "large.jpg": "sanitized"}

@@ -21,7 +21,7 @@ from apache_beam.metrics import Metrics
 from components.faces.centerface import CenterFaceFinder
 from components.faces.detection import FaceFinder
 from components.faces.imaging import (
-    WRITABLE_FORMATS, ImageRejected, align_face, decode_image, encode_like, paste_face, to_gray_float,
+    WRITABLE_FORMATS, DecodedImage, ImageRejected, align_face, decode_image, encode_like, paste_face, to_gray_float,
 )
 from pipelines.sanitize.containers import stage, staged_path, staged_ref
 from pipelines.sanitize.layout import (
@@ -67,6 +67,13 @@ class FaceContext:
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
     mouths: tuple  # the mouth centre of each face (image coordinates), or None where not found
     note: str = ""  # how the faces were found, when it is worth a word in the manifest
+    # The decoded photo, kept for the paste-back when it is small (an aligned crop): decoding it
+    # again would cost more than holding it while its batch is in the model. Large photos are
+    # decoded again instead, so a batch of group photos does not hold their pixels.
+    decoded: DecodedImage | None = None
+
+
+CARRY_DECODED_PIXELS = 512 * 512  # photos up to this many pixels travel decoded to the paste-back
 
 
 class StageFailed(Exception):
@@ -188,7 +195,8 @@ class PrepareFaces(beam.DoFn):
         size = plan.model.image_size
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
-        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), tuple(mouths), found_note), faces
+        carried = decoded if height * width <= CARRY_DECODED_PIXELS else None
+        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), tuple(mouths), found_note, carried), faces
 
     def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
         """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
@@ -227,8 +235,10 @@ class ComposeAndWrite(beam.DoFn):
         try:
             if isinstance(result.inference, InferenceFailed):
                 raise StageFailed("inference", result.inference.detail)
-            with at_stage("decode"):
-                decoded = decode_image(context.data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
+            decoded = context.decoded
+            if decoded is None:
+                with at_stage("decode"):
+                    decoded = decode_image(context.data, settings.max_pixels, settings.min_side, SUPPORTED_FORMATS)
             pixels = decoded.pixels
             found.update(size=(pixels.shape[1], pixels.shape[0]), format=decoded.source_format)
             with at_stage("compose"):
