@@ -377,7 +377,7 @@ def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -
     identity = (x1 - x0, y1 - y0) == (side, side) and _is_identity(shifted)
     placement = _Placement(side, (x0, y0, x1, y1), shifted, identity=identity)
     alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
-    # Where the mask is (nearly) 0 the photo's own bytes stay (a colour round trip would shift them by 1).
+    # Where the mask is (nearly) 0 the photo's own bytes stay exactly (a rounding step for nothing).
     touched = alpha > 1e-3
     for shared in (alpha, touched):
         shared.setflags(write=False)  # shared between calls
@@ -451,8 +451,6 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
     out = pixels.copy()
     out[y0:y1, x0:x1] = np.where(placement.touched[..., None], blended, original)
     return out
-
-
 
 
 def to_gray_float(rgb: np.ndarray) -> np.ndarray:
