@@ -145,10 +145,12 @@ def measured(command: list[str], env: dict | None = None) -> tuple[str, float, f
 
 def stage_costs(folder: str, size: int, count: int = 300) -> dict:
     """Milliseconds per aligned face of each step the job takes besides the model, in this process
-    on one core (no Beam): read, decode, align (+ gray), decode again (to paste back), paste back
-    (a small made-up change), re-encode, write atomically. The first face's paste builds the
+    on one core (no Beam): read, decode, align (+ gray), decode again (to paste back; the job skips
+    it for photos up to CARRY_DECODED_PIXELS), paste back (a small made-up change), re-encode, write
+    atomically. The first face's paste builds the
     cached placement and is left out."""
     from components.faces.imaging import align_face, decode_image, encode_like, paste_face, to_gray_float
+    from pipelines.sanitize.faces import CARRY_DECODED_PIXELS
     from pipelines.sanitize.layout import write_atomically
 
     files = sorted(os.listdir(folder))[:count + 1]
@@ -164,7 +166,8 @@ def stage_costs(folder: str, size: int, count: int = 300) -> dict:
             marks.append(time.perf_counter())
             face = to_gray_float(align_face(pixels, *eyes, size))
             marks.append(time.perf_counter())
-            again = decode_image(data).pixels
+            # the job keeps a small photo decoded for the paste-back (faces.CARRY_DECODED_PIXELS)
+            again = pixels if pixels.shape[0] * pixels.shape[1] <= CARRY_DECODED_PIXELS else decode_image(data).pixels
             marks.append(time.perf_counter())
             pasted = paste_face(again, np.clip(face + 0.03, 0, 1), face, *eyes, None)
             marks.append(time.perf_counter())
