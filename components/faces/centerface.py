@@ -20,15 +20,23 @@ INPUT, OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, scale, offs
 STRIDE = 4  # the output maps are a quarter of the input size
 
 
-def _session():
+def _onnx_modules():
     try:
         import onnx
         import onnxruntime
-        from onnx.tools.update_model_dims import update_inputs_outputs_dims
     except ImportError as error:
         raise FaceModelsUnavailable(
             "CenterFace needs onnx and onnxruntime: install the project's 'faces' extra (`uv sync --extra faces`; "
             f"infra/with-env.sh does this). ({error})") from error
+    return onnx, onnxruntime
+
+
+def _size_free_model():
+    """The shipped ONNX model with the image input and the four maps of any size (the file declares
+    a fixed one); otherwise as the file has it."""
+    onnx, _ = _onnx_modules()
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
     model = onnx.load(str(centerface_onnx_path()))
 
     def dims(values):  # every declared input and output (initializers too) keeps its own shape...
@@ -38,7 +46,12 @@ def _session():
     inputs[INPUT] = ["B", 3, "H", "W"]  # ...but the image and the four maps take any size
     outputs.update({OUTPUTS[0]: ["B", 1, "h", "w"], OUTPUTS[1]: ["B", 2, "h", "w"], OUTPUTS[2]: ["B", 2, "h", "w"],
                     OUTPUTS[3]: ["B", 10, "h", "w"]})
-    model = update_inputs_outputs_dims(model, inputs, outputs)
+    return update_inputs_outputs_dims(model, inputs, outputs)
+
+
+def _session():
+    _, onnxruntime = _onnx_modules()
+    model = _size_free_model()
     # The file lists its weights among the graph's inputs too (an old exporter's habit), so ONNX
     # Runtime must treat them as values that could change and cannot fold or fuse them (batch
     # norms into convolutions): taken out, the same outputs come about 1.8 times faster.

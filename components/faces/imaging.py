@@ -180,7 +180,8 @@ def _is_identity(matrix: np.ndarray) -> bool:
 
 
 def align_face(pixels: np.ndarray, left_eye, right_eye, size: int) -> np.ndarray:
-    """Warps an HxWx3 uint8 image so the eyes land on the canonical positions; size x size x 3.
+    """Warps an HxWx3 uint8 image so the eyes land on the canonical positions; size x size x 3
+    (`pixels` itself when they are there already: treat the result as read-only).
 
     Areas outside the source are filled by replicating nothing (black), as CelebA's own crops do.
     """

@@ -63,7 +63,7 @@ class FaceContext:
 
     key: str
     source: dict
-    data: bytes
+    data: bytes | None  # the input's bytes, decoded again for the paste-back (None when `decoded` is carried)
     eyes: tuple  # ((left_eye, right_eye), ...) in image coordinates, one per face
     mouths: tuple  # the mouth centre of each face (image coordinates), or None where not found
     note: str = ""  # how the faces were found, when it is worth a word in the manifest
@@ -195,8 +195,9 @@ class PrepareFaces(beam.DoFn):
         size = plan.model.image_size
         with at_stage("align"):
             faces = np.stack([to_gray_float(align_face(pixels, left, right, size)) for left, right in eyes])
-        carried = decoded if height * width <= CARRY_DECODED_PIXELS else None
-        yield FaceContext(key, dict(source, data=None), data, tuple(eyes), tuple(mouths), found_note, carried), faces
+        carried = height * width <= CARRY_DECODED_PIXELS
+        yield FaceContext(key, dict(source, data=None), None if carried else data, tuple(eyes), tuple(mouths),
+                          found_note, decoded if carried else None), faces
 
     def _check_aligned(self, pixels: np.ndarray, eyes) -> None:
         """Aligned mode: refuse what is not an aligned face crop (a photo, a scan, a banner)."""
