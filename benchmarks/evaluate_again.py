@@ -39,15 +39,15 @@ def export_again(serving: str, target: str, precision: str) -> str:
 
     from trainer.config import TrainingConfig
     from trainer.export import SanitizerModule, save_sanitizer
-    from trainer.models import build_gender_classifier, build_sanitizer, reduced_precision_networks
+    from trainer.models import build_gender_classifier, reduced_precision_networks
+    from trainer.san import sanitizer_of
 
     metadata = load_metadata(serving)
     config = TrainingConfig.from_custom_config(metadata["training_config"])
     loaded = tf.saved_model.load(serving)
 
     def build_san():
-        return build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                               config.residual_max_change, config.policy.suppress)
+        return sanitizer_of(config)
 
     san, classifier = build_san(), build_gender_classifier(config.image_size)
     for network, saved in ((san, loaded.san), (classifier, loaded.classifier)):

@@ -47,11 +47,11 @@ from pipelines.san_effect import latest_uri  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer.config import ENSEMBLE_MEMBERS, TrainingConfig  # noqa: E402
 from trainer.data import aligned_face_batches  # noqa: E402
-from trainer.export import hashed_targets  # noqa: E402
+from trainer.export import hashed_targets, target_count  # noqa: E402
 from trainer.gender_classifier import train_ensemble_members  # noqa: E402
 from trainer.distribution import resolve_training_precision  # noqa: E402
-from trainer.models import build_sanitizer, computing_in, keras_policy, policy_copy  # noqa: E402
-from trainer.san import LossSchedule, build_san_trainer, load_frozen_matcher  # noqa: E402
+from trainer.models import computing_in, keras_policy, policy_copy  # noqa: E402
+from trainer.san import LossSchedule, build_san_trainer, load_frozen_matcher, sanitizer_of  # noqa: E402
 
 
 def load_split(examples_uri: str, split: str, image_size: int) -> dict:
@@ -75,7 +75,8 @@ def parse_point(text: str) -> dict:
 
 
 def sanitize(san, faces: np.ndarray, batch: int = 256) -> np.ndarray:
-    parts = [san.edit(tf.constant(faces[i:i + batch]), hashed_targets(tf.constant(faces[i:i + batch]))).numpy()
+    parts = [san.sanitized_only(tf.constant(faces[i:i + batch]), None,
+                                hashed_targets(tf.constant(faces[i:i + batch]), target_count(san))).numpy()
              for i in range(0, len(faces), batch)]
     return np.concatenate(parts)
 
@@ -144,7 +145,17 @@ def main(argv=None) -> int:
     judges = load_synthetic_judges(latest_uri(store, "Model", "JudgeTrainer"))
     train = tf.data.Dataset.from_tensor_slices({features.FACE_GRAY_KEY: data["train"]["face"],
                                                 features.LABEL_KEY: data["train"]["male"]})
-    ensemble = train_ensemble_members(train.batch(64), size, defaults.seed, members=ENSEMBLE_MEMBERS)
+    ensemble = train_ensemble_members(train.batch(64), size, defaults.seed,
+                                      members=tuple(name for name in ENSEMBLE_MEMBERS if name != "robust"))
+    robust = {}  # the robust member, trained once per radius a point asks for
+
+    def members_of(config):
+        if "robust" in config.ensemble_members and config.robust_member_epsilon not in robust:
+            robust[config.robust_member_epsilon] = train_ensemble_members(
+                train.batch(64), size, defaults.seed, members=("robust",),
+                robust_epsilon=config.robust_member_epsilon)["robust"]
+        return {name: robust[config.robust_member_epsilon] if name == "robust" else ensemble[name]
+                for name in config.ensemble_members}
     print(f"{args.work_dir}: train {len(data['train']['male'])} faces, test {len(data['test']['male'])} faces "
           f"(SYNTHETIC unless the run had --data)", flush=True)
     results = {}
@@ -160,14 +171,13 @@ def main(argv=None) -> int:
         with keras_policy(policy):
             trainer, terms = build_san_trainer(
                 config, {}, computing_in(classifier, policy), load_frozen_matcher(matcher_path, policy),
-                {name: computing_in(ensemble[name], policy) for name in config.ensemble_members})
+                {name: computing_in(member, policy) for name, member in members_of(config).items()})
         start = time.perf_counter()
         trainer.fit(train.shuffle(4096, seed=config.seed).batch(config.batch_size),
                     epochs=config.pretrain_epochs + config.san_epochs, callbacks=[LossSchedule(terms, config)],
                     verbose=0)
         san = trainer.san if policy == "float32" else policy_copy(
-            lambda: build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                                    config.residual_max_change, config.policy.suppress), trainer.san, "float32")
+            lambda: sanitizer_of(config), trainer.san, "float32")
         results[text] = judge_point(san, data, judges, seed=1)
         print(f"point {text}: trained in {time.perf_counter() - start:.0f} s", flush=True)
         print(header + "\n" + row(text, results[text]), flush=True)

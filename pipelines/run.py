@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preserve", default=None, metavar="ATTRS",
                        help="comma-separated CelebA attributes, and 'identity', the sanitized faces must keep "
                        "(e.g. identity,Smiling); overrides the preset's list")
+    group.add_argument("--constant-targets", default=None, metavar="ATTR:VALUE,...",
+                       help="suppressed attributes every output shows the same way instead of a fair coin per "
+                            "face, e.g. Young:0 (every face shown old); both say nothing of the true value (none)")
     group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
                        f"({training.image_size} / 224)")
     group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
@@ -185,7 +188,11 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
         policy.check_trainable(training.architecture)
     except PolicyError as error:
         raise SystemExit(f"error: privacy policy: {error}") from None
-    training = dataclasses.replace(training, policy=policy)
+    constants = tuple(item.strip() for item in (args.constant_targets or "").split(",") if item.strip())
+    try:
+        training = dataclasses.replace(training, policy=policy, constant_targets=constants or training.constant_targets)
+    except ValueError as error:
+        raise SystemExit(f"error: --constant-targets: {error}") from None
     if training.image_size % 32:
         raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
                          f"got {training.image_size}")

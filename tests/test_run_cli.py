@@ -82,3 +82,13 @@ def test_default_judges_follow_the_data():
 def test_a_wrong_judge_name_is_refused_with_the_choices():
     with pytest.raises(SystemExit, match="--judges: .*synthetic, dlib, onnx_gender"):
         run.config_from_args(["--judges", "commercial"])
+
+
+def test_constant_targets_come_from_the_command_line_and_are_checked_against_the_policy(capsys):
+    config = run.config_from_args(["--policy", "gender-age", "--constant-targets", "Young:0"])
+    assert config.training.constant_targets == ("Young:0",)
+    assert run.config_from_args([]).training.constant_targets == ()
+    with pytest.raises(SystemExit, match="--constant-targets: .*Young is not an attribute the policy 'gender'"):
+        run.config_from_args(["--constant-targets", "Young:0"])
+    with pytest.raises(SystemExit, match="--constant-targets: .*write Attribute:0 or Attribute:1"):
+        run.config_from_args(["--policy", "gender-age", "--constant-targets", "Young=old"])

@@ -29,7 +29,7 @@ IDENTITY_CRITICS = ("matcher", "pixels")
 
 # The extra frozen classifiers trainer/gender_classifier.py:train_ensemble_members can build
 # (TrainingConfig.ensemble_members, attribute_ensemble_members).
-ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn")
+ENSEMBLE_MEMBERS = ("linear", "mlp", "cnn", "robust")
 
 # The laptop schedule and weights of each architecture where they differ (Config's defaults are
 # "residual"'s; `for_architecture("paper")` gives the values the paper SAN has always used here).
@@ -95,6 +95,14 @@ class TrainingConfig:
     # the Young pixel judges read 34.6% / 25.9% error; with linear, mlp and cnn 45.1% / 40.3%, but the
     # CNN matcher lost 16.8 points (7.5 before) and the CNN Young judge did not move (24.4%).
     attribute_ensemble_members: tuple = ("linear", "mlp")
+    # Suppressed attributes whose target is a constant instead of a fair coin per face, as
+    # "Attribute:value" items (value 0 or 1): "Young:0" makes every output show age (old), which
+    # also says nothing about the true age. On the synthetic data the sanitizer adds cues more
+    # readily in one direction than the other (README "Constant targets").
+    constant_targets: tuple = ()
+    # The "robust" member: the strided CNN trained on faces perturbed within this L2 radius (faces in
+    # [0, 1], 64x64 = 4096 values: 1.0 is a change of about 0.016 per pixel on average).
+    robust_member_epsilon: float = 1.0
     # De-identification (a policy that suppresses identity; FaDeNet): the frozen auxiliary matcher is
     # the identity critic, and the sanitizer is trained until its cosine between R(x') and R(x) is at
     # most identity_margin (losses.identity_similarity_hinge, weight identity_suppress_weight), while a
@@ -148,9 +156,24 @@ class TrainingConfig:
             if unknown:
                 raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))} in TrainingConfig.{name}: "
                                  f"choose from {', '.join(ENSEMBLE_MEMBERS)}")
+        self.constant_target_values()  # refuses a malformed item or an attribute the policy keeps
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
+
+    def constant_target_values(self) -> dict:
+        """{suppressed attribute: 0.0 or 1.0} from constant_targets."""
+        values = {}
+        for item in self.constant_targets:
+            name, _, value = str(item).partition(":")
+            if value not in ("0", "1"):
+                raise ValueError(f"constant target {item!r}: write Attribute:0 or Attribute:1 "
+                                 "(TrainingConfig.constant_targets)")
+            if name not in self.policy.suppress or name == "identity":
+                raise ValueError(f"constant target {item!r}: {name} is not an attribute the policy "
+                                 f"{self.policy.describe()} suppresses")
+            values[name] = float(value)
+        return values
 
     def for_architecture(self, architecture: str) -> "TrainingConfig":
         """This configuration with `architecture` and its laptop schedule and loss weights."""
@@ -166,7 +189,7 @@ class TrainingConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key in known}
         for name in ("serving_precisions", "ensemble_members", "identity_critics",
-                     "attribute_ensemble_members"):  # lists after a JSON round trip
+                     "attribute_ensemble_members", "constant_targets"):  # lists after a JSON round trip
             if name in values:
                 values[name] = tuple(values[name])
         if isinstance(values.get("policy"), dict):

@@ -163,15 +163,28 @@ class ResidualSanitizer(keras.Model):
     """
 
     def __init__(self, image_size: int, width: int = 16, max_change: float = 0.5, targets: int = 1,
-                 gender_column: int | None = 0, **kwargs):
+                 gender_column: int | None = 0, constants: tuple | None = None, **kwargs):
         """`targets`: how many suppressed attributes the editor is steered by (one target each);
-        `gender_column`: which of them is Male (None: the policy does not suppress gender)."""
+        `gender_column`: which of them is Male (None: the policy does not suppress gender);
+        `constants`: per target column, None (a fair coin per face) or the value every face gets."""
         super().__init__(**kwargs)
         self.image_size = image_size
         self.max_change = max_change
         self.targets = targets
         self.gender_column = gender_column
+        self.constants = tuple(constants) if constants is not None else (None,) * targets
+        if len(self.constants) != targets:
+            raise ValueError(f"{len(self.constants)} constant targets for {targets} target columns")
         self.editor = build_residual_editor(image_size, width, targets)
+
+    def fix_targets(self, target):
+        """target [N] or [N,K] drawn per face -> [N,K] with the constant columns set to their value."""
+        target = tf.reshape(target, [-1, self.targets])
+        if all(value is None for value in self.constants):
+            return target
+        fixed = tf.constant([0.0 if value is None else float(value) for value in self.constants], target.dtype)
+        drawn = tf.constant([1.0 if value is None else 0.0 for value in self.constants], target.dtype)
+        return target * drawn[None, :] + fixed[None, :]
 
     def edit(self, face, target, training=None):
         """face [N,S,S,1], target [N] (one suppressed attribute) or [N,K] in [0,1] -> the changed face."""
@@ -180,9 +193,10 @@ class ResidualSanitizer(keras.Model):
         return tf.clip_by_value(face + self.max_change * change, 0.0, 1.0)
 
     def served_target(self, face, target):
-        """The target the sanitized output is made for: the one given (EncryptingSanitizer overrides it)."""
+        """The target the sanitized output is made for: the one given, with the constant columns set
+        (EncryptingSanitizer overrides it)."""
         del face
-        return target
+        return self.fix_targets(target)
 
     def call(self, inputs, training=None):
         """inputs: dict face [N,S,S,1], target [N] -> {'sanitized': [N,S,S,1]}."""
@@ -205,7 +219,7 @@ class ResidualSanitizer(keras.Model):
         if self.gender_column is None:
             return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
         male = tf.cast(male, face.dtype)
-        targets = tf.reshape(tf.cast(target, face.dtype), [-1, self.targets])
+        targets = self.fix_targets(tf.cast(target, face.dtype))
         column = tf.one_hot(self.gender_column, self.targets, dtype=face.dtype)[None, :]
 
         def with_gender(value):  # value [N]: the gender column replaced
@@ -309,10 +323,14 @@ def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Mo
 
 
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5,
-                    suppress: tuple = ("Male",), encrypt: bool = False) -> keras.Model:
+                    suppress: tuple = ("Male",), encrypt: bool = False, constant_targets: dict | None = None) -> keras.Model:
     """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
     per attribute; the paper's SAN hides gender only); `encrypt`: the residual editor as DDM's
-    encryption model (EncryptingSanitizer; policy `obfuscate`)."""
+    encryption model (EncryptingSanitizer; policy `obfuscate`); `constant_targets`: {suppressed
+    attribute: the value every output shows} (the residual sanitizer; the others get a fair coin)."""
+    constant_targets = dict(constant_targets or {})
+    if constant_targets and (encrypt or architecture != "residual"):
+        raise ValueError("constant targets need the residual sanitizer (and a policy that suppresses attributes)")
     if encrypt:
         if architecture != "residual":
             raise ValueError("obfuscation (DDM) needs the residual sanitizer (--architecture residual)")
@@ -323,8 +341,13 @@ def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_cha
         return SemiAdversarialNetwork(image_size, name="san")
     if architecture == "residual":
         suppress = tuple(suppress)
+        unknown = sorted(set(constant_targets) - set(suppress))
+        if unknown:
+            raise ValueError(f"constant targets for {', '.join(unknown)}, which the policy does not suppress "
+                             f"({', '.join(suppress)})")
         return ResidualSanitizer(image_size, width, max_change, targets=len(suppress),
-                                 gender_column=suppress.index("Male") if "Male" in suppress else None, name="san")
+                                 gender_column=suppress.index("Male") if "Male" in suppress else None,
+                                 constants=tuple(constant_targets.get(name) for name in suppress), name="san")
     raise ValueError(f"unknown sanitizer architecture {architecture!r}: choose residual or paper")
 
 

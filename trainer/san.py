@@ -150,7 +150,7 @@ def member_target_terms(prefix: str, members: dict, target_key: str, weight: flo
     shifted and noised; the pooled-pixel members need not."""
     terms = []
     for name, member in members.items():
-        seen = losses.random_shift_and_noise if name == "cnn" else (lambda faces: faces)
+        seen = losses.random_shift_and_noise if name in ("cnn", "robust") else (lambda faces: faces)
         terms.append(losses.LossTerm(
             f"{prefix}_{name}", _weight(weight, f"{prefix}_{name}_weight"),
             lambda batch, outputs, member=member, seen=seen: losses.gender_cross_entropy(
@@ -230,7 +230,8 @@ class SanTrainingModel(keras.Model):
         if isinstance(self.san, ResidualSanitizer):
             # A target per face and suppressed attribute, independent of the true value: what the
             # output should show.
-            targets = tf.cast(tf.random.uniform([tf.shape(inputs["male"])[0], self.san.targets]) < 0.5, tf.float32)
+            targets = self.san.fix_targets(
+                tf.cast(tf.random.uniform([tf.shape(inputs["male"])[0], self.san.targets]) < 0.5, tf.float32))
             for column, name in enumerate(self.policy.suppress):
                 inputs[f"target/{name}"] = targets[:, column]
             if self.san.gender_column is not None:
@@ -300,6 +301,13 @@ class LossSchedule(keras.callbacks.Callback):
         logging.info("SAN epoch %d loss weights: %s", epoch, weights)
 
 
+def sanitizer_of(config: TrainingConfig) -> keras.Model:
+    """The untrained sanitizer `config` describes (architecture, size, policy, constant targets)."""
+    return build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
+                           config.policy.suppress, encrypt=config.policy.obfuscates,
+                           constant_targets=config.constant_target_values())
+
+
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
                       ensemble: dict | None = None, attribute_classifier=None,
                       identity_critics: dict | None = None,
@@ -311,8 +319,7 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     `attribute_ensembles`: {suppressed attribute other than Male: its extra frozen classifiers
     {name: model -> P(attribute) [N,1]}}, each with a target term at the ensemble weight."""
     policy = config.policy
-    san = build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
-                          policy.suppress, encrypt=policy.obfuscates)
+    san = sanitizer_of(config)
     if policy.other_attributes and attribute_classifier is None:
         raise ValueError(f"policy {policy.describe()} needs the auxiliary attribute classifier of "
                          f"{', '.join(policy.other_attributes)}")
@@ -384,14 +391,16 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         if config.architecture == "residual" and GENDER in config.policy.suppress:
             ensemble = train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
-                validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members)
+                validation=transformed_dataset(fn_args.eval_files, tft_output, 64), members=config.ensemble_members,
+                robust_epsilon=config.robust_member_epsilon)
         # The policy's other suppressed attributes get extra frozen classifiers of their own.
         attribute_ensembles = {}
         if config.architecture == "residual" and config.attribute_ensemble_members:
             attribute_ensembles = {attribute: train_ensemble_members(
                 transformed_dataset(fn_args.train_files, tft_output, 64), config.image_size, config.seed,
                 validation=transformed_dataset(fn_args.eval_files, tft_output, 64),
-                members=config.attribute_ensemble_members, attribute=attribute)
+                members=config.attribute_ensemble_members, attribute=attribute,
+                robust_epsilon=config.robust_member_epsilon)
                 for attribute in config.policy.other_suppressed}
         identity_critics = {}
         if config.policy.suppresses_identity and "pixels" in config.identity_critics:
@@ -425,8 +434,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 verbose=2)
 
     def build():
-        return build_sanitizer(config.architecture, config.image_size, config.residual_width,
-                               config.residual_max_change, config.policy.suppress, encrypt=config.policy.obfuscates)
+        return sanitizer_of(config)
 
     san = trainer.san if policy == "float32" else policy_copy(build, trainer.san, "float32")
     reduced = reduced_precision_networks(build, san, classifier, config.image_size, config.serving_precisions)

@@ -1,0 +1,86 @@
+"""Constant targets (TrainingConfig.constant_targets): a suppressed attribute every output shows the
+same way, in training, in the exported signatures and in the configuration's checks."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import features, losses
+from trainer.config import TrainingConfig
+from trainer.export import SanitizerModule, hashed_targets
+from trainer.models import build_gender_classifier
+from trainer.policy import PrivacyPolicy
+from trainer.san import build_san_trainer, sanitizer_of
+
+SIZE = 32
+GENDER_AGE = PrivacyPolicy.from_arguments("gender-age")
+
+
+def _config(**kwargs):
+    return TrainingConfig(image_size=SIZE, policy=GENDER_AGE, **kwargs)
+
+
+def _moving(san):
+    """The editor's last layer set away from zero, so that the target changes the output."""
+    change = san.editor.get_layer("change")
+    change.set_weights([np.full_like(w, 0.05) for w in change.get_weights()])
+    return san
+
+
+@pytest.mark.parametrize("items, message", [
+    (("Smiling:1",), "Smiling is not an attribute the policy"),
+    (("identity:0",), "not an attribute the policy"),
+    (("Young:2",), "write Attribute:0 or Attribute:1"),
+    (("Young",), "write Attribute:0 or Attribute:1"),
+])
+def test_a_malformed_constant_target_or_one_the_policy_keeps_is_refused_when_configured(items, message):
+    with pytest.raises(ValueError, match=message):
+        _config(constant_targets=items)
+
+
+def test_constant_targets_survive_the_trainers_custom_config():
+    config = _config(constant_targets=("Young:0",))
+    assert config.constant_target_values() == {"Young": 0.0}
+    again = TrainingConfig.from_custom_config(config.to_custom_config())
+    assert again.constant_targets == ("Young:0",) and again.constant_target_values() == {"Young": 0.0}
+
+
+def test_the_served_output_shows_the_constant_whatever_target_the_face_hashes_to():
+    san = _moving(sanitizer_of(_config(constant_targets=("Young:0",))))
+    assert san.constants == (None, 0.0)
+    faces = tf.random.uniform((6, SIZE, SIZE, 1), seed=5)
+    drawn = tf.constant([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(san.fix_targets(drawn).numpy()[:, 1], 0.0)
+    np.testing.assert_array_equal(san.fix_targets(drawn).numpy()[:, 0], drawn.numpy()[:, 0])
+    served = san.sanitized_only(faces, None, drawn).numpy()
+    np.testing.assert_allclose(served, san.edit(faces, [[1, 0], [0, 0], [1, 0], [0, 0], [1, 0], [0, 0]]).numpy())
+    assert np.abs(served - san.edit(faces, drawn).numpy()).max() > 1e-4  # the drawn Young target is not used
+    # X'_SM / X'_NT / X'_OP move the gender column only: the constant stays.
+    same = san.sanitizer_outputs(faces, tf.constant([1, 0, 1, 0, 1, 0]), drawn)["same"].numpy()
+    np.testing.assert_allclose(same, san.edit(faces, [[1, 0], [0, 0], [1, 0], [0, 0], [1, 0], [0, 0]]).numpy())
+    prototypes = {name: tf.zeros((SIZE, SIZE, 3)) for name in ("male", "female", "neutral")}
+    module = SanitizerModule(san, build_gender_classifier(SIZE), prototypes, SIZE)  # what the export serves
+    exported = module.sanitize_only(faces)["sanitized"].numpy()
+    np.testing.assert_allclose(exported, san.edit(faces, san.fix_targets(hashed_targets(faces, 2))).numpy(),
+                               atol=1e-6)
+
+
+def test_training_draws_the_constant_for_every_face():
+    config = _config(constant_targets=("Young:0",))
+    seen = []
+
+    def record(batch, outputs):
+        seen.append((batch["target/Young"], batch["target"]))
+        return tf.reduce_mean(outputs["sanitized"])
+
+    trainer, _ = build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {},
+                                   attribute_classifier=lambda faces, training=False: tf.zeros([tf.shape(faces)[0], 2]))
+    trainer.terms = [losses.LossTerm("record", tf.Variable(1.0, trainable=False), record)]
+    batch = {features.FACE_GRAY_KEY: tf.random.uniform((64, SIZE, SIZE, 1), seed=2),
+             features.LABEL_KEY: tf.zeros([64], tf.int64),
+             features.attribute_feature_name("Young"): tf.ones([64], tf.int64),
+             features.attribute_feature_name("Smiling"): tf.ones([64], tf.int64)}
+    trainer._forward(batch, training=False)
+    young, male = (value.numpy() for value in seen[0])
+    np.testing.assert_array_equal(young, 0.0)
+    assert 0 < male.mean() < 1  # gender keeps its coin
