@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--constant-targets", default=None, metavar="ATTR:VALUE,...",
                        help="suppressed attributes every output shows the same way instead of a fair coin per "
                             "face, e.g. Young:0 (every face shown old); both say nothing of the true value (none)")
+    group.add_argument("--residual-fine", action="store_const", const=True, default=None,
+                       help="the residual sanitizer's change made at full resolution (can draw thin lines such as "
+                            "wrinkles) instead of half resolution, upsampled smoothly (off)")
     group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
                        f"({training.image_size} / 224)")
     group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
@@ -150,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
-                  "seed", "training_precision")
+                  "seed", "training_precision", "residual_fine")
 
 GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
               "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap", "max_preserved_drop", "min_original_tmr",

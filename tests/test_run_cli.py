@@ -92,3 +92,8 @@ def test_constant_targets_come_from_the_command_line_and_are_checked_against_the
         run.config_from_args(["--constant-targets", "Young:0"])
     with pytest.raises(SystemExit, match="--constant-targets: .*write Attribute:0 or Attribute:1"):
         run.config_from_args(["--policy", "gender-age", "--constant-targets", "Young=old"])
+
+
+def test_the_fine_residual_editor_is_a_training_flag():
+    assert run.config_from_args(["--residual-fine"]).training.residual_fine is True
+    assert run.config_from_args([]).training.residual_fine is False

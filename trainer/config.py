@@ -87,6 +87,9 @@ class TrainingConfig:
     # and CNN judges' errors by 4 and 3 points for 2-3 points of TMR (README "The trade-off").
     residual_width: int = 16
     residual_max_change: float = 0.5
+    # The residual editor's change made at the full resolution (thin lines such as wrinkles can be
+    # drawn) instead of at half resolution, upsampled bilinearly (smooth changes only).
+    residual_fine: bool = False
     ensemble_members: tuple = ("linear", "mlp", "cnn")
     ensemble_loss_weight: float = 2.0
     # Extra frozen classifiers (kinds as in ensemble_members) for each suppressed attribute besides

@@ -118,7 +118,7 @@ def _target_map(inputs):
     return tf.ones_like(reference[..., :1]) * tf.cast(target[:, None, None, :], reference.dtype)
 
 
-def build_residual_editor(image_size: int, width: int = 16, targets: int = 1) -> keras.Model:
+def build_residual_editor(image_size: int, width: int = 16, targets: int = 1, fine: bool = False) -> keras.Model:
     """(gray face [S,S,1], targets [K]) -> change [S,S,1] in (-1, 1). The targets: for each attribute
     the privacy policy suppresses (trainer/policy.py), the probability the output should show it;
     gender alone (K = 1) by default.
@@ -127,7 +127,9 @@ def build_residual_editor(image_size: int, width: int = 16, targets: int = 1) ->
     stride 2); two more at S/4 with the target given again and a residual connection; up to S/2,
     joined with the S/2 encoder features (skip connection), one convolution; a tanh change at S/2,
     upsampled bilinearly to S, so the change is smooth (low-frequency edits, which transfer to
-    unseen judges better than pixel-level adversarial noise). The last layer starts at zero: an
+    unseen judges better than pixel-level adversarial noise). `fine`: the decoder goes on to S,
+    joined with the S encoder features, and the change is made there, so the editor can draw
+    pixel-thin lines (wrinkles) that the smooth change cannot. The last layer starts at zero: an
     untrained editor returns the input unchanged.
     """
     if image_size % 4:
@@ -148,8 +150,12 @@ def build_residual_editor(image_size: int, width: int = 16, targets: int = 1) ->
     x = layers.Add(name="bottleneck_residual")([x, bottom])
     x = layers.Concatenate(name="skip")([layers.UpSampling2D(2, name="decoder_up")(x), skip2])
     x = layers.LeakyReLU(LEAKY_SLOPE)(_conv(2 * width, 3, "decoder_conv")(x))
+    if fine:
+        x = layers.Concatenate(name="skip_fine")([layers.UpSampling2D(2, name="decoder_up_fine")(x), skip1])
+        x = layers.LeakyReLU(LEAKY_SLOPE)(_conv(width, 3, "decoder_conv_fine")(x))
     change = layers.Conv2D(1, 3, padding="same", activation="tanh", kernel_initializer="zeros", name="change")(x)
-    change = layers.UpSampling2D(2, interpolation="bilinear", name="change_up")(change)
+    if not fine:
+        change = layers.UpSampling2D(2, interpolation="bilinear", name="change_up")(change)
     return keras.Model([face, target], change, name="residual_editor")
 
 
@@ -163,7 +169,7 @@ class ResidualSanitizer(keras.Model):
     """
 
     def __init__(self, image_size: int, width: int = 16, max_change: float = 0.5, targets: int = 1,
-                 gender_column: int | None = 0, constants: tuple | None = None, **kwargs):
+                 gender_column: int | None = 0, constants: tuple | None = None, fine: bool = False, **kwargs):
         """`targets`: how many suppressed attributes the editor is steered by (one target each);
         `gender_column`: which of them is Male (None: the policy does not suppress gender);
         `constants`: per target column, None (a fair coin per face) or the value every face gets."""
@@ -175,7 +181,7 @@ class ResidualSanitizer(keras.Model):
         self.constants = tuple(constants) if constants is not None else (None,) * targets
         if len(self.constants) != targets:
             raise ValueError(f"{len(self.constants)} constant targets for {targets} target columns")
-        self.editor = build_residual_editor(image_size, width, targets)
+        self.editor = build_residual_editor(image_size, width, targets, fine)
 
     def fix_targets(self, target):
         """target [N] or [N,K] drawn per face -> [N,K] with the constant columns set to their value."""
@@ -323,7 +329,8 @@ def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Mo
 
 
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5,
-                    suppress: tuple = ("Male",), encrypt: bool = False, constant_targets: dict | None = None) -> keras.Model:
+                    suppress: tuple = ("Male",), encrypt: bool = False, constant_targets: dict | None = None,
+                    fine: bool = False) -> keras.Model:
     """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
     per attribute; the paper's SAN hides gender only); `encrypt`: the residual editor as DDM's
     encryption model (EncryptingSanitizer; policy `obfuscate`); `constant_targets`: {suppressed
@@ -347,7 +354,8 @@ def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_cha
                              f"({', '.join(suppress)})")
         return ResidualSanitizer(image_size, width, max_change, targets=len(suppress),
                                  gender_column=suppress.index("Male") if "Male" in suppress else None,
-                                 constants=tuple(constant_targets.get(name) for name in suppress), name="san")
+                                 constants=tuple(constant_targets.get(name) for name in suppress), fine=fine,
+                                 name="san")
     raise ValueError(f"unknown sanitizer architecture {architecture!r}: choose residual or paper")
 
 

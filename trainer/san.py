@@ -305,7 +305,7 @@ def sanitizer_of(config: TrainingConfig) -> keras.Model:
     """The untrained sanitizer `config` describes (architecture, size, policy, constant targets)."""
     return build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
                            config.policy.suppress, encrypt=config.policy.obfuscates,
-                           constant_targets=config.constant_target_values())
+                           constant_targets=config.constant_target_values(), fine=config.residual_fine)
 
 
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,

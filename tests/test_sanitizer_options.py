@@ -1,5 +1,7 @@
-"""Constant targets (TrainingConfig.constant_targets): a suppressed attribute every output shows the
-same way, in training, in the exported signatures and in the configuration's checks."""
+"""Options of the residual sanitizer for attribute policies: constant targets
+(TrainingConfig.constant_targets: a suppressed attribute every output shows the same way, in
+training, in the exported signatures and in the configuration's checks) and the fine editor
+(TrainingConfig.residual_fine)."""
 
 import numpy as np
 import pytest
@@ -84,3 +86,18 @@ def test_training_draws_the_constant_for_every_face():
     young, male = (value.numpy() for value in seen[0])
     np.testing.assert_array_equal(young, 0.0)
     assert 0 < male.mean() < 1  # gender keeps its coin
+
+
+def test_the_fine_editor_makes_its_change_at_full_resolution_and_starts_as_the_identity():
+    from trainer.models import build_residual_editor
+
+    coarse, fine = build_residual_editor(SIZE, 8), build_residual_editor(SIZE, 8, fine=True)
+    names = {layer.name for layer in fine.layers}
+    assert "decoder_conv_fine" in names and "change_up" not in names
+    assert "change_up" in {layer.name for layer in coarse.layers}
+    assert fine.output_shape == coarse.output_shape == (None, SIZE, SIZE, 1)
+    config = _config(residual_fine=True)
+    san = sanitizer_of(config)
+    faces = tf.random.uniform((2, SIZE, SIZE, 1), seed=7)
+    np.testing.assert_allclose(san.edit(faces, [[1, 0], [0, 1]]).numpy(), faces.numpy())  # untrained: unchanged
+    assert "decoder_conv_fine" in {layer.name for layer in san.editor.layers}
