@@ -101,3 +101,12 @@ def test_the_fine_editor_makes_its_change_at_full_resolution_and_starts_as_the_i
     faces = tf.random.uniform((2, SIZE, SIZE, 1), seed=7)
     np.testing.assert_allclose(san.edit(faces, [[1, 0], [0, 1]]).numpy(), faces.numpy())  # untrained: unchanged
     assert "decoder_conv_fine" in {layer.name for layer in san.editor.layers}
+
+
+def test_the_fine_editor_needs_the_residual_sanitizer():
+    from trainer.models import build_sanitizer
+
+    with pytest.raises(ValueError, match="--residual-fine.*'paper'"):
+        build_sanitizer("paper", SIZE, fine=True)
+    encrypting = build_sanitizer("residual", SIZE, suppress=("identity",), encrypt=True, fine=True)
+    assert "decoder_conv_fine" in {layer.name for layer in encrypting.editor.layers}

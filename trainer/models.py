@@ -334,14 +334,17 @@ def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_cha
     """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
     per attribute; the paper's SAN hides gender only); `encrypt`: the residual editor as DDM's
     encryption model (EncryptingSanitizer; policy `obfuscate`); `constant_targets`: {suppressed
-    attribute: the value every output shows} (the residual sanitizer; the others get a fair coin)."""
+    attribute: the value every output shows} (the residual sanitizer; the others get a fair coin);
+    `fine`: the residual editor's change at full resolution (build_residual_editor)."""
     constant_targets = dict(constant_targets or {})
     if constant_targets and (encrypt or architecture != "residual"):
         raise ValueError("constant targets need the residual sanitizer (and a policy that suppresses attributes)")
+    if fine and architecture != "residual":
+        raise ValueError(f"a full-resolution editor (--residual-fine) needs the residual sanitizer, not {architecture!r}")
     if encrypt:
         if architecture != "residual":
             raise ValueError("obfuscation (DDM) needs the residual sanitizer (--architecture residual)")
-        return EncryptingSanitizer(image_size, width, max_change, targets=1, gender_column=None, name="san")
+        return EncryptingSanitizer(image_size, width, max_change, targets=1, gender_column=None, fine=fine, name="san")
     if architecture == "paper":
         if tuple(suppress) != ("Male",):
             raise ValueError(f"the paper's SAN hides gender only, not {', '.join(suppress)}")
