@@ -51,7 +51,9 @@ def test_the_robust_member_resists_the_attack_a_plain_cnn_falls_to():
         assert np.mean((model(faces, training=False).numpy()[:, 0] > 0.5) == labels) > 0.95, name
         attacked = l2_attack(model, tf.constant(faces), tf.constant(labels, tf.float32), epsilon=0.5, steps=7)
         accuracy[name] = np.mean((model(attacked, training=False).numpy()[:, 0] > 0.5) == labels)
-    assert accuracy["robust"] > accuracy["cnn"] + 0.25, accuracy
+    # Measured here (2-core Intel Xeon, 2026-11-27): 0.74 against 0.45 with these seeds; 0.70 / 0.48
+    # and 0.62 / 0.50 with the data and training seeds 1 and 2.
+    assert accuracy["robust"] > accuracy["cnn"] + 0.1, accuracy
 
 
 def test_the_robust_radius_is_a_training_setting():
