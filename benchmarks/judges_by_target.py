@@ -39,6 +39,10 @@ def main(argv=None) -> int:
         os.path.join(args.work_dir, "metadata.sqlite")))
     serving = os.path.join(latest_uri(store, "Model", "SanTrainer"), "Format-Serving")
     config = TrainingConfig.from_custom_config(load_metadata(serving)["training_config"])
+    if config.architecture != "residual" or config.policy.obfuscates:
+        raise SystemExit(f"{serving}: a {config.architecture} sanitizer of policy {config.policy.describe()} draws no "
+                         "per-face targets (the paper SAN serves the opposite gender); this table is for the "
+                         "residual sanitizer's attribute policies")
     suppressed = [name for name in config.policy.suppress if name != "identity"]
     others = tuple(name for name in suppressed if name != "Male")
     batches = list(aligned_face_batches([os.path.join(latest_uri(store, "Examples", "CelebAExampleGen"),
