@@ -182,9 +182,12 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     if args.architecture:  # the production schedule is the paper's for both; the laptop one differs
         training = (dataclasses.replace(training, architecture=args.architecture) if args.production
                     else training.for_architecture(args.architecture))
-    training = dataclasses.replace(
-        training, **{name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
-    )
+    try:
+        training = dataclasses.replace(
+            training, **{name: getattr(args, name) for name in TRAINING_FLAGS if getattr(args, name) is not None}
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     try:  # names first (CelebA's 40 attributes; main() checks the data's own header), then what this version trains
         policy = PrivacyPolicy.from_arguments(args.policy, args.suppress, args.preserve)
         policy.check_names(celeba_layout.CELEBA_ATTRIBUTE_NAMES)

@@ -97,3 +97,10 @@ def test_constant_targets_come_from_the_command_line_and_are_checked_against_the
 def test_the_fine_residual_editor_is_a_training_flag():
     assert run.config_from_args(["--residual-fine"]).training.residual_fine is True
     assert run.config_from_args([]).training.residual_fine is False
+
+
+def test_the_residual_options_are_refused_for_the_paper_san_before_anything_runs():
+    with pytest.raises(SystemExit, match="need the residual sanitizer, not --architecture paper"):
+        run.config_from_args(["--architecture", "paper", "--residual-fine"])
+    with pytest.raises(SystemExit, match="need the residual sanitizer, not --architecture paper"):
+        run.config_from_args(["--architecture", "paper", "--constant-targets", "Male:1"])

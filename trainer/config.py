@@ -100,8 +100,8 @@ class TrainingConfig:
     attribute_ensemble_members: tuple = ("linear", "mlp")
     # Suppressed attributes whose target is a constant instead of a fair coin per face, as
     # "Attribute:value" items (value 0 or 1): "Young:0" makes every output show age (old), which
-    # also says nothing about the true age. On the synthetic data the sanitizer adds cues more
-    # readily in one direction than the other (README "Constant targets").
+    # also says nothing about the true age. gender-age with Young:0 raised the pixel judges of Young
+    # past 35%, not the CNN judge (README "Which direction fails").
     constant_targets: tuple = ()
     # The "robust" member: the strided CNN trained on faces perturbed within this L2 radius (faces in
     # [0, 1], 64x64 = 4096 values: 1.0 is a change of about 0.016 per pixel on average).
@@ -160,6 +160,9 @@ class TrainingConfig:
                 raise ValueError(f"unknown ensemble member(s) {', '.join(map(repr, unknown))} in TrainingConfig.{name}: "
                                  f"choose from {', '.join(ENSEMBLE_MEMBERS)}")
         self.constant_target_values()  # refuses a malformed item or an attribute the policy keeps
+        if self.architecture != "residual" and (self.constant_targets or self.residual_fine):
+            raise ValueError(f"constant targets (--constant-targets) and the full-resolution editor (--residual-fine) "
+                             f"need the residual sanitizer, not --architecture {self.architecture}")
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
