@@ -84,7 +84,7 @@ def test_a_wrong_judge_name_is_refused_with_the_choices():
         run.config_from_args(["--judges", "commercial"])
 
 
-def test_constant_targets_come_from_the_command_line_and_are_checked_against_the_policy(capsys):
+def test_constant_targets_come_from_the_command_line_and_are_checked_against_the_policy():
     config = run.config_from_args(["--policy", "gender-age", "--constant-targets", "Young:0"])
     assert config.training.constant_targets == ("Young:0",)
     assert run.config_from_args([]).training.constant_targets == ()
