@@ -20,7 +20,7 @@ import sys
 from components.synthetic import celeba_layout as synthetic_celeba
 from pipelines.config import Config, SyntheticDataConfig
 from components.celeba import layout as celeba_layout
-from trainer.config import ARCHITECTURES, TRAINING_PRECISIONS
+from trainer.config import ARCHITECTURES, IDENTITY_REPLACEMENTS, TRAINING_PRECISIONS
 from trainer.policy import PRESETS, PolicyError, PrivacyPolicy
 
 # pipelines.pipeline, .vertex and .results import TFX, which takes about 30 s: they are imported
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--residual-fine", action="store_const", const=True, default=None,
                        help="the residual sanitizer's change made at full resolution (can draw thin lines such as "
                             "wrinkles) instead of half resolution, upsampled smoothly (off)")
+    group.add_argument("--identity-replacement", choices=IDENTITY_REPLACEMENTS, default=None,
+                       help="a policy that suppresses identity (deidentify): ksame replaces each face's identity "
+                            "by a mean of several training people of its preserved attributes before the trained "
+                            "editor; none: the editor alone (ksame)")
     group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
                        f"({training.image_size} / 224)")
     group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
-                  "seed", "training_precision", "residual_fine")
+                  "seed", "training_precision", "residual_fine", "identity_replacement")
 
 GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
               "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap", "max_preserved_drop", "min_original_tmr",
@@ -198,7 +202,7 @@ def _config(args: argparse.Namespace, beam_args: list[str]) -> Config:
     try:
         training = dataclasses.replace(training, policy=policy, constant_targets=constants or training.constant_targets)
     except ValueError as error:
-        raise SystemExit(f"error: --constant-targets: {error}") from None
+        raise SystemExit(f"error: {'--constant-targets: ' if constants else ''}{error}") from None
     if training.image_size % 32:
         raise SystemExit(f"--image-size must be a multiple of 32 (the gender classifier pools five times), "
                          f"got {training.image_size}")

@@ -26,6 +26,10 @@ TRAINING_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # TrainingConfig.identity_critics: what a policy that suppresses identity trains against.
 IDENTITY_CRITICS = ("matcher", "pixels")
+# TrainingConfig.identity_replacement: how a policy that suppresses identity replaces it (k-Same or none);
+# the group of every preserved attribute combination is one mean face and its donors (2^A of them).
+IDENTITY_REPLACEMENTS = ("ksame", "none")
+MAX_REPLACEMENT_ATTRIBUTES = 6
 
 # The extra frozen classifiers trainer/gender_classifier.py:train_ensemble_members can build
 # (TrainingConfig.ensemble_members, attribute_ensemble_members).
@@ -121,6 +125,16 @@ class TrainingConfig:
     # 4x4-pooled pixels trained by the SanTrainer on the train identities; trainer/matcher.py), each
     # with its own hinge at the same weight and margin.
     identity_critics: tuple = ("matcher",)
+    # De-identification's first stage (trainer/identity_replacement.py): "ksame" replaces each face's
+    # between-identity component (replacement_components directions) by one of replacement_donors
+    # donors of its preserved-attribute group, each the mean of replacement_k training people, and
+    # pulls the result towards the group's mean face by replacement_shrink (1 = no pull); "none":
+    # the FaDeNet editor alone (its adaptive matcher: 95.8% TMR, README "--policy deidentify").
+    identity_replacement: str = "ksame"
+    replacement_components: int = 512
+    replacement_k: int = 5
+    replacement_donors: int = 32
+    replacement_shrink: float = 0.4
     # Obfuscation (policy `obfuscate`, DDM): weight of the objective the sanitizer shares with the
     # discriminator D (losses.discrepancy_objective); reconstruction_loss_weight weighs |X_r - X|.
     # Tried on the synthetic data (README "Obfuscation"): 1 learnt a faint mark D alone reads
@@ -163,9 +177,34 @@ class TrainingConfig:
         if self.architecture != "residual" and (self.constant_targets or self.residual_fine):
             raise ValueError(f"constant targets (--constant-targets) and the full-resolution editor (--residual-fine) "
                              f"need the residual sanitizer, not --architecture {self.architecture}")
+        if self.identity_replacement not in IDENTITY_REPLACEMENTS:
+            raise ValueError(f"unknown identity replacement {self.identity_replacement!r}: choose one of "
+                             f"{', '.join(IDENTITY_REPLACEMENTS)} (--identity-replacement)")
+        if self.replacement_k < 2:
+            raise ValueError(f"replacement_k={self.replacement_k}: a donor must be the mean of at least 2 people "
+                             "(k-Same), or outputs would show real training people")
+        if not 0.0 <= self.replacement_shrink <= 1.0:
+            raise ValueError(f"replacement_shrink={self.replacement_shrink}: a factor in [0, 1]")
+        if self.replacement_components < 1 or self.replacement_donors < 1:
+            raise ValueError("replacement_components and replacement_donors must be at least 1")
+        groups = [name for name in self.policy.preserve if name != "identity"]
+        if self.replacement_arguments() is not None and len(groups) > MAX_REPLACEMENT_ATTRIBUTES:
+            raise ValueError(f"identity replacement groups faces by every preserved attribute: at most "
+                             f"{MAX_REPLACEMENT_ATTRIBUTES}, the policy {self.policy.describe()} keeps {len(groups)}")
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
+
+    def replacement_arguments(self) -> dict | None:
+        """The ReplacingSanitizer's keyword arguments when this configuration de-identifies by
+        replacement (residual sanitizer, identity suppressed, not obfuscation), else None."""
+        policy = self.policy
+        if (self.identity_replacement == "none" or self.architecture != "residual"
+                or not policy.suppresses_identity or policy.obfuscates):
+            return None
+        return {"group_attributes": tuple(name for name in policy.preserve if name != "identity"),
+                "reader_attributes": policy.other_attributes, "components": self.replacement_components,
+                "donors_per_group": self.replacement_donors, "shrink": self.replacement_shrink}
 
     def constant_target_values(self) -> dict:
         """{suppressed attribute: 0.0 or 1.0} from constant_targets."""

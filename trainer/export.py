@@ -31,6 +31,7 @@ import os
 
 import tensorflow as tf
 
+from trainer.identity_replacement import face_fingerprints
 from trainer.preprocessing import decode_face_images, to_model_input
 
 METADATA_FILE = "sanitizer_metadata.json"
@@ -46,9 +47,7 @@ def hashed_targets(faces: tf.Tensor, count: int = 1) -> tf.Tensor:
     and the evaluator's) do not change the targets."""
     if not 1 <= count <= 8:
         raise ValueError(f"hashed_targets gives 1 to 8 targets per face, not {count}")
-    thumbnail = tf.image.resize(tf.clip_by_value(faces, 0.0, 1.0), (16, 16), method="area")
-    quantized = tf.cast(tf.round(thumbnail * 31.0), tf.uint8)
-    fingerprints = tf.fingerprint(tf.reshape(quantized, [tf.shape(faces)[0], -1]))  # [N, 8] uint8
+    fingerprints = face_fingerprints(faces)  # [N, 8] uint8
     bits = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(fingerprints[:, 0], bit), 1) for bit in range(count)]
     return tf.cast(bits[0] if count == 1 else tf.stack(bits, axis=1), tf.float32)
 

@@ -20,6 +20,8 @@ import contextlib
 import tensorflow as tf
 import tf_keras as keras
 
+from trainer.identity_replacement import IdentityReplacement
+
 LEAKY_SLOPE = 0.2
 DECODER_CHANNELS = 128
 
@@ -267,6 +269,65 @@ class EncryptingSanitizer(ResidualSanitizer):
         return self._mode(face, 1.0)
 
 
+class ReplacingSanitizer(ResidualSanitizer):
+    """De-identification (policy `deidentify`): k-Same identity replacement
+    (trainer/identity_replacement.py), then the residual editor over the replaced face:
+    x' = clip(r + max_change * editor(r, target)), r = replacement(x). The face's group (its
+    combination of the preserved attributes `group_attributes`) is read by frozen copies of the
+    auxiliary classifiers held here (Male: the gender classifier; the others: the attribute
+    classifier of `reader_attributes`), so the exported model needs nothing else. Only the
+    editor is trained; the replacement's statistics and the readers are installed (`install`)."""
+
+    def __init__(self, image_size: int, *args, group_attributes: tuple = (), reader_attributes: tuple = (),
+                 components: int = 512, donors_per_group: int = 32, shrink: float = 0.4, **kwargs):
+        super().__init__(image_size, *args, **kwargs)
+        missing = [name for name in group_attributes if name != "Male" and name not in reader_attributes]
+        if missing:
+            raise ValueError(f"identity replacement groups by {', '.join(missing)}, which the attribute reader "
+                             f"({', '.join(reader_attributes) or 'none'}) does not read")
+        self.group_attributes = tuple(group_attributes)
+        self.reader_attributes = tuple(reader_attributes)
+        self.replacement = IdentityReplacement(image_size, components, len(self.group_attributes), donors_per_group,
+                                               shrink, name="identity_replacement")
+        self.gender_reader = build_gender_classifier(image_size) if "Male" in self.group_attributes else None
+        self.attribute_reader = (build_attribute_classifier(image_size, self.reader_attributes)
+                                 if self.reader_attributes else None)
+        for reader in (self.gender_reader, self.attribute_reader):
+            if reader is not None:
+                reader.trainable = False
+
+    def install(self, statistics, gender_classifier=None, attribute_classifier=None) -> None:
+        """The replacement's statistics and the readers' weights (the trained auxiliary classifiers)."""
+        self.replacement.install(statistics)
+        for reader, source, what in ((self.gender_reader, gender_classifier, "gender"),
+                                     (self.attribute_reader, attribute_classifier, "attribute")):
+            if reader is None:
+                continue
+            if source is None:
+                raise ValueError(f"identity replacement groups faces by the {what} classifier's reading: give it")
+            reader.set_weights(source.get_weights())
+
+    def groups(self, face):
+        """[N] group numbers (identity_replacement.group_index) of the preserved attributes as read."""
+        face = tf.cast(face, self.compute_dtype)
+        group = tf.zeros(tf.shape(face)[:1], tf.int32)
+        for bit, name in enumerate(self.group_attributes):
+            if name == "Male":
+                probability = self.gender_reader(face, training=False)[:, 1]
+            else:
+                read = tf.reshape(self.attribute_reader(face, training=False), [-1, len(self.reader_attributes)])
+                probability = read[:, self.reader_attributes.index(name)]
+            group += tf.cast(tf.cast(probability, tf.float32) >= 0.5, tf.int32) * (2 ** bit)
+        return group
+
+    def replace(self, face, training=None):
+        replaced = self.replacement(face, self.groups(face), training=training)
+        return tf.cast(replaced, face.dtype)
+
+    def edit(self, face, target, training=None):
+        return super().edit(self.replace(face, training=training), target, training=training)
+
+
 REDUCED_PRECISIONS = ("bfloat16", "float16")
 
 
@@ -330,12 +391,14 @@ def reduced_precision_networks(build_san, san: keras.Model, classifier: keras.Mo
 
 def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_change: float = 0.5,
                     suppress: tuple = ("Male",), encrypt: bool = False, constant_targets: dict | None = None,
-                    fine: bool = False) -> keras.Model:
+                    fine: bool = False, replacement: dict | None = None) -> keras.Model:
     """`suppress`: the policy's suppressed CelebA attributes (the residual sanitizer gets one target
     per attribute; the paper's SAN hides gender only); `encrypt`: the residual editor as DDM's
     encryption model (EncryptingSanitizer; policy `obfuscate`); `constant_targets`: {suppressed
     attribute: the value every output shows} (the residual sanitizer; the others get a fair coin);
-    `fine`: the residual editor's change at full resolution (build_residual_editor)."""
+    `fine`: the residual editor's change at full resolution (build_residual_editor); `replacement`:
+    the ReplacingSanitizer's keyword arguments (identity suppressed: k-Same identity replacement in
+    front of the residual editor), None for none."""
     constant_targets = dict(constant_targets or {})
     if constant_targets and (encrypt or architecture != "residual"):
         raise ValueError("constant targets need the residual sanitizer (and a policy that suppresses attributes)")
@@ -349,6 +412,13 @@ def build_sanitizer(architecture: str, image_size: int, width: int = 16, max_cha
         if tuple(suppress) != ("Male",):
             raise ValueError(f"the paper's SAN hides gender only, not {', '.join(suppress)}")
         return SemiAdversarialNetwork(image_size, name="san")
+    if replacement is not None:
+        if architecture != "residual" or "identity" not in tuple(suppress) or constant_targets:
+            raise ValueError("identity replacement needs the residual sanitizer, a policy that suppresses identity "
+                             "and no constant targets")
+        return ReplacingSanitizer(image_size, width, max_change, targets=len(tuple(suppress)),
+                                  gender_column=tuple(suppress).index("Male") if "Male" in suppress else None,
+                                  fine=fine, name="san", **replacement)
     if architecture == "residual":
         suppress = tuple(suppress)
         unknown = sorted(set(constant_targets) - set(suppress))

@@ -12,7 +12,9 @@ CNN) are trained here on the original train faces and frozen, like f_G. The priv
 (trainer/policy.py) decides which terms there are: other suppressed attributes get target terms
 through the auxiliary attribute classifier, preserved ones keep-terms; a policy that suppresses
 identity (de-identification, FaDeNet) replaces J_M by the identity critic's hinge
-mean max(0, cos(R(X'), R(X)) - margin) and adds a perceptual term on f_G's first convolutions.
+mean max(0, cos(R(X'), R(X)) - margin) and adds a perceptual term on f_G's first convolutions; by
+default its editor works on the face after k-Same identity replacement (ReplacingSanitizer,
+trainer/identity_replacement.py, fitted here on the train split before training).
 The `obfuscate` policy (identity suppressed, nothing kept) trains distribution discrepancy
 maximisation (DDM) instead: the sanitizer G_e makes the encrypted image X_e = G_e(X) and, from it,
 the reconstructed image X_r = G_e(X_e); a discriminator D tells X_r from X_e, and D and G_e minimise
@@ -28,6 +30,7 @@ import json
 import logging
 import os
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
@@ -39,9 +42,10 @@ from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy, resolve_training_precision
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
+from trainer.identity_replacement import ReplacementStatistics, fit_identity_replacement
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
-    EncryptingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in,
+    EncryptingSanitizer, ReplacingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in,
     keras_policy, policy_copy, prototypes_for_labels, reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
@@ -305,7 +309,8 @@ def sanitizer_of(config: TrainingConfig) -> keras.Model:
     """The untrained sanitizer `config` describes (architecture, size, policy, constant targets)."""
     return build_sanitizer(config.architecture, config.image_size, config.residual_width, config.residual_max_change,
                            config.policy.suppress, encrypt=config.policy.obfuscates,
-                           constant_targets=config.constant_target_values(), fine=config.residual_fine)
+                           constant_targets=config.constant_target_values(), fine=config.residual_fine,
+                           replacement=config.replacement_arguments())
 
 
 def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matcher,
@@ -360,6 +365,23 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
     trainer = SanTrainingModel(san, prototypes, terms, policy)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
+
+
+def replacement_statistics(train_files: list[str], tft_output: tft.TFTransformOutput,
+                           config: TrainingConfig) -> ReplacementStatistics:
+    """k-Same identity replacement's statistics (trainer/identity_replacement.py) from the training
+    faces, their people and their preserved attributes, in one pass over the train split."""
+    arguments = config.replacement_arguments()
+    faces, people, labels = [], [], []
+    for batch in transformed_dataset(train_files, tft_output, 256):
+        faces.append(batch[features.FACE_GRAY_KEY].numpy())
+        people.append(batch[features.IDENTITY_INDEX_KEY].numpy().reshape(-1))
+        labels.append(np.stack([batch[features.attribute_feature_name(name)].numpy().reshape(-1)
+                                for name in arguments["group_attributes"]], axis=1)
+                      if arguments["group_attributes"] else np.zeros((len(faces[-1]), 0), np.int64))
+    return fit_identity_replacement(np.concatenate(faces), np.concatenate(people), np.concatenate(labels),
+                                    config.replacement_components, config.replacement_k, config.replacement_donors,
+                                    config.seed)
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -421,6 +443,9 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
                 {name: computing_in(critic, policy) for name, critic in identity_critics.items()},
                 {attribute: {name: computing_in(member, policy) for name, member in members.items()}
                  for attribute, members in attribute_ensembles.items()})
+        if isinstance(trainer.san, ReplacingSanitizer):
+            trainer.san.install(replacement_statistics(fn_args.train_files, tft_output, config),
+                                classifier, attribute_classifier)
     if matcher is None:
         logging.warning("SAN: no face matcher given: training without J_M")
     callbacks = [LossSchedule(terms, config), keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
