@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a policy that suppresses identity (deidentify): ksame replaces each face's identity "
                             "by a mean of several training people of its preserved attributes before the trained "
                             "editor; none: the editor alone (ksame)")
+    group.add_argument("--replacement-editor", action="store_const", const=True, default=None,
+                       help="with --identity-replacement ksame: also train the FaDeNet editor over the replaced face "
+                            "(off: the output is the replaced face)")
     group.add_argument("--image-size", type=int, help=f"side of the aligned square face, a multiple of 32 "
                        f"({training.image_size} / 224)")
     group.add_argument("--batch-size", type=int, help=f"({training.batch_size} / 8)")
@@ -157,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAINING_FLAGS = ("image_size", "batch_size", "classifier_epochs", "pretrain_epochs", "san_epochs", "matcher_epochs",
-                  "seed", "training_precision", "residual_fine", "identity_replacement")
+                  "seed", "training_precision", "residual_fine", "identity_replacement",
+                  "replacement_editor")
 
 GATE_FLAGS = ("min_op_gender_error", "max_original_gender_error", "max_sm_gender_error", "max_tmr_drop_sm",
               "max_tmr_drop_op", "min_ssim_op", "max_adaptive_gap", "max_preserved_drop", "min_original_tmr",

@@ -77,6 +77,7 @@ def fit_identity_replacement(faces: np.ndarray, identity: np.ndarray, labels: np
         raise ValueError(f"identity replacement needs faces of at least k_same={k_same} people, got {len(people)}")
     labels = np.asarray(labels).reshape(len(x), -1)
     groups = 2 ** labels.shape[1]
+    rng = np.random.default_rng(seed)
     mean = x.mean(axis=0)
     counts = np.bincount(person, minlength=len(people)).astype(np.float64)
     person_means = np.zeros((len(people), x.shape[1]))
@@ -89,7 +90,6 @@ def fit_identity_replacement(faces: np.ndarray, identity: np.ndarray, labels: np
     basis[:used] = vt[:used]
     coordinates = person_means @ basis.T  # [P, C]
     group = group_index(labels)
-    rng = np.random.default_rng(seed)
     prototypes = np.empty((groups, x.shape[1]))
     donors = np.empty((groups, donors_per_group, components))
     fallbacks = []

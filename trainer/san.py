@@ -454,9 +454,13 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         logging.info("SAN: epoch checkpoints in %s (a retried run with the same inputs resumes there)", backup)
         callbacks.append(keras.callbacks.BackupAndRestore(backup))
     epochs = config.pretrain_epochs + config.san_epochs
-    # The eval split's losses after the last epoch only: every epoch cost a pass over it for a log line.
-    trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
-                verbose=2)
+    if isinstance(trainer.san, ReplacingSanitizer) and not config.replacement_editor:
+        # The editor starts as the identity map: the exported output is the replaced face.
+        logging.info("SAN: identity replacement without a trained editor (TrainingConfig.replacement_editor off)")
+    else:
+        # The eval split's losses after the last epoch only: every epoch cost a pass over it for a log line.
+        trainer.fit(train, validation_data=evaluation, validation_freq=[epochs], epochs=epochs, callbacks=callbacks,
+                    verbose=2)
 
     def build():
         return sanitizer_of(config)

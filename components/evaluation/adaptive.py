@@ -22,7 +22,7 @@ from components.evaluation.outputs import sanitized_batches
 
 ADAPTIVE_MATCHER = "adaptive_resnet_matcher_cnn"
 ADAPTIVE_MATCHER_DESCRIPTION = (
-    "ADAPTIVE matcher (identity suppressed): the residual CNN matcher judge's network trained on the ORIGINAL and "
+    "ADAPTIVE matcher (identity suppressed): the residual CNN matcher judge fine-tuned on the ORIGINAL and "
     "the SANITIZED faces of the train split's people together, to link a sanitized face to its person; tested on "
     "unseen people")
 
@@ -77,11 +77,15 @@ def train_adaptive_attacker(model_dir: str, train_patterns: list[str], image_siz
 
 def train_adaptive_matcher(model_dir: str, train_patterns: list[str], image_size: int, max_faces: int, epochs: int,
                            seed: int, progress: Callable[[str], None] = logging.info,
-                           precision: str = "float32") -> KerasMatcherJudge:
+                           precision: str = "float32", start=None) -> KerasMatcherJudge:
     """De-identification's adaptive attacker: the CNN matcher judge's network trained on the
     original AND the sanitized faces of the train split, each labelled with its person, so it learns
-    to link a sanitized face to the person it came from. It is tested like every matcher judge, on
-    identities it never saw (sanitized test probes against the original test gallery)."""
+    to link a sanitized face to the person it came from; fine-tuned from `start` (the trained CNN
+    matcher judge's network) when given, so it matches original faces as well as that judge while
+    it learns the sanitized ones (trained from scratch on both, it read the originals of unseen
+    people at 66%, below the gate's floor, when de-identification removed the identity). It is
+    tested like every matcher judge, on identities it never saw (sanitized test probes against the
+    original test gallery)."""
     model = tf.saved_model.load(model_dir)
     originals = []
     faces, _, identity, _ = sanitized_training_faces(model, train_patterns, image_size, max_faces,
@@ -89,5 +93,5 @@ def train_adaptive_matcher(model_dir: str, train_patterns: list[str], image_size
     progress(f"adaptive matcher {ADAPTIVE_MATCHER}: training on {len(faces)} original and {len(faces)} sanitized "
              "train-split faces of the same people")
     network = train_matcher_cnn(np.concatenate([np.concatenate(originals), faces]), np.concatenate([identity, identity]),
-                                image_size, epochs=epochs, seed=seed, progress=progress)
+                                image_size, epochs=epochs, seed=seed, progress=progress, start=start)
     return KerasMatcherJudge(ADAPTIVE_MATCHER, ADAPTIVE_MATCHER_DESCRIPTION, network)

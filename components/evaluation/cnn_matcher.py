@@ -43,18 +43,23 @@ class _NormalisedSoftmax(keras.layers.Layer):
 
 
 def train_matcher_cnn(faces: np.ndarray, identity: np.ndarray, image_size: int, epochs: int, seed: int,
-                      batch_size: int = 64, progress: Callable[[str], None] = logging.info) -> keras.Model:
-    """Fits the residual matcher on gray faces [N,S,S,1] (uint8 or float in [0,1]) of several identities."""
+                      batch_size: int = 64, progress: Callable[[str], None] = logging.info,
+                      start: keras.Model | None = None) -> keras.Model:
+    """Fits the residual matcher on gray faces [N,S,S,1] (uint8 or float in [0,1]) of several
+    identities; from `start`'s weights (a trained matcher of this architecture: fine-tuning) when given."""
     classes, labels = np.unique(identity, return_inverse=True)
     if len(classes) < 2:
         raise ValueError("a matcher CNN needs faces of at least two identities to train on")
     dataset = face_batches(faces, labels.astype(np.int64), batch_size, seed)
     matcher = build_residual_matcher_cnn(image_size, seed)
+    if start is not None:
+        matcher.set_weights(start.get_weights())
     model = keras.Sequential([matcher, _NormalisedSoftmax(len(classes))])
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     history = model.fit(dataset, epochs=epochs, verbose=0)
-    progress(f"matcher CNN trained on {len(faces)} faces of {len(classes)} identities for {epochs} epochs: "
+    progress(f"matcher CNN {'fine-tuned' if start is not None else 'trained'} on {len(faces)} faces of {len(classes)} "
+             f"identities for {epochs} epochs: "
              f"training identity accuracy {history.history['accuracy'][-1]:.3f}")
     return matcher
 

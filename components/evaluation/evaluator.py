@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.evaluation.adaptive import train_adaptive_attacker, train_adaptive_matcher
+from components.evaluation.cnn_matcher import CNN_MATCHER
 from components.evaluation.config import SYNTHETIC, EvaluationConfig, GateConfig, check_judge_names
 from components.evaluation.gate import decide_blessing, what_is_kept
 from components.evaluation.intervals import LEVEL, PairScores, pair_samples, rate_interval
@@ -280,10 +281,12 @@ def run_evaluation(model_dir: str, split_patterns: dict, judges_dir: str | None,
             adaptive = [attackers.pop(GENDER)] if GENDER in attackers else []
             adaptive_attributes = attackers
         if policy.suppresses_identity:
+            # Fine-tuned from the CNN matcher judge when it is among the judges (else from scratch).
+            start = next((judge.model for judge in judges.matcher if judge.name == CNN_MATCHER), None)
             adaptive_matchers = [train_adaptive_matcher(
                 model_dir, train_patterns, image_size, settings.attacker_max_train_faces, settings.cnn_matcher_epochs,
                 seed=settings.judge_seed + 2, progress=lambda message: logging.info("SanitizerEvaluator: %s", message),
-                precision=settings.serving_precision)]
+                precision=settings.serving_precision, start=start)]
     splits, grid = {}, None
     for split, patterns in split_patterns.items():
         logging.info("SanitizerEvaluator: split %s", split)
