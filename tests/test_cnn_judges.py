@@ -117,3 +117,21 @@ def test_adaptive_attacker_trains_on_the_sanitized_train_split_only(tmp_path):
     expected = model.signatures["sanitize_faces"](faces=tf.constant(decoded))["sanitized"].numpy()
     np.testing.assert_allclose(faces / 255.0, expected, atol=1 / 255 + 1e-6)  # the sanitizer's output...
     assert np.abs(faces / 255.0 - decoded).mean() > 0.02  # ...not the original faces
+
+
+def test_a_matcher_fine_tuned_from_a_network_starts_from_its_weights_and_leaves_it_alone():
+    """The adaptive matcher of de-identification is fine-tuned from the CNN matcher judge: after a
+    few steps it is still near that network's weights, far from a network trained from scratch,
+    and the judge's own network is not changed."""
+    faces, _, identity = _faces(10, 4, seed=21)
+    start = build_residual_matcher_cnn(SIZE, seed=9)
+    before = [w.copy() for w in start.get_weights()]
+    tuned = train_matcher_cnn(faces, identity, SIZE, epochs=1, seed=5, batch_size=32, start=start)
+    scratch = train_matcher_cnn(faces, identity, SIZE, epochs=1, seed=5, batch_size=32)
+    for kept, now in zip(before, start.get_weights()):
+        np.testing.assert_array_equal(kept, now)
+
+    def distance(model):
+        return np.mean([np.abs(a - b).mean() for a, b in zip(model.get_weights(), before) if a.ndim == 4])
+
+    assert distance(tuned) < 0.2 * distance(scratch)

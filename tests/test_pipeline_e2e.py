@@ -263,6 +263,12 @@ def test_deidentify_suppresses_identity_judged_by_every_matcher_an_adaptive_one_
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
     san_model = max([a for a in store.get_artifacts_by_type("Model") if "/SanTrainer/" in a.uri], key=lambda a: a.id)
     assert san_model.custom_properties["policy_suppress"].string_value == "identity"
+    # By default the faces are de-identified by k-Same replacement, without a trained editor.
+    metadata = json.loads(open(os.path.join(san_model.uri, "Format-Serving", "sanitizer_metadata.json")).read())
+    assert metadata["training_config"]["identity_replacement"] == "ksame"
+    assert metadata["training_config"]["replacement_editor"] is False
+    assert metrics["judges"]["adaptive_resnet_matcher_cnn"]["description"].startswith(
+        "ADAPTIVE matcher (identity suppressed): the residual CNN matcher judge fine-tuned")
 
 
 def test_obfuscate_encrypts_gates_matcher_failure_and_measures_the_decryption(tmp_path):

@@ -104,3 +104,14 @@ def test_the_residual_options_are_refused_for_the_paper_san_before_anything_runs
         run.config_from_args(["--architecture", "paper", "--residual-fine"])
     with pytest.raises(SystemExit, match="need the residual sanitizer, not --architecture paper"):
         run.config_from_args(["--architecture", "paper", "--constant-targets", "Male:1"])
+
+
+def test_identity_replacement_flags_map_onto_the_config():
+    training = run.config_from_args(["--policy", "deidentify"]).training
+    assert training.identity_replacement == "ksame" and training.replacement_editor is False
+    assert training.replacement_arguments()["group_attributes"] == ("Smiling", "Eyeglasses", "Male", "Young")
+    training = run.config_from_args(["--policy", "deidentify", "--identity-replacement", "none"]).training
+    assert training.identity_replacement == "none" and training.replacement_arguments() is None
+    assert run.config_from_args(["--policy", "deidentify", "--replacement-editor"]).training.replacement_editor is True
+    with pytest.raises(SystemExit):
+        run.config_from_args(["--identity-replacement", "swap"])
