@@ -182,3 +182,20 @@ def test_the_readers_must_be_given_and_match_the_groups():
     with pytest.raises(ValueError, match="donors has shape"):
         sanitizer_of(small_config(replacement_donors=5)).install(statistics, build_gender_classifier(64),
                                                                  build_attribute_classifier(64, ("Smiling", "Eyeglasses", "Young")))
+
+
+def test_the_bfloat16_copy_replaces_in_float32_and_agrees_with_the_float32_model():
+    """The exported bfloat16 signatures (reduced_precision_copy): the replacement layer keeps float32
+    (D-long dot products), the readers compute in bfloat16; a face whose group a reader reads on the
+    other side of 0.5 may differ, the rest agree closely."""
+    from trainer.models import reduced_precision_copy
+
+    config = small_config()
+    san, faces = installed_sanitizer(config)
+    reduced = reduced_precision_copy(lambda: sanitizer_of(config), san, "bfloat16")
+    assert reduced.replacement.compute_dtype == "float32" and reduced.gender_reader.compute_dtype == "bfloat16"
+    x, target = tf.constant(faces[:16]), tf.zeros([16, 1])
+    full = san.sanitized_only(x, None, target).numpy()
+    low = tf.cast(reduced.sanitized_only(x, None, target), tf.float32).numpy()
+    per_face = np.abs(full - low).reshape(16, -1).mean(axis=1)
+    assert (per_face < 0.02).mean() >= 0.75, per_face
