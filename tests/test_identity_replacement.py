@@ -129,6 +129,10 @@ def test_the_configuration_says_when_identity_is_replaced():
     assert arguments == {"group_attributes": ("Smiling", "Eyeglasses", "Male", "Young"),
                          "reader_attributes": ("Smiling", "Eyeglasses", "Young"), "components": 8,
                          "donors_per_group": 4, "shrink": 0.4}
+    assert small_config().output_is_replacement() and not small_config(replacement_editor=True).output_is_replacement()
+    # A policy that also hides an attribute needs the editor's target terms: its editor is trained.
+    both = small_config(policy=PrivacyPolicy(("identity", "Male"), ("Smiling",)))
+    assert both.replacement_arguments()["group_attributes"] == ("Smiling",) and not both.output_is_replacement()
     assert small_config(identity_replacement="none").replacement_arguments() is None
     assert TrainingConfig().replacement_arguments() is None  # gender: identity kept
     assert TrainingConfig(policy=PrivacyPolicy.from_arguments("obfuscate")).replacement_arguments() is None

@@ -137,7 +137,8 @@ class TrainingConfig:
     replacement_shrink: float = 0.4
     # Train the FaDeNet editor (identity critic, perceptual and keep terms) over the replaced face. On
     # the synthetic data (README "De-identification by replacement") it lowered SSIM 0.54 -> 0.42 and
-    # the CNN judge of Young lost 41 points, so by default the output is the replaced face itself.
+    # the CNN judge of Young lost 41 points, so by default the output is the replaced face itself
+    # (the editor is trained anyway when the policy also suppresses an attribute: output_is_replacement).
     replacement_editor: bool = False
     # Obfuscation (policy `obfuscate`, DDM): weight of the objective the sanitizer shares with the
     # discriminator D (losses.discrepancy_objective); reconstruction_loss_weight weighs |X_r - X|.
@@ -209,6 +210,13 @@ class TrainingConfig:
         return {"group_attributes": tuple(name for name in policy.preserve if name != "identity"),
                 "reader_attributes": policy.other_attributes, "components": self.replacement_components,
                 "donors_per_group": self.replacement_donors, "shrink": self.replacement_shrink}
+
+    def output_is_replacement(self) -> bool:
+        """Whether the exported output is the replaced face itself, with no editor trained: identity
+        replacement on, --replacement-editor off, and nothing but identity suppressed (a policy that
+        also hides an attribute needs the editor's target terms, so its editor is trained)."""
+        return (self.replacement_arguments() is not None and not self.replacement_editor
+                and set(self.policy.suppress) == {"identity"})
 
     def constant_target_values(self) -> dict:
         """{suppressed attribute: 0.0 or 1.0} from constant_targets."""

@@ -454,7 +454,7 @@ def _train_and_export(fn_args: FnArgs, config: TrainingConfig, strategy: tf.dist
         logging.info("SAN: epoch checkpoints in %s (a retried run with the same inputs resumes there)", backup)
         callbacks.append(keras.callbacks.BackupAndRestore(backup))
     epochs = config.pretrain_epochs + config.san_epochs
-    if isinstance(trainer.san, ReplacingSanitizer) and not config.replacement_editor:
+    if config.output_is_replacement():
         # The editor starts as the identity map: the exported output is the replaced face.
         logging.info("SAN: identity replacement without a trained editor (TrainingConfig.replacement_editor off)")
     else:
