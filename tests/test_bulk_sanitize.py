@@ -293,3 +293,56 @@ def test_a_deidentify_model_runs_unchanged_and_its_policy_is_recorded(aligned_fa
     assert {row["privacy_policy"] for row in manifest_rows(out).values()} == {json.dumps(deidentify, sort_keys=True)}
     with pytest.raises(SystemExit, match="--keep-fields person_id: the model's privacy policy suppresses identity"):
         check_kept_fields(_settings(aligned_faces, out, keep_fields=("person_id",)), ("identity",))
+
+
+def test_a_replacing_deidentify_model_runs_unchanged_in_both_precisions(aligned_faces, tmp_path):
+    """[identity policies]: a k-Same replacing sanitizer (trainer/identity_replacement.py, its
+    statistics and readers installed as the SanTrainer does) exported with its bfloat16 copy runs in
+    the bulk job like any model: every face changed, both precisions agree up to rounding."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from trainer.config import TrainingConfig
+    from trainer.export import SanitizerModule, save_sanitizer
+    from trainer.identity_replacement import fit_identity_replacement
+    from trainer.models import build_attribute_classifier, build_gender_classifier, reduced_precision_networks
+    from trainer.policy import PrivacyPolicy
+    from trainer.san import sanitizer_of
+
+    size = 32
+    config = dataclasses.replace(TrainingConfig(policy=PrivacyPolicy.from_arguments("deidentify")), image_size=size,
+                                 replacement_components=8, replacement_donors=4)
+    tf.keras.utils.set_random_seed(0)
+    san, classifier = sanitizer_of(config), build_gender_classifier(size)
+    faces = np.random.default_rng(0).random((40, size, size, 1)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(0, 2, (40, 4))
+    # Readers that decide clearly (untrained ones read about 0.5, where bfloat16 rounding flips the
+    # group of some faces): male, and each other attribute alternately yes and no.
+    reader = build_attribute_classifier(size, config.policy.other_attributes)
+    gender = classifier.get_layer("gender")
+    gender.set_weights([gender.get_weights()[0] * 0, np.array([-10.0, 10.0], np.float32)])
+    for index in range(len(config.policy.other_attributes)):
+        head = reader.get_layer(f"head_{index}")
+        head.set_weights([head.get_weights()[0] * 0, np.array([10.0 if index % 2 else -10.0], np.float32)])
+    san.install(fit_identity_replacement(faces, np.repeat(np.arange(10), 4), labels, 8, 2, 4), classifier, reader)
+    reduced = reduced_precision_networks(lambda: sanitizer_of(config), san, classifier, size, ("bfloat16",))
+    prototypes = {name: tf.fill((size, size, 3), value) for name, value in (("male", 0.9), ("female", 0.1),
+                                                                            ("neutral", 0.5))}
+    model_dir = str(tmp_path / "model" / "1700000002")
+    save_sanitizer(SanitizerModule(san, classifier, prototypes, size, reduced), model_dir,
+                   metadata={"training_config": config.to_custom_config(), "policy": config.policy.to_dict()})
+    outputs = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        summary = run_job(_settings(aligned_faces, out, precision=precision), model_dir=model_dir)
+        assert summary["sanitized"] == summary["inputs"] > 0 and summary["rejected"] == 0
+        assert summary["privacy_policy"]["name"] == "deidentify"
+        outputs[precision] = image_files(out)
+    for rel, after in outputs["float32"].items():
+        before = np.asarray(Image.open(aligned_faces / rel).convert("RGB"), float)
+        x0, y0, x1, y1 = _face_box(before.shape[1], before.shape[0])
+        assert np.abs(after[y0:y1, x0:x1].astype(float) - before[y0:y1, x0:x1]).mean() > 10, rel
+    difference = [np.abs(outputs["float32"][name].astype(float) - outputs["bfloat16"][name]).mean()
+                  for name in outputs["float32"]]
+    assert max(difference) < 1, difference  # the replacement computes in float32 in both
