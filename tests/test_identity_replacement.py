@@ -203,3 +203,25 @@ def test_the_bfloat16_copy_replaces_in_float32_and_agrees_with_the_float32_model
     low = tf.cast(reduced.sanitized_only(x, None, target), tf.float32).numpy()
     per_face = np.abs(full - low).reshape(16, -1).mean(axis=1)
     assert (per_face < 0.02).mean() >= 0.75, per_face
+
+
+def test_the_statistics_do_not_depend_on_how_the_faces_are_batched_or_ordered():
+    from trainer.identity_replacement import fit_identity_replacement_from_batches
+
+    rng = np.random.default_rng(4)
+    faces = rng.random((30, 4, 4, 1)).astype(np.float32)
+    people, labels = np.repeat(np.arange(10) * 7, 3), rng.integers(0, 2, (30, 1))
+    whole = fit_identity_replacement(faces, people, labels, components=6, k_same=3, donors_per_group=5, seed=2)
+    shuffled = rng.permutation(30)
+    parts = [(faces[rows], people[rows], labels[rows]) for rows in np.array_split(shuffled, 4)]
+    streamed = fit_identity_replacement_from_batches(parts, components=6, k_same=3, donors_per_group=5, seed=2)
+    for name in ("mean", "prototypes"):
+        np.testing.assert_allclose(getattr(streamed, name), getattr(whole, name), atol=1e-5)
+    # The subspace and the donors up to each direction's sign.
+    np.testing.assert_allclose(np.abs(streamed.basis @ whole.basis.T), np.eye(6), atol=1e-4)
+    signs = np.sign(np.diag(streamed.basis @ whole.basis.T))
+    np.testing.assert_allclose(streamed.donors * signs, whole.donors, atol=1e-4)
+    # Beyond max_people the subspace comes from a subset: fewer directions than people.
+    subset = fit_identity_replacement(faces, people, labels, components=9, k_same=3, donors_per_group=2,
+                                      max_people=4)
+    assert np.linalg.matrix_rank(subset.basis, tol=1e-6) == 4

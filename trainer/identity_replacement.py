@@ -61,9 +61,22 @@ def group_index(labels: np.ndarray) -> np.ndarray:
 
 
 def fit_identity_replacement(faces: np.ndarray, identity: np.ndarray, labels: np.ndarray, components: int,
-                             k_same: int, donors_per_group: int, seed: int = 0) -> ReplacementStatistics:
+                             k_same: int, donors_per_group: int, seed: int = 0,
+                             max_people: int = 4000) -> ReplacementStatistics:
     """The replacement's statistics from training faces [N,S,S,1] in [0,1] with their person
-    [N] and preserved-attribute labels [N, A] (0/1; A may be 0).
+    [N] and preserved-attribute labels [N, A] (0/1; A may be 0): fit_identity_replacement_from_batches
+    over one batch."""
+    return fit_identity_replacement_from_batches([(faces, identity, labels)], components, k_same, donors_per_group,
+                                                 seed, max_people)
+
+
+def fit_identity_replacement_from_batches(batches, components: int, k_same: int, donors_per_group: int,
+                                          seed: int = 0, max_people: int = 4000) -> ReplacementStatistics:
+    """The replacement's statistics in one pass over (faces [n,S,S,1], person [n], labels [n,A])
+    batches, holding per person and per group pixel sums only (float32: people x pixels x 4 bytes,
+    e.g. 2 GB for CelebA's 10,177 people at 224 px), never the faces. The subspace comes from the
+    mean faces of at most `max_people` people (a random subset beyond that: its SVD costs
+    people^2 x pixels); every person's coordinates in it feed the donors.
 
     A group with faces of fewer than k_same people gets the overall mean face as its prototype
     and donors drawn from every person (recorded in `fallbacks`), so no prototype or donor is the
@@ -71,44 +84,68 @@ def fit_identity_replacement(faces: np.ndarray, identity: np.ndarray, labels: np
     if k_same < 2:
         raise ValueError(f"k_same={k_same}: a donor must be the mean of at least 2 people (k-Same), or the "
                          "output would show a real training person's identity")
-    x = np.asarray(faces, np.float64).reshape(len(faces), -1)
-    people, person = np.unique(np.asarray(identity), return_inverse=True)
-    if len(people) < k_same:
-        raise ValueError(f"identity replacement needs faces of at least k_same={k_same} people, got {len(people)}")
-    labels = np.asarray(labels).reshape(len(x), -1)
-    groups = 2 ** labels.shape[1]
+    index, person_sums, person_counts = {}, [], []
+    group_sums, group_counts, group_people = None, None, None
+    total, count = None, 0
+    for faces, identity, labels in batches:
+        x = np.asarray(faces, np.float32).reshape(len(faces), -1)
+        labels = np.asarray(labels).reshape(len(x), -1)
+        if group_sums is None:
+            groups = 2 ** labels.shape[1]
+            group_sums, group_counts = np.zeros((groups, x.shape[1])), np.zeros(groups)
+            group_people = [set() for _ in range(groups)]
+            total = np.zeros(x.shape[1])
+        rows = []
+        for key in np.asarray(identity).reshape(-1).tolist():
+            if key not in index:
+                index[key] = len(index)
+                person_sums.append(np.zeros(x.shape[1], np.float32))
+                person_counts.append(0)
+            rows.append(index[key])
+        for row, face, group in zip(rows, x, group_index(labels).tolist()):
+            person_sums[row] += face
+            person_counts[row] += 1
+            group_sums[group] += face
+            group_counts[group] += 1
+            group_people[group].add(row)
+        total += x.sum(axis=0, dtype=np.float64)
+        count += len(x)
+    if len(index) < k_same:
+        raise ValueError(f"identity replacement needs faces of at least k_same={k_same} people, got {len(index)}")
     rng = np.random.default_rng(seed)
-    mean = x.mean(axis=0)
-    counts = np.bincount(person, minlength=len(people)).astype(np.float64)
-    person_means = np.zeros((len(people), x.shape[1]))
-    np.add.at(person_means, person, x)
-    person_means = person_means / counts[:, None] - mean
-    _, singular, vt = np.linalg.svd(person_means, full_matrices=False)
+    mean = total / count
+    # People in the order of their identity values (the draws below do not depend on the input order).
+    order = [index[key] for key in sorted(index)]
+    position = {row: at for at, row in enumerate(order)}
+    person_means = (np.stack([person_sums[row] for row in order])
+                    / np.asarray([person_counts[row] for row in order], np.float32)[:, None] - mean.astype(np.float32))
+    group_people = [{position[row] for row in rows} for rows in group_people]
+    fitted = person_means if len(person_means) <= max_people else person_means[
+        rng.choice(len(person_means), max_people, replace=False)]
+    _, singular, vt = np.linalg.svd(fitted.astype(np.float64), full_matrices=False)
     rank = int((singular > singular[0] * 1e-6).sum()) if singular.size else 0
-    basis = np.zeros((components, x.shape[1]))
+    basis = np.zeros((components, len(mean)))
     used = min(components, rank)
     basis[:used] = vt[:used]
-    coordinates = person_means @ basis.T  # [P, C]
-    group = group_index(labels)
-    prototypes = np.empty((groups, x.shape[1]))
-    donors = np.empty((groups, donors_per_group, components))
+    coordinates = person_means.astype(np.float64) @ basis.T  # [P, C]
+    prototypes = np.empty((len(group_sums), len(mean)))
+    donors = np.empty((len(group_sums), donors_per_group, components))
     fallbacks = []
-    for g in range(groups):
-        members = np.flatnonzero(group == g)
-        pool = np.unique(person[members])
+    for g in range(len(group_sums)):
+        pool = np.array(sorted(group_people[g]), dtype=np.int64)
         if len(pool) < k_same:
             fallbacks.append(f"group {g}: faces of {len(pool)} people (< k_same={k_same}): the overall mean face "
                              "and donors from everyone")
             prototypes[g] = mean
-            pool = np.arange(len(people))
+            pool = np.arange(len(index))
         else:
-            prototypes[g] = x[members].mean(axis=0)
+            prototypes[g] = group_sums[g] / group_counts[g]
         for m in range(donors_per_group):
             donors[g, m] = coordinates[rng.choice(pool, k_same, replace=False)].mean(axis=0)
     for line in fallbacks:
         logging.info("identity replacement: %s", line)
-    logging.info("identity replacement: %d of %d components from %d people, %d groups x %d donors of k=%d",
-                 used, components, len(people), groups, donors_per_group, k_same)
+    logging.info("identity replacement: %d of %d components from %d people (of %d), %d groups x %d donors of k=%d",
+                 used, components, len(fitted), len(index), len(group_sums), donors_per_group, k_same)
     return ReplacementStatistics(mean.astype(np.float32), basis.astype(np.float32), prototypes.astype(np.float32),
                                  donors.astype(np.float32), fallbacks)
 

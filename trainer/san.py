@@ -42,7 +42,7 @@ from trainer.data import prototypes_from, transformed_dataset
 from trainer.distribution import distribution_strategy, resolve_training_precision
 from trainer.export import SanitizerModule, save_sanitizer
 from trainer.gender_classifier import train_attribute_classifier, train_ensemble_members
-from trainer.identity_replacement import ReplacementStatistics, fit_identity_replacement
+from trainer.identity_replacement import ReplacementStatistics, fit_identity_replacement_from_batches
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
     EncryptingSanitizer, ReplacingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in,
@@ -370,18 +370,19 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
 def replacement_statistics(train_files: list[str], tft_output: tft.TFTransformOutput,
                            config: TrainingConfig) -> ReplacementStatistics:
     """k-Same identity replacement's statistics (trainer/identity_replacement.py) from the training
-    faces, their people and their preserved attributes, in one pass over the train split."""
-    arguments = config.replacement_arguments()
-    faces, people, labels = [], [], []
-    for batch in transformed_dataset(train_files, tft_output, 256):
-        faces.append(batch[features.FACE_GRAY_KEY].numpy())
-        people.append(batch[features.IDENTITY_INDEX_KEY].numpy().reshape(-1))
-        labels.append(np.stack([batch[features.attribute_feature_name(name)].numpy().reshape(-1)
-                                for name in arguments["group_attributes"]], axis=1)
-                      if arguments["group_attributes"] else np.zeros((len(faces[-1]), 0), np.int64))
-    return fit_identity_replacement(np.concatenate(faces), np.concatenate(people), np.concatenate(labels),
-                                    config.replacement_components, config.replacement_k, config.replacement_donors,
-                                    config.seed)
+    faces, their people and their preserved attributes, in one pass over the train split (per
+    person and per group sums only, never the faces)."""
+    attributes = config.replacement_arguments()["group_attributes"]
+
+    def batches():
+        for batch in transformed_dataset(train_files, tft_output, 256):
+            faces = batch[features.FACE_GRAY_KEY].numpy()
+            labels = (np.stack([batch[features.attribute_feature_name(name)].numpy().reshape(-1)
+                                for name in attributes], axis=1) if attributes else np.zeros((len(faces), 0)))
+            yield faces, batch[features.IDENTITY_INDEX_KEY].numpy().reshape(-1), labels
+
+    return fit_identity_replacement_from_batches(batches(), config.replacement_components, config.replacement_k,
+                                                 config.replacement_donors, config.seed)
 
 
 def run_fn(fn_args: FnArgs) -> None:
