@@ -13,8 +13,9 @@ CNN) are trained here on the original train faces and frozen, like f_G. The priv
 through the auxiliary attribute classifier, preserved ones keep-terms; a policy that suppresses
 identity (de-identification, FaDeNet) replaces J_M by the identity critic's hinge
 mean max(0, cos(R(X'), R(X)) - margin) and adds a perceptual term on f_G's first convolutions; by
-default its editor works on the face after k-Same identity replacement (ReplacingSanitizer,
-trainer/identity_replacement.py, fitted here on the train split before training).
+default (`deidentify`) the output is the face after k-Same identity replacement (ReplacingSanitizer,
+trainer/identity_replacement.py, fitted here on the train split) and no editor is trained unless
+TrainingConfig.replacement_editor asks for one over the replaced face.
 The `obfuscate` policy (identity suppressed, nothing kept) trains distribution discrepancy
 maximisation (DDM) instead: the sanitizer G_e makes the encrypted image X_e = G_e(X) and, from it,
 the reconstructed image X_r = G_e(X_e); a discriminator D tells X_r from X_e, and D and G_e minimise
@@ -45,8 +46,8 @@ from trainer.gender_classifier import train_attribute_classifier, train_ensemble
 from trainer.identity_replacement import ReplacementStatistics, fit_identity_replacement_from_batches
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
-    EncryptingSanitizer, ReplacingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer, computing_in,
-    keras_policy, policy_copy, prototypes_for_labels, reduced_precision_networks,
+    EncryptingSanitizer, ReplacingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer,
+    computing_in, keras_policy, policy_copy, prototypes_for_labels, reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
 
