@@ -192,10 +192,11 @@ class TrainingConfig:
             raise ValueError(f"replacement_shrink={self.replacement_shrink}: a factor in [0, 1]")
         if self.replacement_components < 1 or self.replacement_donors < 1:
             raise ValueError("replacement_components and replacement_donors must be at least 1")
-        groups = [name for name in self.policy.preserve if name != "identity"]
-        if self.replacement_arguments() is not None and len(groups) > MAX_REPLACEMENT_ATTRIBUTES:
+        replacement = self.replacement_arguments()
+        if replacement is not None and len(replacement["group_attributes"]) > MAX_REPLACEMENT_ATTRIBUTES:
             raise ValueError(f"identity replacement groups faces by every preserved attribute: at most "
-                             f"{MAX_REPLACEMENT_ATTRIBUTES}, the policy {self.policy.describe()} keeps {len(groups)}")
+                             f"{MAX_REPLACEMENT_ATTRIBUTES}, the policy {self.policy.describe()} keeps "
+                             f"{len(replacement['group_attributes'])}")
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")

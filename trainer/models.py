@@ -311,11 +311,13 @@ class ReplacingSanitizer(ResidualSanitizer):
         """[N] group numbers (identity_replacement.group_index) of the preserved attributes as read."""
         face = tf.cast(face, self.compute_dtype)
         group = tf.zeros(tf.shape(face)[:1], tf.int32)
+        read = None  # the attribute reader's heads, computed once for all the attributes it reads
+        if any(name != "Male" for name in self.group_attributes):
+            read = tf.reshape(self.attribute_reader(face, training=False), [-1, len(self.reader_attributes)])
         for bit, name in enumerate(self.group_attributes):
             if name == "Male":
                 probability = self.gender_reader(face, training=False)[:, 1]
             else:
-                read = tf.reshape(self.attribute_reader(face, training=False), [-1, len(self.reader_attributes)])
                 probability = read[:, self.reader_attributes.index(name)]
             group += tf.cast(tf.cast(probability, tf.float32) >= 0.5, tf.int32) * (2 ** bit)
         return group
