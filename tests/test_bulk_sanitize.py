@@ -346,3 +346,55 @@ def test_a_replacing_deidentify_model_runs_unchanged_in_both_precisions(aligned_
     difference = [np.abs(outputs["float32"][name].astype(float) - outputs["bfloat16"][name]).mean()
                   for name in outputs["float32"]]
     assert max(difference) < 1, difference  # the replacement computes in float32 in both
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_the_paste_back_runs_with_one_blas_thread_and_the_process_gets_its_setting_back(
+        model, aligned_faces, tmp_path, monkeypatch):
+    """numpy's BLAS threads on the cores Beam's workers and TensorFlow already use made the job 30%
+    slower (README, "Bulk sanitization"); the job keeps them to one while it runs, locally too."""
+    from threadpoolctl import threadpool_limits
+
+    import pipelines.sanitize.faces as faces_module
+
+    seen = []
+    paste = faces_module.paste_face
+
+    def recording_paste(*args, **kwargs):
+        seen.extend(_blas_threads())
+        return paste(*args, **kwargs)
+
+    monkeypatch.setattr(faces_module, "paste_face", recording_paste)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before and set(before) == {2}
+        summary = run_job(_settings(aligned_faces, tmp_path / "out", args=["--direct_running_mode=multi_threading",
+                                                                             "--direct_num_workers=2"]),
+                          model_dir=model)
+        assert summary["sanitized"] == summary["inputs"] > 0
+        assert len(seen) == summary["inputs"] * len(before) and set(seen) == {1}
+        assert _blas_threads() == before  # run_job restored the process's own setting
+
+
+def test_a_remote_workers_thread_sets_one_blas_thread_itself():
+    """A worker process of a remote runner (Dataflow, a portable runner's pool): no driver set the
+    limit, so the DoFn's setup, on one of the harness's threads, does."""
+    script = ("import threading, numpy, scipy.linalg\n"
+              "from threadpoolctl import threadpool_info\n"
+              "from pipelines.sanitize.faces import one_blas_thread\n"
+              "blas = lambda: [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+              "print('before', blas())\n"
+              "worker = threading.Thread(target=one_blas_thread); worker.start(); worker.join()\n"
+              "print('after', blas())\n")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", PYTHONPATH=str(REPO))
+    lines = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                           cwd=REPO).stdout.splitlines()
+    counts = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in lines if line.startswith(("before", "after"))}
+    before, after = json.loads(counts["before"]), json.loads(counts["after"])
+    assert before and set(before) == {2}
+    assert after == [1] * len(before)

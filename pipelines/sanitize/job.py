@@ -21,6 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from threadpoolctl import threadpool_limits
 
 from components.faces.imaging import COLOR_MODES, MASK_SHAPES, PASTE_MODES
 from pipelines.config import Config
@@ -252,7 +253,11 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
     pipeline = test_pipeline if test_pipeline is not None else beam.Pipeline(options=options)
     build_graph(pipeline, plan, manifest_files, part_files)
     try:
-        with ProgressLine(plan, settings.progress_every_s, finished_outside_shards(part_files)):
+        # numpy's BLAS at one thread while the job runs (faces.one_blas_thread says why): set here for a
+        # local runner, whose workers are threads of this process (threadpoolctl lets one thread
+        # control OpenBLAS), and given back afterwards; remote workers set it themselves.
+        with ProgressLine(plan, settings.progress_every_s, finished_outside_shards(part_files)), \
+                threadpool_limits(limits=1, user_api="blas"):
             result = pipeline.run()
             result.wait_until_finish()
     except Exception as error:  # the in-graph accounting check (transforms.check_accounting) failed
