@@ -113,3 +113,23 @@ def test_decode_rejects_too_many_pixels_before_decoding():
 def test_png_roundtrip_is_lossless():
     pixels = np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype=np.uint8)
     np.testing.assert_array_equal(decode_image(encode_png(pixels)).pixels, pixels)
+
+
+@pytest.mark.parametrize("orientation, turned", [
+    (1, lambda a: a), (2, lambda a: a[:, ::-1]), (3, lambda a: a[::-1, ::-1]), (4, lambda a: a[::-1]),
+    (5, lambda a: a.transpose(1, 0, 2)), (6, lambda a: np.rot90(a, -1)), (7, lambda a: np.rot90(a, 2).transpose(1, 0, 2)),
+    (8, lambda a: np.rot90(a, 1))])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_decode_applies_the_exif_orientation(orientation, turned, fmt):
+    """The pixels come upright as EXIF says the photo is to be shown (6: turn 90 degrees clockwise)."""
+    rng = np.random.default_rng(orientation)
+    pixels = np.repeat(np.repeat(rng.integers(0, 256, (3, 5, 3), dtype=np.uint8), 8, axis=0), 8, axis=1)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, exif=exif.tobytes(), **({"quality": 100, "subsampling": 0} if fmt == "JPEG" else {}))
+    decoded = decode_image(buffer.getvalue()).pixels
+    expected = turned(pixels)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected).mean() < (0.5 if fmt == "PNG" else 3)

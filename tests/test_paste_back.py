@@ -163,19 +163,22 @@ def test_a_crop_in_the_models_frame_is_not_warped_and_gets_what_the_warps_would_
     assert not shifted.identity
 
 
-def test_the_blend_is_the_photo_blended_in_ycbcr_with_the_new_luminance_and_chroma():
+@pytest.mark.parametrize("color", ["gray", "keep-chroma"])
+@pytest.mark.parametrize("mask", ["crop", "face"])
+def test_the_blend_is_the_photo_blended_in_ycbcr_with_the_new_luminance_and_chroma(color, mask):
     """paste_face adds alpha times the RGB image of the YCbCr change; that equals blending the
     photo's and the new YCbCr through the mask and converting back (to one level of rounding)."""
     pixels, left, right = _aligned_crop(seed=2)
     given = _model_input(pixels, left, right)
     change = np.random.default_rng(3).uniform(-0.2, 0.2, given.shape).astype(np.float32)
     sanitized = np.clip(given + change, 0, 1)
-    out = paste_face(pixels, sanitized, given, left, right, None, paste="edit", mask="crop", color="gray")
-    alpha = face_mask(S, shape="crop")[..., None]
+    out = paste_face(pixels, sanitized, given, left, right, None, paste="edit", mask=mask, color=color)
+    alpha = face_mask(S, shape=mask)[..., None]
     ycc = _rgb_to_ycbcr(pixels.astype(np.float64))
     new = ycc.copy()
     new[..., 0] += 255.0 * (sanitized - given)[..., 0]
-    new[..., 1:] = 128.0
+    if color == "gray":
+        new[..., 1:] = 128.0
     y, cb, cr = np.moveaxis(alpha * new + (1 - alpha) * ycc, -1, 0)
     cb, cr = cb - 128.0, cr - 128.0
     expected = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)

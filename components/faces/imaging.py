@@ -92,7 +92,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: in
             frames = int(getattr(image, "n_frames", 1) or 1)
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # (a copy only where a turn is needed)
             return DecodedImage(_to_rgb8(image), source_format, frames)
     except ImageRejected:
         raise
@@ -120,7 +120,7 @@ def _to_rgb8(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -312,16 +312,16 @@ class _SkinField:
 
         return _SkinField(single(*shrink), *single(weight), single(*smooth), *single(total), single(*grow))
 
-    def chroma(self, chroma: np.ndarray) -> np.ndarray:
-        """The face's chroma (H x W x 2, Cb and Cr of the photo's box) smoothed over a fifth of the
-        face with a Gaussian normalised by the blend mask, so only the face's own pixels (not hair or
-        background) set the tone: skin tone and the colour of the light stay, local colour (lipstick,
-        eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD pixels (box filter), so
-        the cost does not grow with the face's size in the photo."""
-        planes = np.ascontiguousarray(np.moveaxis(chroma, -1, 0), np.float32)  # 2 x H x W (BLAS needs contiguous)
+    def chroma(self, planes: np.ndarray) -> np.ndarray:
+        """The face's chroma (2 x H x W float32: Cb and Cr of the photo's box, less 128) smoothed
+        over a fifth of the face with a Gaussian normalised by the blend mask, so only the face's own
+        pixels (not hair or background) set the tone: skin tone and the colour of the light stay,
+        local colour (lipstick, eye shadow, blush) goes. Computed with the face shrunk to SKIN_FIELD
+        pixels (box filter), so the cost does not grow with the face's size in the photo. The
+        filters' rows sum to one, so an offset of the chroma passes through unchanged."""
         shrunk = self.shrink[0] @ planes @ self.shrink[1]
         tone = (self.smooth[0] @ (shrunk * self.weight) @ self.smooth[1]) / self.total
-        return np.ascontiguousarray(np.moveaxis(self.grow[0] @ tone @ self.grow[1], 0, -1))
+        return self.grow[0] @ tone @ self.grow[1]
 
 
 def _resized(plane: np.ndarray, size: tuple, method) -> np.ndarray:
@@ -378,17 +378,13 @@ def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -
     identity = (x1 - x0, y1 - y0) == (side, side) and _is_identity(shifted)
     placement = _Placement(side, (x0, y0, x1, y1), shifted, identity=identity)
     alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
-    # Where the mask is (nearly) 0 the photo's own bytes stay exactly (a rounding step for nothing).
+    # Where the mask is (nearly) 0 it is exactly 0, so the change there is exactly 0 and the photo's
+    # own bytes stay (the paste's rounding gives them back: x + 0 + 0.5, truncated, is x).
     touched = alpha > 1e-3
+    alpha = np.where(touched, alpha, np.float32(0.0))
     for shared in (alpha, touched):
         shared.setflags(write=False)  # shared between calls
     return dataclasses.replace(placement, alpha=alpha, touched=touched, skin=_SkinField.of(alpha, side))
-
-
-def _per_pixel(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """H x W x C times C x D: one matrix product over all pixels (numpy would make it H small ones)."""
-    height, width, channels = image.shape
-    return (image.reshape(height * width, channels) @ matrix).reshape(height, width, matrix.shape[1])
 
 
 def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
@@ -432,25 +428,39 @@ def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarra
         return pixels.copy()
     (x0, y0, x1, y1), alpha = placement.box, placement.alpha
     original = pixels[y0:y1, x0:x1]
-    box = original.astype(np.float32)
+    # Channel-planar float32 (3 x h x w), so each colour map is one matrix product over all pixels
+    # and every step writes one plane-sized result (the cost of a paste is passes over the box).
+    box = np.ascontiguousarray(np.moveaxis(original, -1, 0), dtype=np.float32)
+    planes = box.reshape(3, -1)
     if paste == "edit":
         luma_change = 255.0 * placement.place(output - given)
     else:
-        luma = box @ _TO_YCC[0]
+        luma = (_TO_YCC[0] @ planes).reshape(alpha.shape)
         face = 255.0 * placement.place(output)
         total = alpha.sum() + 1e-6
         mean_face, mean_photo = (face * alpha).sum() / total, (luma * alpha).sum() / total
         std_face = np.sqrt((((face - mean_face) ** 2) * alpha).sum() / total) + 1e-6
         std_photo = np.sqrt((((luma - mean_photo) ** 2) * alpha).sum() / total)
         luma_change = mean_photo + (face - mean_face) * float(np.clip(std_photo / std_face, 0.5, 2.0)) - luma
-    change = (alpha * luma_change)[..., None]
-    if color != "keep-chroma":
-        chroma = _per_pixel(box, _TO_YCC[1:].T) + 128.0
-        target = placement.skin.chroma(chroma) if color == "skin" else np.float32(128.0)
-        change = change + _per_pixel(alpha[..., None] * (target - chroma), _CHROMA_TO_RGB.T)
-    blended = np.clip(box + change + 0.5, 0, 255).astype(np.uint8)
+    luma_change *= alpha
+    # RGB from YCbCr: every channel moves with Y one for one, and with Cb/Cr by _CHROMA_TO_RGB.
+    if color == "keep-chroma":
+        change = np.broadcast_to(luma_change, box.shape)
+    else:
+        chroma = (_TO_YCC[1:] @ planes).reshape(2, *alpha.shape)  # Cb, Cr less 128
+        # gray: the target is 128, i.e. 0 here
+        chroma_change = (placement.skin.chroma(chroma) - chroma) if color == "skin" else np.negative(chroma)
+        chroma_change *= alpha
+        change = (_CHROMA_TO_RGB @ chroma_change.reshape(2, -1)).reshape(box.shape)
+        change += luma_change
+    box += change
+    box += 0.5
+    np.clip(box, 0, 255, out=box)
+    blended = np.moveaxis(box, 0, -1).astype(np.uint8)  # rounded (+0.5, truncated); untouched pixels as they were
+    if blended.shape == pixels.shape:
+        return blended
     out = pixels.copy()
-    out[y0:y1, x0:x1] = np.where(placement.touched[..., None], blended, original)
+    out[y0:y1, x0:x1] = blended
     return out
 
 
