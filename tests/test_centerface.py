@@ -116,3 +116,26 @@ def test_the_session_without_weights_among_its_inputs_gives_the_shipped_models_m
         assert mine.shape == reference.shape
         assert np.abs(mine - reference).max() < 1e-3
     assert (theirs[0] > 0.4).any()  # the face is there to be found in both
+
+
+def test_one_thread_per_search_finds_the_same_faces_and_the_bulk_job_asks_for_it(finders):
+    """The bulk job runs one search per worker thread side by side, each on one ONNX Runtime thread."""
+    from types import SimpleNamespace
+
+    from pipelines.config import SanitizeJobConfig
+    from pipelines.sanitize.faces import PrepareFaces
+
+    single = CenterFaceFinder(threads=1)
+    assert single._session.get_session_options().intra_op_num_threads == 1
+    assert finders[0]._session.get_session_options().intra_op_num_threads == 0  # ONNX Runtime's default
+    pixels = _photo("obama.jpg")
+    [ours], [default] = single.find(pixels), finders[0].find(pixels)
+    assert np.allclose(ours.left_eye, default.left_eye, atol=1e-3)
+    assert np.allclose(ours.right_eye, default.right_eye, atol=1e-3)
+    from threadpoolctl import threadpool_limits
+
+    prepare = PrepareFaces(SimpleNamespace(settings=SanitizeJobConfig(faces="wild")))
+    with threadpool_limits(limits=None, user_api="blas"):  # setup keeps BLAS to one thread: not for later tests
+        prepare.setup()
+    assert isinstance(prepare._finder, CenterFaceFinder)
+    assert prepare._finder._session.get_session_options().intra_op_num_threads == 1

@@ -49,7 +49,9 @@ def _size_free_model():
     return update_inputs_outputs_dims(model, inputs, outputs)
 
 
-def _session():
+def _session(threads: int = 0):
+    """An ONNX Runtime session of the CenterFace model; `threads`: its intra-op threads (0: one per
+    core, ONNX Runtime's default)."""
     _, onnxruntime = _onnx_modules()
     model = _size_free_model()
     # The file lists its weights among the graph's inputs too (an old exporter's habit), so ONNX
@@ -61,6 +63,7 @@ def _session():
     model.graph.input.extend(image_inputs)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -99,8 +102,10 @@ class CenterFaceFinder(OrientationSearch):
     # benchmarks/detector_recall.py: every pasted face of 8-16 px between the eyes was found.
     REACH = 8.0
 
-    def __init__(self, threshold: float = 0.4, detect_max_side: int = 1600, min_face: float = 12.0):
-        self._session = _session()
+    def __init__(self, threshold: float = 0.4, detect_max_side: int = 1600, min_face: float = 12.0, threads: int = 0):
+        """`threads`: ONNX Runtime's threads per search (0: one per core). A caller that runs several
+        searches at once (the bulk job's worker threads) gives 1: more threads than cores spin."""
+        self._session = _session(threads)
         self._threshold = threshold
         self._max_side = detect_max_side
         self._min_face = min_face

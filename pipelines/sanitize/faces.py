@@ -180,7 +180,11 @@ class PrepareFaces(beam.DoFn):
         if settings.detector == "dlib":
             self._finder = FaceFinder(settings.detect_upsample, settings.detect_max_side)
         else:
-            self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side, min_face=settings.min_face)
+            # One ONNX Runtime thread per search: Beam's worker threads (one per core here) search
+            # photos side by side; a thread per core in each search made the group-photo job 17% slower
+            # on the 2-core build machine (README, "Bulk sanitization").
+            self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side, min_face=settings.min_face,
+                                            threads=1)
 
     def process(self, element):
         key, source = element
