@@ -14,13 +14,15 @@ photos, and peak memory at two database sizes; every ratio is taken within this 
     Throughput = images / seconds of the sanitize pipeline (the job's own figure; worker start and
     model load included; the one-off driver import and manifest consolidation are in the wall time);
     peak memory = the largest sum of resident memory over the job's process tree (driver + workers),
-    sampled every 0.2 s.
+    sampled every 0.2 s. Also: images/s while sanitizing, from the job's progress lines (every 5 s;
+    the first and the last left out), i.e. without the start-up.
 (c) group photos end to end: --wild-photos photos of 1600x1000, each with 8 REAL faces pasted at
     8-80 px between the eyes (benchmarks/detector_recall.py's composites of the face-recognition
     test photos), through `python -m pipelines.sanitize --faces wild` (CenterFace, sanitize, paste
     back; the faces it found are printed), and through `deface` (CenterFace, blur) on the same
     files. deface is installed by this script into a throwaway virtual environment (uv, from PyPI;
-    --skip-deface to leave it out).
+    --skip-deface to leave it out); its start-up is measured by running it on one photo, and its
+    photos/s without it beside the job's while sanitizing.
 (d) where an aligned face's time goes besides the model: each step of the job in this process on
     one core, without Beam (stage_costs), beside the model's time per face from (a).
 
@@ -148,7 +150,10 @@ def stage_costs(folder: str, size: int, count: int = 300) -> dict:
     on one core (no Beam): read, decode, align (+ gray), decode again (to paste back; the job skips
     it for photos up to CARRY_DECODED_PIXELS), paste back (a small made-up change), re-encode, write
     atomically. The first face's paste builds the
-    cached placement and is left out."""
+    cached placement and is left out. numpy's BLAS runs on one thread, as in the job
+    (pipelines/sanitize/faces.py:one_blas_thread)."""
+    from threadpoolctl import threadpool_limits
+
     from components.faces.imaging import align_face, decode_image, encode_like, paste_face, to_gray_float
     from pipelines.sanitize.faces import CARRY_DECODED_PIXELS
     from pipelines.sanitize.layout import write_atomically
@@ -156,7 +161,7 @@ def stage_costs(folder: str, size: int, count: int = 300) -> dict:
     files = sorted(os.listdir(folder))[:count + 1]
     eyes = ((0.35 * size, 0.40 * size), (0.65 * size, 0.40 * size))
     totals = dict.fromkeys(("read", "decode", "align", "decode again", "paste back", "encode", "write"), 0.0)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, threadpool_limits(limits=1, user_api="blas"):
         for index, name in enumerate(files):
             marks = [time.perf_counter()]
             with open(os.path.join(folder, name), "rb") as handle:
@@ -184,7 +189,7 @@ def stage_costs(folder: str, size: int, count: int = 300) -> dict:
 def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, mode: str,
             extra: tuple = ("--aligned-eyes", "0.35", "0.40", "0.65", "0.40")) -> dict:
     command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", inputs, "--output", output,
-               "--batch-size", str(batch), "--progress-every", "30", *extra,
+               "--batch-size", str(batch), "--progress-every", "5", *extra,
                f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
     output_text, wall, peak = measured(command)
     match = re.search(r"this run: (\d+) inputs processed in ([\d.]+) s", output_text)
@@ -193,7 +198,17 @@ def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, 
     return {"images": processed, "pipeline_s": seconds, "wall_s": round(wall, 1),
             "faces_sanitized": int(faces.group(1)) if faces else None,
             "images_per_s": processed / seconds, "peak_rss_mib": peak,
+            "while_sanitizing_per_s": while_sanitizing(output_text),
             "progress_lines": [line for line in output_text.splitlines() if line.startswith(("progress", "inputs"))]}
+
+
+def while_sanitizing(output_text: str) -> float | None:
+    """Images/s once the job is under way: the mean of its progress lines' "now" rates (one every 5
+    s), leaving out the first (worker start and model load) and the last (a part interval); None
+    for a run too short to have three."""
+    rates = [float(rate) for rate in re.findall(r"^progress: \d+ inputs finished this run.*?, ([\d.]+)/s now",
+                                                output_text, flags=re.M)]
+    return sum(rates[1:-1]) / len(rates[1:-1]) if len(rates) >= 3 else None
 
 
 def make_group_photos(folder: str, count: int, seed: int = 0) -> int:
@@ -297,10 +312,12 @@ def main(argv=None) -> int:
                              ("--aligned-eyes", "0.35", "0.40", "0.65", "0.40", "--precision", precision))
             raw_same = raw["sanitize_only" if precision == "float32" else "sanitize_only_bfloat16"]
             results[f"{size} {precision}"] = dict(result, ratio_to_raw=result["images_per_s"] / raw_same)
+            steady = result["while_sanitizing_per_s"]
             print(f"(b) aligned faces end to end, {size} images, {precision}, DirectRunner {args.mode} {args.workers} "
                   f"workers: {result['images_per_s']:.1f} images/s (pipeline {result['pipeline_s']:.1f} s, command "
-                  f"wall {result['wall_s']:.1f} s), ratio to raw {precision} {result['images_per_s'] / raw_same:.2f}, "
-                  f"peak memory {result['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"wall {result['wall_s']:.1f} s), ratio to raw {precision} {result['images_per_s'] / raw_same:.2f}; "
+                  + (f"while sanitizing {steady:.1f} images/s, ratio {steady / raw_same:.2f}; " if steady else "")
+                  + f"peak memory {result['peak_rss_mib']:.0f} MiB", flush=True)
         report["aligned_end_to_end"] = {k: {n: v for n, v in r.items() if n != "progress_lines"}
                                         for k, r in results.items()}
         if largest:
@@ -321,13 +338,29 @@ def main(argv=None) -> int:
                   f"facesan --faces wild found and sanitized {ours['faces_sanitized']} faces, "
                   f"{ours['images_per_s']:.2f} photos/s (pipeline {ours['pipeline_s']:.1f} s, "
                   f"command wall {ours['wall_s']:.1f} s), peak memory {ours['peak_rss_mib']:.0f} MiB", flush=True)
+            if ours["while_sanitizing_per_s"]:
+                print(f"(c) facesan while sanitizing (progress lines): {ours['while_sanitizing_per_s']:.2f} photos/s",
+                      flush=True)
             if not args.skip_deface:
-                theirs = run_deface(deface_environment(work), photos, os.path.join(work, "out_deface"))
+                deface = deface_environment(work)
+                theirs = run_deface(deface, photos, os.path.join(work, "out_deface"))
+                # deface's start-up: the same command on one photo; the rest is its time per photo
+                one = os.path.join(work, "one_photo")
+                os.makedirs(one, exist_ok=True)
+                first = sorted(os.listdir(photos))[0]
+                os.link(os.path.join(photos, first), os.path.join(one, first))
+                alone = run_deface(deface, one, os.path.join(work, "out_deface_one"))
+                theirs["without_start_up_per_s"] = (args.wild_photos - 1) / max(theirs["wall_s"] - alone["wall_s"],
+                                                                                1e-9)
                 report["deface"] = theirs
                 print(f"(c) deface (CenterFace + blur, onnxrt) on the same photos: {theirs['images_per_s']:.2f} "
                       f"photos/s (command wall {theirs['wall_s']:.1f} s, its start-up included), peak memory "
                       f"{theirs['peak_rss_mib']:.0f} MiB; facesan command wall / deface command wall: "
-                      f"{ours['wall_s'] / theirs['wall_s']:.2f}", flush=True)
+                      f"{ours['wall_s'] / theirs['wall_s']:.2f}; deface without its start-up (one photo took "
+                      f"{alone['wall_s']:.1f} s): {theirs['without_start_up_per_s']:.2f} photos/s"
+                      + (f", facesan while sanitizing / that: "
+                         f"{ours['while_sanitizing_per_s'] / theirs['without_start_up_per_s']:.2f}"
+                         if ours["while_sanitizing_per_s"] else ""), flush=True)
         print(json.dumps(report, indent=2))
     return 0
 
