@@ -333,14 +333,13 @@ def _resized(plane: np.ndarray, size: tuple, method) -> np.ndarray:
 class _Placement:
     """Where an aligned face goes in a photo: the aligned frame at the face's own resolution in the
     photo (side x side, so the last warp is a turn and a shift, not an upsampling), the photo's box
-    it covers, the affine map from the box to that frame, and the blend mask in the box (with the
-    pixels it touches and its skin field)."""
+    it covers, the affine map from the box to that frame, and the blend mask in the box (exactly 0
+    where it leaves the photo as it is) with its skin field."""
 
     side: int
     box: tuple
     shifted: np.ndarray
     alpha: np.ndarray = None
-    touched: np.ndarray = None
     skin: _SkinField = None
 
     identity: bool = False  # the box is the aligned frame itself (an aligned crop in the model's geometry)
@@ -380,11 +379,9 @@ def _placement(shape, left_eye, right_eye, mouth_aligned, size, mask, feather) -
     alpha = np.clip(placement.place(face_mask(size, mouth_aligned, feather, mask)), 0.0, 1.0)
     # Where the mask is (nearly) 0 it is exactly 0, so the change there is exactly 0 and the photo's
     # own bytes stay (the paste's rounding gives them back: x + 0 + 0.5, truncated, is x).
-    touched = alpha > 1e-3
-    alpha = np.where(touched, alpha, np.float32(0.0))
-    for shared in (alpha, touched):
-        shared.setflags(write=False)  # shared between calls
-    return dataclasses.replace(placement, alpha=alpha, touched=touched, skin=_SkinField.of(alpha, side))
+    alpha = np.where(alpha > 1e-3, alpha, np.float32(0.0))
+    alpha.setflags(write=False)  # shared between calls
+    return dataclasses.replace(placement, alpha=alpha, skin=_SkinField.of(alpha, side))
 
 
 def paste_face(pixels: np.ndarray, sanitized: np.ndarray, model_input: np.ndarray, left_eye, right_eye,
