@@ -225,3 +225,16 @@ def test_the_statistics_do_not_depend_on_how_the_faces_are_batched_or_ordered():
     subset = fit_identity_replacement(faces, people, labels, components=9, k_same=3, donors_per_group=2,
                                       max_people=4)
     assert np.linalg.matrix_rank(subset.basis, tol=1e-6) == 4
+
+
+def test_a_replacing_sanitizer_without_its_statistics_is_not_exported():
+    """Uninstalled, the replacement is the identity map: exporting it would serve faces unchanged
+    under a policy that promises to hide the person."""
+    from trainer.export import SanitizerModule
+
+    config = small_config()
+    prototypes = {name: tf.zeros((64, 64, 3)) for name in ("male", "female", "neutral")}
+    with pytest.raises(ValueError, match="no statistics installed"):
+        SanitizerModule(sanitizer_of(config), build_gender_classifier(64), prototypes, 64)
+    san, _ = installed_sanitizer(config)
+    SanitizerModule(san, build_gender_classifier(64), prototypes, 64)  # installed: exported

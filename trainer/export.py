@@ -100,6 +100,14 @@ class SanitizerModule(tf.Module):
         """`reduced`: {precision: (sanitizer, classifier)} copies computed in reduced precision
         (trainer.models.reduced_precision_copy), each exported as its own signatures."""
         super().__init__(name="sanitizer")
+        for precision, network in [("float32", san)] + [(p, pair[0]) for p, pair in (reduced or {}).items()]:
+            replacement = getattr(network, "replacement", None)
+            if replacement is not None and float(replacement.installed.numpy()) != 1.0:
+                # An uninstalled IdentityReplacement is the identity map: the model would serve the
+                # faces unchanged under a policy that promises to hide the person.
+                raise ValueError(f"the {precision} sanitizer's identity replacement has no statistics installed: "
+                                 "call its install(statistics, gender_classifier, attribute_classifier) with "
+                                 "trainer.san.replacement_statistics(...) before exporting (the SanTrainer does)")
         self.san = san
         self.classifier = classifier
         self.image_size = image_size
