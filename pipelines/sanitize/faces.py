@@ -20,9 +20,9 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from components.faces.centerface import CenterFaceFinder
 from components.faces.detection import FaceFinder
