@@ -142,8 +142,9 @@ def beam_options(args: list[str]):
     args = list(args)
     runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
     if runner in ("DirectRunner", "direct") and not any(a.startswith("--direct_running_mode") for a in args):
-        # One process whose worker threads share one model: TensorFlow and Pillow release the GIL,
-        # and no process start-up or inter-process transfer (measured: README, "Bulk sanitization").
+        # One process whose worker threads share one model: TensorFlow and Pillow release the GIL;
+        # about half the memory of a process per worker for about 4% less speed on 20,000 faces
+        # (measured: README, "Bulk sanitization").
         args += ["--direct_running_mode=multi_threading", f"--direct_num_workers={os.cpu_count() or 1}"]
     return PipelineOptions(args), args
 
