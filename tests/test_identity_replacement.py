@@ -237,4 +237,29 @@ def test_a_replacing_sanitizer_without_its_statistics_is_not_exported():
     with pytest.raises(ValueError, match="no statistics installed"):
         SanitizerModule(sanitizer_of(config), build_gender_classifier(64), prototypes, 64)
     san, _ = installed_sanitizer(config)
-    SanitizerModule(san, build_gender_classifier(64), prototypes, 64)  # installed: exported
+    SanitizerModule(san, san.gender_reader, prototypes, 64)  # installed: exported
+
+
+def test_the_exported_module_holds_one_gender_classifier_the_sanitizers_reader():
+    """The replacing sanitizer's frozen gender reader is the trained classifier: the export serves it
+    as the model's classifier (one copy of the weights per precision, not two), and refuses a
+    classifier that differs from it."""
+    from trainer.export import SanitizerModule
+    from trainer.models import reduced_precision_networks
+
+    config = small_config()
+    prototypes = {name: tf.zeros((64, 64, 3)) for name in ("male", "female", "neutral")}
+    san, faces = installed_sanitizer(config)
+    classifier = build_gender_classifier(64)
+    classifier.set_weights(san.gender_reader.get_weights())
+    expected = classifier(tf.constant(faces[:4]), training=False)[:, 1].numpy()
+    reduced = reduced_precision_networks(lambda: sanitizer_of(config), san, classifier, 64, ("bfloat16",))
+    module = SanitizerModule(san, classifier, prototypes, 64, reduced)
+    assert module.classifier is san.gender_reader
+    for precision, networks in module.networks.items():
+        assert networks.classifier is networks.san.gender_reader, precision
+    np.testing.assert_allclose(module.classify_gender(tf.constant(faces[:4]))["male_probability"].numpy(), expected,
+                               atol=1e-6)
+    other = build_gender_classifier(64)  # another initialisation: not the reader's weights
+    with pytest.raises(ValueError, match="gender reader differs"):
+        SanitizerModule(san, other, prototypes, 64)

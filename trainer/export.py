@@ -29,6 +29,7 @@ import datetime
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from trainer.identity_replacement import face_fingerprints
@@ -95,12 +96,28 @@ class _Networks(tf.Module):
         return self._outputs(self.san, faces, tf.cast(male_probability >= 0.5, tf.int64), male_probability)
 
 
+def _one_gender_classifier(san, classifier, precision: str):
+    """(san, the classifier to serve). A sanitizer that reads gender itself (the replacing
+    sanitizer's frozen `gender_reader`, installed from the same trained classifier) serves its reader
+    as the model's classifier, so the SavedModel holds one copy of those weights, not two; a reader
+    whose weights differ from the classifier's is refused."""
+    reader = getattr(san, "gender_reader", None)
+    if reader is None or reader is classifier:
+        return san, classifier
+    mine, theirs = reader.get_weights(), classifier.get_weights()
+    if len(mine) != len(theirs) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(mine, theirs)):
+        raise ValueError(f"the {precision} sanitizer's gender reader differs from the gender classifier given for "
+                         "export: install the trained classifier into the sanitizer (install(...)) before exporting")
+    return san, reader
+
+
 class SanitizerModule(tf.Module):
     def __init__(self, san, classifier, prototypes: dict, image_size: int, reduced: dict | None = None):
         """`reduced`: {precision: (sanitizer, classifier)} copies computed in reduced precision
         (trainer.models.reduced_precision_copy), each exported as its own signatures."""
         super().__init__(name="sanitizer")
-        for precision, network in [("float32", san)] + [(p, pair[0]) for p, pair in (reduced or {}).items()]:
+        reduced = dict(reduced or {})
+        for precision, network in [("float32", san)] + [(p, pair[0]) for p, pair in reduced.items()]:
             replacement = getattr(network, "replacement", None)
             if replacement is not None and float(replacement.installed.numpy()) != 1.0:
                 # An uninstalled IdentityReplacement is the identity map: the model would serve the
@@ -108,6 +125,8 @@ class SanitizerModule(tf.Module):
                 raise ValueError(f"the {precision} sanitizer's identity replacement has no statistics installed: "
                                  "call its install(statistics, gender_classifier, attribute_classifier) with "
                                  "trainer.san.replacement_statistics(...) before exporting (the SanTrainer does)")
+        san, classifier = _one_gender_classifier(san, classifier, "float32")
+        reduced = {precision: _one_gender_classifier(*pair, precision) for precision, pair in reduced.items()}
         self.san = san
         self.classifier = classifier
         self.image_size = image_size
