@@ -97,18 +97,18 @@ class _Networks(tf.Module):
 
 
 def _one_gender_classifier(san, classifier, precision: str):
-    """(san, the classifier to serve). A sanitizer that reads gender itself (the replacing
+    """The classifier to serve beside `san`. A sanitizer that reads gender itself (the replacing
     sanitizer's frozen `gender_reader`, installed from the same trained classifier) serves its reader
     as the model's classifier, so the SavedModel holds one copy of those weights, not two; a reader
     whose weights differ from the classifier's is refused."""
     reader = getattr(san, "gender_reader", None)
     if reader is None or reader is classifier:
-        return san, classifier
+        return classifier
     mine, theirs = reader.get_weights(), classifier.get_weights()
     if len(mine) != len(theirs) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(mine, theirs)):
         raise ValueError(f"the {precision} sanitizer's gender reader differs from the gender classifier given for "
                          "export: install the trained classifier into the sanitizer (install(...)) before exporting")
-    return san, reader
+    return reader
 
 
 class SanitizerModule(tf.Module):
@@ -125,8 +125,9 @@ class SanitizerModule(tf.Module):
                 raise ValueError(f"the {precision} sanitizer's identity replacement has no statistics installed: "
                                  "call its install(statistics, gender_classifier, attribute_classifier) with "
                                  "trainer.san.replacement_statistics(...) before exporting (the SanTrainer does)")
-        san, classifier = _one_gender_classifier(san, classifier, "float32")
-        reduced = {precision: _one_gender_classifier(*pair, precision) for precision, pair in reduced.items()}
+        classifier = _one_gender_classifier(san, classifier, "float32")
+        reduced = {precision: (reduced_san, _one_gender_classifier(reduced_san, reduced_classifier, precision))
+                   for precision, (reduced_san, reduced_classifier) in reduced.items()}
         self.san = san
         self.classifier = classifier
         self.image_size = image_size
