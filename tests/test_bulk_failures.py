@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
@@ -17,7 +18,7 @@ from pipelines.config import SanitizeJobConfig
 from pipelines.sanitize import faces as faces_module
 from pipelines.sanitize import model as model_module
 from pipelines.sanitize.job import run_job
-from pipelines.sanitize.manifest import WriteManifestShard, read_dead_letter
+from pipelines.sanitize.manifest import WriteManifestShard, read_dead_letter, table_bytes, table_of
 
 # The input of width W fails at the stage named (W is how the patched functions recognise it).
 FAILING = {101: "decode", 102: "detect", 103: "align", 104: "inference", 105: "compose", 106: "encode"}
@@ -129,9 +130,10 @@ def test_a_listed_input_without_a_manifest_row_fails_the_job_naming_it(model, tm
     original = WriteManifestShard.process
 
     def losing_b(self, element, unconsolidated):
-        index, rows = element
-        yield from original(self, (index, [row for row in rows if row is None or row["input_key"] != "b.jpg"]),
-                            unconsolidated)
+        index, blobs = element
+        kept = [blob if blob is None else table_bytes(table_of(blob).filter(pc.not_equal(
+            table_of(blob)["input_key"], "b.jpg"))) for blob in blobs]
+        yield from original(self, (index, kept), unconsolidated)
 
     monkeypatch.setattr(WriteManifestShard, "process", losing_b)
     with pytest.raises(SystemExit, match=r"1 listed inputs have no manifest row \(b\.jpg\), 0 manifest rows"):
