@@ -9,8 +9,9 @@
    the photo against the swapped photo, and against the other photo of the same person. A
    sanitizer whose output shows somebody else cannot be expected above the first figure.
 2. With `--work-dir` (a finished pipeline run): matching floors set by the preserved attributes.
-   Every test face is replaced by the mean train face of its group (its combination of the
-   preserved attributes, true labels: Smiling, Eyeglasses, Male, Young for `deidentify`): an output
+   Every test face is replaced by its group's prototype as the product fits it
+   (`fit_identity_replacement`: the mean train face of its combination of the preserved
+   attributes, true labels: Smiling, Eyeglasses, Male, Young for `deidentify`): an output
    that keeps those attributes and nothing of the person. Prints, for each of the run's matcher
    judges and for an adaptive matcher trained on the originals and these outputs of the train split
    (as the evaluator's), the TMR at FMR 1e-2 of the outputs against the original gallery and
@@ -87,7 +88,7 @@ def attribute_only_floors(work_dir: str, seed: int) -> None:
     from trainer.config import TrainingConfig
     from trainer.data import aligned_face_batches
     from trainer.export import load_metadata
-    from trainer.identity_replacement import group_index
+    from trainer.identity_replacement import fit_identity_replacement, group_index
     from trainer.policy import PrivacyPolicy
 
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
@@ -108,9 +109,15 @@ def attribute_only_floors(work_dir: str, seed: int) -> None:
         return data
 
     train, test = split("train"), split("test")
-    overall = train["face"].mean(axis=0)
-    means = np.stack([train["face"][train["group"] == g].mean(axis=0) if (train["group"] == g).any() else overall
-                      for g in range(2 ** len(kept))])
+    # The group means are the product's own prototypes (identity_replacement.py: a group with faces
+    # of fewer than k people gets the overall mean face), fitted on the train split as in training.
+    labels = (np.stack([train["male" if a == "Male" else a] for a in kept], axis=1) if kept
+              else np.zeros((len(train["face"]), 0)))
+    statistics = fit_identity_replacement(train["face"], train["identity"], labels, config.replacement_components,
+                                          config.replacement_k, config.replacement_donors, seed)
+    means = statistics.prototypes.reshape(-1, *train["face"].shape[1:])
+    for line in statistics.fallbacks:
+        print(f"  {line}")
     outputs = {"train": means[train["group"]], "test": means[test["group"]]}
     judges = load_synthetic_judges(latest_uri(store, "Model", "JudgeTrainer"))
     start = next((judge.model for judge in judges.matcher if judge.name == CNN_MATCHER), None)
