@@ -233,7 +233,7 @@ def test_obfuscate_trains_encryption_and_decryption_with_the_discriminator_on_th
     assert isinstance(trainer.san, EncryptingSanitizer) and trainer.discriminator is not None
     batch = _batch()
     face = batch[features.FACE_GRAY_KEY]
-    total, values = trainer._forward(batch, training=False)
+    total, values, _, _ = trainer._forward(batch, training=False)
     encrypted = trainer.san.encrypt(face)
     reconstructed = trainer.san.decrypt(encrypted)
     assert np.abs(encrypted.numpy() - face.numpy()).max() > 1e-3  # the change layer starts random

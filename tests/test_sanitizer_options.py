@@ -12,7 +12,7 @@ from trainer.config import TrainingConfig
 from trainer.export import SanitizerModule, hashed_targets
 from trainer.models import build_gender_classifier
 from trainer.policy import PrivacyPolicy
-from trainer.san import build_san_trainer, sanitizer_of
+from trainer.san import LossSchedule, build_san_trainer, sanitizer_of
 
 SIZE = 32
 GENDER_AGE = PrivacyPolicy.from_arguments("gender-age")
@@ -110,3 +110,78 @@ def test_the_fine_editor_needs_the_residual_sanitizer():
         build_sanitizer("paper", SIZE, fine=True)
     encrypting = build_sanitizer("residual", SIZE, suppress=("identity",), encrypt=True, fine=True)
     assert "decoder_conv_fine" in {layer.name for layer in encrypting.editor.layers}
+
+
+def test_the_online_adversary_is_refused_where_it_has_nothing_to_read():
+    with pytest.raises(ValueError, match="needs the residual sanitizer"):
+        TrainingConfig(image_size=SIZE, architecture="paper", adversary_weight=1.0)
+    with pytest.raises(ValueError, match="suppresses an attribute other than identity"):
+        TrainingConfig(image_size=SIZE, policy=PrivacyPolicy.from_arguments("deidentify"), adversary_weight=1.0)
+    with pytest.raises(ValueError, match="adversary_weight=-1"):
+        _config(adversary_weight=-1.0)
+    assert _config(adversary_weight=1.0).adversary_attributes() == ("Male", "Young")
+
+
+def _adversary_batch(count=16):
+    rng = np.random.default_rng(4)
+    return {features.FACE_GRAY_KEY: tf.constant(rng.uniform(0, 1, (count, SIZE, SIZE, 1)), tf.float32),
+            features.LABEL_KEY: tf.constant(rng.integers(0, 2, count)),
+            features.attribute_feature_name("Young"): tf.constant(rng.integers(0, 2, count)),
+            features.attribute_feature_name("Smiling"): tf.constant(rng.integers(0, 2, count))}
+
+
+def test_the_online_adversarys_terms_against_hand_computed_cross_entropies():
+    """adversary_target: the sanitizer wants the adversary to read the drawn targets (mean
+    cross-entropy over Male and Young); adversary_loss: the adversary wants the true values."""
+    from trainer.san import adversary_loss, adversary_target_term
+
+    config = _config(adversary_weight=2.0)
+    heads = lambda faces, training=False: tf.zeros([tf.shape(faces)[0], 2])  # noqa: E731
+    trainer, terms = build_san_trainer(config, {}, build_gender_classifier(SIZE), None, {}, attribute_classifier=heads)
+    assert "adversary_target" in [term.name for term in terms]
+    read = np.array([[0.9, 0.2], [0.3, 0.6]], np.float32)
+    batch = {"target/Male": tf.constant([1.0, 0.0]), "target/Young": tf.constant([0.0, 0.0]),
+             "label/Male": tf.constant([0, 1]), "label/Young": tf.constant([1, 1])}
+
+    def cross_entropy(p, y):
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    fixed = adversary_target_term(lambda faces, training=False: tf.constant(read), ("Male", "Young"), 2.0)
+    expected = (cross_entropy(read[:, 0], np.array([1, 0])) + cross_entropy(read[:, 1], np.array([0, 0]))) / 2
+    assert float(fixed.compute(batch, {"sanitized": tf.zeros((2, SIZE, SIZE, 1))})) == pytest.approx(expected, rel=1e-5)
+    learnt = adversary_loss(lambda faces, training=False: tf.constant(read), ("Male", "Young"), batch,
+                            tf.zeros((2, SIZE, SIZE, 1)))
+    truth = (cross_entropy(read[:, 0], np.array([0, 1])) + cross_entropy(read[:, 1], np.array([1, 1]))) / 2
+    assert float(learnt) == pytest.approx(truth, rel=1e-5)
+    assert float(next(term for term in terms if term.name == "adversary_target").weight) == 2.0
+    weights = LossSchedule(terms, config)
+    assert weights.weights_for_epoch(0)["adversary_target"] == 2.0
+    assert LossSchedule(terms, _config(adversary_weight=2.0, pretrain_epochs=1)).weights_for_epoch(0)[
+        "adversary_target"] == 0.0
+
+
+def test_a_training_step_moves_the_sanitizer_and_the_adversary_and_not_the_frozen_networks():
+    """Each step: the sanitizer learns from the terms, the adversary from the true values on the
+    outputs, the classifier stays frozen. With the sanitizer held still (a negligible learning rate)
+    the adversary's loss falls on a batch it sees again: it learns from the true values."""
+    tf.keras.utils.set_random_seed(1)
+    classifier = build_gender_classifier(SIZE)
+    heads = lambda faces, training=False: tf.zeros([tf.shape(faces)[0], 2])  # noqa: E731
+    batch = _adversary_batch()
+    trainer, _ = build_san_trainer(_config(adversary_weight=1.0), {}, classifier, None, {},
+                                   attribute_classifier=heads)
+    san_before = [w.copy() for w in trainer.san.get_weights()]
+    adversary_before = [w.copy() for w in trainer.adversary.get_weights()]
+    classifier_before = [w.copy() for w in classifier.get_weights()]
+    trainer.train_step(batch)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(san_before, trainer.san.get_weights()))
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(adversary_before, trainer.adversary.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(classifier_before, classifier.get_weights()))
+    assert "adversary" in trainer.test_step(batch)
+
+    held, _ = build_san_trainer(_config(adversary_weight=1.0, san_learning_rate=1e-12), {}, classifier, None, {},
+                                attribute_classifier=heads)
+    first = held.train_step(batch)
+    for _ in range(40):
+        last = held.train_step(batch)
+    assert float(last["adversary"]) < float(first["adversary"]) - 0.1

@@ -107,6 +107,14 @@ class TrainingConfig:
     # also says nothing about the true age. gender-age with Young:0 raised the pixel judges of Young
     # past 35%, not the CNN judge (README "Which direction fails").
     constant_targets: tuple = ()
+    # The online adversary (0 = none): a strided CNN (models.build_strided_gender_cnn, one output per
+    # suppressed attribute) trained DURING the sanitizer's training, on its outputs, to read each
+    # suppressed attribute's true value (Adam at adversary_learning_rate, one step per sanitizer
+    # step), while the sanitizer's term `adversary_target` (this weight) wants it to read the drawn
+    # target. Unlike the frozen members, it keeps learning whatever cue the outputs still carry, as
+    # the evaluator's adaptive attacker does.
+    adversary_weight: float = 0.0
+    adversary_learning_rate: float = 1e-3
     # The "robust" member: the strided CNN trained on faces perturbed within this L2 radius (faces in
     # [0, 1], 64x64 = 4096 values: 1.0 is a change of about 0.016 per pixel on average).
     robust_member_epsilon: float = 1.0
@@ -182,6 +190,13 @@ class TrainingConfig:
         if self.architecture != "residual" and (self.constant_targets or self.residual_fine):
             raise ValueError(f"constant targets (--constant-targets) and the full-resolution editor (--residual-fine) "
                              f"need the residual sanitizer, not --architecture {self.architecture}")
+        if self.adversary_weight < 0 or self.adversary_learning_rate <= 0:
+            raise ValueError(f"adversary_weight={self.adversary_weight} (>= 0) and adversary_learning_rate="
+                             f"{self.adversary_learning_rate} (> 0)")
+        if self.adversary_weight and (self.architecture != "residual" or not self.adversary_attributes()):
+            raise ValueError(f"the online adversary (adversary_weight={self.adversary_weight}) needs the residual "
+                             f"sanitizer and a policy that suppresses an attribute other than identity; got "
+                             f"--architecture {self.architecture}, policy {self.policy.describe()}")
         if self.identity_replacement not in IDENTITY_REPLACEMENTS:
             raise ValueError(f"unknown identity replacement {self.identity_replacement!r}: choose one of "
                              f"{', '.join(IDENTITY_REPLACEMENTS)} (--identity-replacement)")
@@ -200,6 +215,10 @@ class TrainingConfig:
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
+
+    def adversary_attributes(self) -> tuple:
+        """The suppressed attributes the online adversary reads (identity is not an attribute)."""
+        return tuple(name for name in self.policy.suppress if name != "identity")
 
     def replacement_arguments(self) -> dict | None:
         """The ReplacingSanitizer's keyword arguments when this configuration de-identifies by

@@ -515,12 +515,14 @@ def build_pooled_mlp_gender_classifier(image_size: int, normalization: keras.lay
     return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="pooled_mlp_gender")
 
 
-def build_strided_gender_cnn(image_size: int, seed: int = 0) -> keras.Model:
-    """Gray face -> P(male) [N,1]: an ensemble member unlike f_G (plain 3x3/5x5 stacks with
-    max-pooling) and unlike the evaluator's residual CNN judge: four strided 4x4 convolutions
-    (20, 40, 72, 112 wide) with ELU and batch normalisation, global average pooling. Trained with
-    flips, shifts and contrast changes (active in training only), so its gradients follow what
-    survives those (a robust reader's cues) rather than pixel-exact patterns."""
+def build_strided_gender_cnn(image_size: int, seed: int = 0, outputs: int = 1,
+                             name: str = "strided_cnn_gender") -> keras.Model:
+    """Gray face -> P(male) [N,1] (or `outputs` probabilities [N,outputs]): an ensemble member
+    unlike f_G (plain 3x3/5x5 stacks with max-pooling) and unlike the evaluator's residual CNN
+    judge: four strided 4x4 convolutions (20, 40, 72, 112 wide) with ELU and batch normalisation,
+    global average pooling. Trained with flips, shifts and contrast changes (active in training
+    only), so its gradients follow what survives those (a robust reader's cues) rather than
+    pixel-exact patterns. Also the online adversary's network (TrainingConfig.adversary_weight)."""
     keras.utils.set_random_seed(seed)
     face = keras.Input((image_size, image_size, 1), name="face")
     x = keras.layers.RandomFlip("horizontal", seed=seed)(face)
@@ -531,7 +533,8 @@ def build_strided_gender_cnn(image_size: int, seed: int = 0) -> keras.Model:
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.ELU()(x)
     x = keras.layers.Dropout(0.3, seed=seed + 3)(keras.layers.GlobalAveragePooling2D()(x))
-    return keras.Model(face, keras.layers.Dense(1, activation="sigmoid", name="male")(x), name="strided_cnn_gender")
+    head = keras.layers.Dense(outputs, activation="sigmoid", name="male" if outputs == 1 else "attributes")
+    return keras.Model(face, head(x), name=name)
 
 
 def build_discrepancy_discriminator(image_size: int, seed: int = 0) -> keras.Model:

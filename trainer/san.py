@@ -47,6 +47,7 @@ from trainer.identity_replacement import ReplacementStatistics, fit_identity_rep
 from trainer.matcher import train_pixel_identity_critic
 from trainer.models import (
     EncryptingSanitizer, ReplacingSanitizer, ResidualSanitizer, build_discrepancy_discriminator, build_sanitizer,
+    build_strided_gender_cnn,
     computing_in, keras_policy, policy_copy, prototypes_for_labels, reduced_precision_networks,
 )
 from trainer.policy import GENDER, IDENTITY, PrivacyPolicy
@@ -211,27 +212,59 @@ def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | 
     return os.path.join(root, "san", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def adversary_target_term(adversary: keras.Model, attributes: tuple, weight: float) -> losses.LossTerm:
+    """`adversary_target`: the online adversary (SanTrainingModel.adversary) must read each
+    suppressed attribute's drawn target on X' (mean cross-entropy over the attributes); only the
+    sanitizer learns from this term."""
+    def compute(batch, outputs):
+        read = tf.cast(adversary(outputs["sanitized"], training=False), tf.float32)
+        return tf.add_n([losses.gender_cross_entropy(read[:, column], batch[f"target/{name}"])
+                         for column, name in enumerate(attributes)]) / len(attributes)
+
+    return losses.LossTerm("adversary_target", _weight(weight, "adversary_target_weight"), compute)
+
+
+def adversary_loss(adversary: keras.Model, attributes: tuple, inputs: dict, sanitized: tf.Tensor) -> tf.Tensor:
+    """What the online adversary minimises: its cross-entropy on the TRUE values of the suppressed
+    attributes, read on the sanitizer's outputs (no gradient reaches the sanitizer)."""
+    read = tf.cast(adversary(tf.stop_gradient(sanitized), training=True), tf.float32)
+    return tf.add_n([losses.gender_cross_entropy(read[:, column], inputs[f"label/{name}"])
+                     for column, name in enumerate(attributes)]) / len(attributes)
+
+
 class SanTrainingModel(keras.Model):
     """Wraps the SAN for `fit`: a custom train_step over composable loss terms.
 
-    Only the SAN's own variables get gradients: the auxiliary networks stay frozen.
+    Only the SAN's own variables get gradients from the terms: the auxiliary networks stay frozen.
+    The online adversary, when there is one, learns from its own loss (adversary_loss) with its
+    own optimizer, one step after each sanitizer step.
     """
 
     def __init__(self, san: keras.Model, prototypes: dict, terms: list[losses.LossTerm],
-                 policy: PrivacyPolicy | None = None, discriminator: keras.Model | None = None, **kwargs):
-        """`discriminator`: DDM's D (policy `obfuscate`), trained with the sanitizer on the same loss."""
+                 policy: PrivacyPolicy | None = None, discriminator: keras.Model | None = None,
+                 adversary: keras.Model | None = None, adversary_optimizer=None, **kwargs):
+        """`discriminator`: DDM's D (policy `obfuscate`), trained with the sanitizer on the same loss.
+        `adversary`: the online adversary (TrainingConfig.adversary_weight), one output per suppressed
+        attribute other than identity, trained by `adversary_optimizer`."""
         super().__init__(**kwargs)
         self.san = san
         self.prototypes = prototypes
         self.terms = terms
         self.policy = policy or PrivacyPolicy()
         self.discriminator = discriminator
+        self.adversary = adversary
+        self.adversary_optimizer = adversary_optimizer
+        self.adversary_attributes = tuple(name for name in self.policy.suppress if name != IDENTITY)
 
     def _forward(self, batch, training):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
         for name in self.policy.preserve:  # true labels of the attributes to keep
             if name not in (GENDER, IDENTITY):
                 inputs[f"label/{name}"] = batch[features.attribute_feature_name(name)]
+        if self.adversary is not None:  # true labels of the suppressed attributes, for the adversary
+            for name in self.adversary_attributes:
+                inputs[f"label/{name}"] = (batch[features.LABEL_KEY] if name == GENDER
+                                           else batch[features.attribute_feature_name(name)])
         if isinstance(self.san, ResidualSanitizer):
             # A target per face and suppressed attribute, independent of the true value: what the
             # output should show.
@@ -250,21 +283,31 @@ class SanTrainingModel(keras.Model):
             outputs = self.san({"face": inputs["face"], **prototypes_for_labels(inputs["male"], self.prototypes)},
                                training=training)
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
-        return losses.total_loss(self.terms, inputs, outputs)
+        total, values = losses.total_loss(self.terms, inputs, outputs)
+        return total, values, inputs, outputs
 
     def train_step(self, batch):
         with tf.GradientTape() as tape:
-            total, values = self._forward(batch, training=True)
+            total, values, inputs, outputs = self._forward(batch, training=True)
             # Each replica's mean loss; gradients are summed over replicas, so divide here.
             replica_loss = total / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.san.trainable_variables
         if self.discriminator is not None:  # DDM: D minimises the same objective
             variables = variables + self.discriminator.trainable_variables
         self.optimizer.minimize(replica_loss, variables, tape=tape)
+        if self.adversary is not None:
+            with tf.GradientTape() as tape:
+                learnt = adversary_loss(self.adversary, self.adversary_attributes, inputs, outputs["sanitized"])
+                replica_loss = learnt / tf.distribute.get_strategy().num_replicas_in_sync
+            self.adversary_optimizer.minimize(replica_loss, self.adversary.trainable_variables, tape=tape)
+            values = {**values, "adversary": learnt}
         return {"loss": total, **values}
 
     def test_step(self, batch):
-        total, values = self._forward(batch, training=False)
+        total, values, inputs, outputs = self._forward(batch, training=False)
+        if self.adversary is not None:
+            values = {**values, "adversary": adversary_loss(self.adversary, self.adversary_attributes, inputs,
+                                                            outputs["sanitized"])}
         return {"loss": total, **values}
 
 
@@ -289,6 +332,8 @@ class LossSchedule(keras.callbacks.Callback):
                 weights[name] = self.config.gender_loss_weight if adversarial else 0.0
             elif name == "discrepancy":
                 weights[name] = self.config.discrepancy_weight if adversarial else 0.0
+            elif name == "adversary_target":
+                weights[name] = self.config.adversary_weight if adversarial else 0.0
             elif name == "perceptual":
                 weights[name] = self.config.perceptual_loss_weight
             elif name.startswith("identity_suppress"):
@@ -363,7 +408,13 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
                                             "identity_suppress" if name == "matcher" else f"identity_suppress_{name}")
                   for name in config.identity_critics]
         terms.append(perceptual_term(classifier, config.perceptual_loss_weight))
-    trainer = SanTrainingModel(san, prototypes, terms, policy)
+    adversary = optimizer = None
+    if config.adversary_weight:  # TrainingConfig refuses it for the paper SAN and without attributes
+        attributes = config.adversary_attributes()
+        adversary = build_strided_gender_cnn(config.image_size, config.seed + 29, len(attributes), "online_adversary")
+        optimizer = keras.optimizers.Adam(config.adversary_learning_rate)
+        terms.append(adversary_target_term(adversary, attributes, config.adversary_weight))
+    trainer = SanTrainingModel(san, prototypes, terms, policy, adversary=adversary, adversary_optimizer=optimizer)
     trainer.compile(optimizer=keras.optimizers.Adam(config.san_learning_rate))
     return trainer, terms
 
