@@ -238,8 +238,9 @@ def one_row_per_input(table: pa.Table) -> pa.Table:
     order = [("input_key", "ascending")] + [(name, "ascending") for name in sorted(table.column_names)
                                              if name != "input_key"]
     table = table.sort_by(order)
-    keys = table["input_key"].to_pylist()
-    return table.filter(pa.array([index == 0 or key != keys[index - 1] for index, key in enumerate(keys)]))
+    keys = table["input_key"].combine_chunks()
+    first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))  # input keys are never null
+    return table.filter(pa.concat_arrays([pa.array([True]), first]))
 
 
 class WriteManifestShard(beam.DoFn):
