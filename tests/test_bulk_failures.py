@@ -171,3 +171,28 @@ def test_a_small_photo_travels_decoded_to_the_paste_back_and_a_large_one_is_deco
     assert sorted(decoded) == [120, 140, 140]
     assert {key: row["status"] for key, row in manifest_rows(out).items()} == {"small.jpg": "sanitized",
                                                                                "large.jpg": "sanitized"}
+
+
+def test_rows_in_parts_whose_names_never_reach_the_consolidation_are_still_in_the_manifest(model, tmp_path,
+                                                                                          monkeypatch):
+    """The consolidation reads every part in _progress/ once the sanitizing is done, not only the
+    names the recording steps emitted: with every emitted name lost, no row is (the clean-up
+    deletes the parts afterwards, so a part read from names alone could lose its rows for good)."""
+    from pipelines.sanitize.manifest import RecordProgress
+
+    def losing_names(self):
+        for _ in self._flush():  # the parts are written, their names never emitted
+            pass
+        yield from ()
+
+    monkeypatch.setattr(RecordProgress, "finish_bundle", losing_names)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (folder / name).write_bytes(_jpeg(178, ord(name[0])))
+    (folder / "bad.jpg").write_bytes(b"not a photo")
+    summary = run_job(_settings(folder, tmp_path / "out"), model_dir=model)
+    rows = manifest_rows(tmp_path / "out")
+    assert {key: row["status"] for key, row in rows.items()} == {
+        "a.jpg": "sanitized", "b.jpg": "sanitized", "c.jpg": "sanitized", "bad.jpg": "rejected"}
+    assert summary["inputs"] == 4 and not list((tmp_path / "out" / "_progress").iterdir())

@@ -105,7 +105,7 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
                 ["gs://bucket/out/_progress/part-x-n000001.parquet"])
     names = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
     for step in ("ListInputs", "JoinDone", "PrepareFaces", "Sanitize", "ComposeAndWrite", "RecordSanitized",
-                 "ConsolidateManifest", "EarlierFiles", "PartsOfThisRun", "ReadRowsByShard", "WriteManifest", "CleanUp"):
+                 "ConsolidateManifest", "EarlierManifest", "ListParts", "ReadRowsByShard", "WriteManifest", "CleanUp"):
         assert any(step in name.split("/") for name in names), step
 
 

@@ -26,7 +26,7 @@ from pipelines.sanitize.layout import (
     MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching, matching,
 )
 from pipelines.sanitize.manifest import (
-    MarkStaged, RecordProgress, SplitRowsByShard, WriteManifestShard, is_part, progress_file_count,
+    PART_PREFIX, MarkStaged, RecordProgress, SplitRowsByShard, WriteManifestShard, is_part, progress_file_count,
 )
 from pipelines.sanitize.model import SanitizerModelHandler
 
@@ -114,24 +114,30 @@ class ConsolidateManifest(beam.PTransform):
     and this run's parts; then the clean-up, once every manifest shard and progress file is written.
     Then the accounting check (check_accounting): the job fails if any listed input has no row.
 
-    This run's rows are read back from its _progress/ parts, not carried through the graph: while
-    the photos are sanitized, a runner buffers only the parts' names, and each file's rows travel
-    to their manifest shard as one Arrow buffer (manifest.SplitRowsByShard)."""
+    This run's rows are read back from the _progress/ parts, listed once the sanitizing is done,
+    not carried through the graph: while the photos are sanitized a runner buffers only the parts'
+    names, and each file's rows travel to their manifest shard as one Arrow buffer
+    (manifest.SplitRowsByShard)."""
 
-    def __init__(self, plan: JobPlan, manifest_files: Sequence[str], part_files: Sequence[str]):
+    def __init__(self, plan: JobPlan, manifest_files: Sequence[str]):
         super().__init__()
         self._plan = plan
         self._manifest_files = list(manifest_files)
-        self._part_files = list(part_files)
 
     def expand(self, outputs):
         plan, pipeline = self._plan, outputs["progress_files"].pipeline
         shards = plan.settings.manifest_shards
-        earlier = pipeline | "EarlierFiles" >> beam.Create(self._manifest_files + self._part_files)
-        parts = outputs["progress_files"] | "PartsOfThisRun" >> beam.Filter(is_part)
+        earlier = pipeline | "EarlierManifest" >> beam.Create(self._manifest_files)
+        # Every part in _progress/ once the sanitizing is done (all of this run's progress files are
+        # counted first): earlier runs' and this run's, as the clean-up will delete them, so no row
+        # on disk is deleted unread, whatever a runner does with the names.
+        parts = (outputs["progress_files"]
+                 | "SanitizingDone" >> beam.combiners.Count.Globally()
+                 | "ListParts" >> beam.FlatMap(
+                     lambda _, pattern: [path for path in matching(pattern) if is_part(path)],
+                     pattern=plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet")))
         # Rows that are not in the manifest yet (a part's name carries its row count).
-        unconsolidated = ((pipeline | "EarlierParts" >> beam.Create(self._part_files), parts)
-                          | "AllParts" >> beam.Flatten()
+        unconsolidated = (parts
                           | "RowsInParts" >> beam.Map(progress_file_count)
                           | "CountUnconsolidated" >> beam.CombineGlobally(sum))
         by_shard = ((earlier, parts)
