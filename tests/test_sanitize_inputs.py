@@ -105,7 +105,7 @@ def test_dataflow_options_parse_and_the_graph_builds_offline(model, tmp_path):
                 ["gs://bucket/out/_progress/part-x-n000001.parquet"])
     names = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
     for step in ("ListInputs", "JoinDone", "PrepareFaces", "Sanitize", "ComposeAndWrite", "RecordSanitized",
-                 "ConsolidateManifest", "EarlierManifest", "ListParts", "ReadRowsByShard", "WriteManifest", "CleanUp"):
+                 "ConsolidateManifest", "ReadManifest", "ReadEarlierParts", "WriteManifest", "CleanUp"):
         assert any(step in name.split("/") for name in names), step
 
 
@@ -155,48 +155,17 @@ def test_cli_run_builds_its_graph_on_a_test_pipeline(model, tmp_path):
     assert sorted(p.name for p in (out / "images").iterdir()) == ["0.jpg", "1.jpg", "2.jpg"]
 
 
-def _row(key, **fields):
-    row = {name: "" for name in ("input_uri", "output_key", "reason", "detail", "input_format", "model_version",
-                                 "model_sha256", "privacy_policy")}
-    row.update(input_key=key, status="sanitized", faces=1, width=10, height=10)
-    row.update(fields)
-    return row
+def test_one_row_per_input_key_the_same_whatever_order_the_duplicates_arrive_in():
+    """manifest.pick_one_row: a row recorded twice (a retried bundle; a manifest row and a part of a
+    later run) leaves one row, the same in every arrival order; unconsolidated when any came from a part."""
+    from pipelines.sanitize.manifest import pick_one_row
 
-
-def test_one_row_per_input_keeps_the_smallest_duplicate_whatever_the_order():
-    """A row recorded twice (a retried bundle; a manifest row and a part of a later run) leaves
-    one row per key, sorted by key, the same one in every arrival order."""
-    from pipelines.sanitize.manifest import MANIFEST_SCHEMA, one_row_per_input
-
-    rows = [_row("b.jpg", input_uri="/x/b.jpg"), _row("a.jpg", detail="2"), _row("a.jpg", detail="1"),
-            _row("c.jpg"), _row("a.jpg", detail="1", faces=0)]
-    kept = []
-    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
-        table = pa.Table.from_pylist([rows[index] for index in order], schema=MANIFEST_SCHEMA)
-        kept.append(one_row_per_input(table).to_pylist())
-    assert kept[0] == kept[1] == kept[2]
-    assert [row["input_key"] for row in kept[0]] == ["a.jpg", "b.jpg", "c.jpg"]
-    assert (kept[0][0]["detail"], kept[0][0]["faces"]) == ("1", 0)  # "1" < "2", then faces 0 < 1
-    assert one_row_per_input(MANIFEST_SCHEMA.empty_table()).num_rows == 0
-
-
-def test_split_rows_by_shard_reads_a_file_once_into_each_shards_rows(tmp_path):
-    """manifest.SplitRowsByShard: every row goes to the shard manifest_shard_of names, as Arrow
-    bytes in MANIFEST_SCHEMA; a file of an older output without the policy column reads as null."""
-    from pipelines.sanitize.manifest import MANIFEST_SCHEMA, SplitRowsByShard, manifest_shard_of, table_of
-
-    keys = [f"k{index}.jpg" for index in range(40)]
-    old = pa.Table.from_pylist([_row(key) for key in keys], schema=MANIFEST_SCHEMA).drop(["privacy_policy"])
-    path = tmp_path / "part-old-n000040.parquet"
-    pq.write_table(old, path)
-    out = list(SplitRowsByShard(3).process(str(path)))
-    assert sorted(index for index, _ in out) == [0, 1, 2]
-    for index, blob in out:
-        table = table_of(blob)
-        assert table.schema == MANIFEST_SCHEMA
-        assert all(manifest_shard_of(key, 3) == index for key in table["input_key"].to_pylist())
-        assert table["privacy_policy"].null_count == table.num_rows
-    assert sorted(key for _, blob in out for key in table_of(blob)["input_key"].to_pylist()) == sorted(keys)
+    rows = [(False, {"input_key": "a.jpg", "detail": "2", "faces": 1}),
+            (True, {"input_key": "a.jpg", "detail": "1", "faces": 1}),
+            (False, {"input_key": "a.jpg", "detail": "1", "faces": 0})]
+    picked = [pick_one_row(("a.jpg", [rows[i] for i in order])) for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2])]
+    assert picked[0] == picked[1] == picked[2] == (True, {"input_key": "a.jpg", "detail": "1", "faces": 0})
+    assert pick_one_row(("a.jpg", [rows[0], rows[2]]))[0] is False
 
 
 def test_manifest_shards_hold_every_row_once_and_a_rerun_with_parts_rewrites_them(model, tmp_path):

@@ -224,7 +224,7 @@ def build_graph(pipeline: beam.Pipeline, plan: JobPlan, manifest_files: list[str
     """The job's one Beam graph: sanitize what earlier runs did not finish, then consolidate the
     manifest and clean up (the same graph on every runner, a flex template included)."""
     outputs = pipeline | "SanitizeInputs" >> SanitizeInputs(plan, sorted(manifest_files + part_files))
-    return outputs | "ConsolidateManifest" >> ConsolidateManifest(plan, manifest_files)
+    return outputs | "ConsolidateManifest" >> ConsolidateManifest(plan, manifest_files, part_files)
 
 
 def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce: bool = True,

@@ -10,10 +10,9 @@ file names carry their counts:
     _progress/part-shard-<uuid>-n<count>.parquet  rows of inputs written into container shards
     _progress/staged-<uuid>-n<count>              markers of inputs staged for a shard (hints)
 
-Consolidation, in the same Beam graph once the sanitizing is done, reads manifest/ and every part
-(earlier runs' and this run's) once each, splits their rows by manifest shard as Arrow tables
-(SplitRowsByShard) and writes manifest/ with one row per input key (WriteManifestShard), and the
-rejected rows into dead_letter/; then the parts are deleted.
+Consolidation, in the same Beam graph, folds manifest/, the parts of earlier runs and this run's
+rows into manifest/ with one row per input key (WriteManifestShard), and the rejected rows into
+dead_letter/; then the parts are deleted.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from typing import Sequence
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -170,6 +168,17 @@ class MarkStaged(_FlushedInBatches):
         return path
 
 
+def pick_one_row(element) -> tuple[bool, dict]:
+    """(key, [(unconsolidated, row), ...]) -> (whether the manifest lacks it, one row per input key).
+
+    Duplicates (a row recorded twice, e.g. by a retried bundle) are identical but for chance, so
+    the smallest by value is kept, the same whichever order they arrive in."""
+    _, tagged = element
+    tagged = list(tagged)
+    row = min((row for _, row in tagged), key=lambda row: json.dumps(row, sort_keys=True))
+    return any(unconsolidated for unconsolidated, _ in tagged), row
+
+
 def dead_letter_json(row: dict) -> str:
     return json.dumps({name: row[name] for name in ("input_key", "input_uri", "reason", "detail")}, sort_keys=True)
 
@@ -186,84 +195,25 @@ def dead_letter_file(plan: JobPlan, index: int) -> str:
     return plan.out(DEAD_LETTER_DIR, f"dead_letter-{index:05d}-of-{plan.settings.manifest_shards:05d}.jsonl")
 
 
-def is_part(path: str) -> bool:
-    """A _progress/ file holding manifest rows (the staged markers hold none)."""
-    return posixpath.basename(path).startswith(PART_PREFIX) and path.endswith(".parquet")
-
-
-def conformed(table: pa.Table) -> pa.Table:
-    """A manifest or part table in MANIFEST_SCHEMA's columns and types (a column an older output
-    lacks is null)."""
-    columns = [table[field.name].cast(field.type) if field.name in table.column_names
-               else pa.nulls(table.num_rows, field.type) for field in MANIFEST_SCHEMA]
-    return pa.Table.from_arrays(columns, schema=MANIFEST_SCHEMA)
-
-
-def table_bytes(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def table_of(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
-
-
-class SplitRowsByShard(beam.DoFn):
-    """Path of a manifest file or _progress/ part -> (manifest shard, its rows of that shard as
-    Arrow IPC bytes) for each shard the file has rows of.
-
-    The consolidation carries rows this way, a few kilobytes per file, not a Python dict per row:
-    the grouping of a shard holds Arrow buffers, and each file is read once."""
-
-    def __init__(self, shards: int):
-        self._shards = shards
-
-    def process(self, path: str):
-        with FileSystems.open(path) as handle:
-            table = conformed(pq.read_table(handle))
-        shard = [manifest_shard_of(key, self._shards) for key in table["input_key"].to_pylist()]
-        for index in sorted(set(shard)):
-            yield index, table_bytes(table.filter(pa.array([s == index for s in shard])))
-
-
-def one_row_per_input(table: pa.Table) -> pa.Table:
-    """The rows sorted by input key, one per key. Duplicates (a row recorded twice, e.g. by a
-    retried bundle, or an input recorded in the manifest and again in a part) are identical but
-    for chance; the smallest by value (its columns in name order) is kept, the same whichever order
-    they arrive in."""
-    if table.num_rows == 0:
-        return table
-    order = [("input_key", "ascending")] + [(name, "ascending") for name in sorted(table.column_names)
-                                             if name != "input_key"]
-    table = table.sort_by(order)
-    keys = table["input_key"].combine_chunks()
-    first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))  # input keys are never null
-    return table.filter(pa.concat_arrays([pa.array([True]), first]))
-
-
 class WriteManifestShard(beam.DoFn):
-    """(shard index, [Arrow IPC bytes of its rows, or None]) -> manifest/manifest-<i>-of-<N>.parquet
-    (one row per input key, sorted) and its rejected rows in dead_letter/dead_letter-<i>-of-<N>.jsonl,
-    each replaced atomically; emits the manifest path. Nothing is written when no part holds a row
-    (`unconsolidated` == 0) and the file exists: a re-run over a complete output writes nothing."""
+    """(shard index, rows) -> manifest/manifest-<i>-of-<N>.parquet (sorted by input key) and its
+    rejected rows in dead_letter/dead_letter-<i>-of-<N>.jsonl, each replaced atomically; emits the
+    manifest path. Nothing is written when no row anywhere is new (`unconsolidated` == 0) and the
+    file exists: a re-run over a complete output writes nothing."""
 
     def __init__(self, plan: JobPlan):
         self._plan = plan
 
     def process(self, element, unconsolidated: int):
-        index, blobs = element
+        index, rows = element
+        rows = sorted((row for row in rows if row is not None), key=lambda row: row["input_key"])
         path = manifest_file(self._plan, index)
         if not unconsolidated and FileSystems.exists(path):
             return
-        tables = [table_of(blob) for blob in blobs if blob is not None]
-        table = one_row_per_input(pa.concat_tables(tables) if tables else MANIFEST_SCHEMA.empty_table())
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), sink)
         replace_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
-        rejected = table.filter(pc.equal(table["status"], REJECTED)).to_pylist()
-        dead = "".join(dead_letter_json(row) + "\n" for row in rejected)
+        dead = "".join(dead_letter_json(row) + "\n" for row in rows if row["status"] == REJECTED)
         replace_atomically(dead_letter_file(self._plan, index), dead.encode(), self._plan.out(TMP_DIR))
         yield path
 

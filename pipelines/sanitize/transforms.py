@@ -1,6 +1,6 @@
 """The bulk job's composite PTransforms, applied one after the other in ONE Beam graph:
 SanitizeInputs (list, skip what is done, prepare, run the model, compose and write, record) and
-ConsolidateManifest (earlier manifest + earlier runs' parts + this run's parts -> manifest, then
+ConsolidateManifest (earlier manifest + unconsolidated parts + this run's rows -> manifest, then
 the clean-up).
 
 One element per input flows: list/read (inputs.py) -> skip what an earlier run finished -> decode,
@@ -26,7 +26,7 @@ from pipelines.sanitize.layout import (
     MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching, matching,
 )
 from pipelines.sanitize.manifest import (
-    PART_PREFIX, MarkStaged, RecordProgress, SplitRowsByShard, WriteManifestShard, is_part, progress_file_count,
+    MarkStaged, RecordProgress, WriteManifestShard, manifest_shard_of, pick_one_row,
 )
 from pipelines.sanitize.model import SanitizerModelHandler
 
@@ -56,8 +56,7 @@ class SanitizeInputs(beam.PTransform):
     """Root transform: sanitizes every listed input that `done_files` (manifest shards and
     progress parts of earlier runs) do not already hold; rows go to _progress/ as they finish.
 
-    Returns {"progress_files": the _progress/ files written (every row of this run is in one of
-    them), "listed": the listed input keys}."""
+    Returns {"rows": this run's manifest rows, "progress_files": the _progress/ files written}."""
 
     def __init__(self, plan: JobPlan, done_files: Sequence[str]):
         super().__init__()
@@ -92,6 +91,7 @@ class SanitizeInputs(beam.PTransform):
                         ComposeAndWrite.RECORDS, main="rows"))
         # Recorded on each branch, not after a Flatten: a runner may materialize a Flatten's inputs
         # before its consumer runs, and rows must reach _progress/ while the work goes on.
+        rows = [composed.rows, prepared[PrepareFaces.ROWS]]
         progress = [composed.rows | "RecordSanitized" >> beam.ParDo(RecordProgress(plan)),
                     prepared[PrepareFaces.ROWS] | "RecordOthers" >> beam.ParDo(RecordProgress(plan))]
         if plan.output_kind != "images":
@@ -104,45 +104,50 @@ class SanitizeInputs(beam.PTransform):
                           | "AllRecords" >> beam.Flatten()
                           | "GroupByShard" >> beam.GroupByKey()
                           | "WriteShards" >> beam.ParDo(WriteShards(plan)))
+            rows.append(shard_rows)
             progress.append(shard_rows | "RecordShards" >> beam.ParDo(RecordProgress(plan, in_shards=True)))
-        return {"progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten(), "listed": listed}
+        return {"rows": tuple(rows) | "RowsOfThisRun" >> beam.Flatten(),
+                "progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten(),
+                "listed": listed}
+
+
+def _tag(unconsolidated: bool):
+    return lambda row: (row["input_key"], (unconsolidated, row))
 
 
 class ConsolidateManifest(beam.PTransform):
-    """{"progress_files", "listed"} of SanitizeInputs -> manifest/ and dead_letter/ with one row
-    per input key, from the manifest as it was, the progress parts earlier runs left unconsolidated
-    and this run's parts; then the clean-up, once every manifest shard and progress file is written.
-    Then the accounting check (check_accounting): the job fails if any listed input has no row.
+    """{"rows", "progress_files"} of SanitizeInputs -> manifest/ and dead_letter/ with one row per
+    input key, from the manifest as it was, the progress parts earlier runs left unconsolidated
+    and this run's rows; then the clean-up, once every manifest shard and progress file is written.
+    Then the accounting check (check_accounting): the job fails if any listed input has no row."""
 
-    This run's rows are read back from the _progress/ parts, listed once the sanitizing is done,
-    not carried through the graph: while the photos are sanitized a runner buffers only the parts'
-    names, and each file's rows travel to their manifest shard as one Arrow buffer
-    (manifest.SplitRowsByShard)."""
-
-    def __init__(self, plan: JobPlan, manifest_files: Sequence[str]):
+    def __init__(self, plan: JobPlan, manifest_files: Sequence[str], part_files: Sequence[str]):
         super().__init__()
         self._plan = plan
         self._manifest_files = list(manifest_files)
+        self._part_files = list(part_files)
 
     def expand(self, outputs):
-        plan, pipeline = self._plan, outputs["progress_files"].pipeline
+        plan, pipeline = self._plan, outputs["rows"].pipeline
         shards = plan.settings.manifest_shards
-        earlier = pipeline | "EarlierManifest" >> beam.Create(self._manifest_files)
-        # Every part in _progress/ once the sanitizing is done (all of this run's progress files are
-        # counted first): earlier runs' and this run's, as the clean-up will delete them, so no row
-        # on disk is deleted unread, whatever a runner does with the names.
-        parts = (outputs["progress_files"]
-                 | "SanitizingDone" >> beam.combiners.Count.Globally()
-                 | "ListParts" >> beam.FlatMap(
-                     lambda _, pattern: [path for path in matching(pattern) if is_part(path)],
-                     pattern=plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet")))
-        # Rows that are not in the manifest yet (a part's name carries its row count).
-        unconsolidated = (parts
-                          | "RowsInParts" >> beam.Map(progress_file_count)
-                          | "CountUnconsolidated" >> beam.CombineGlobally(sum))
-        by_shard = ((earlier, parts)
-                    | "FilesWithRows" >> beam.Flatten()
-                    | "ReadRowsByShard" >> beam.ParDo(SplitRowsByShard(shards)))
+        recorded = (pipeline
+                    | "ManifestFiles" >> beam.Create(self._manifest_files)
+                    | "ReadManifest" >> beam.io.ReadAllFromParquet()
+                    | "TagRecorded" >> beam.Map(_tag(False)))
+        left = (pipeline
+                | "EarlierParts" >> beam.Create(self._part_files)
+                | "ReadEarlierParts" >> beam.io.ReadAllFromParquet()
+                | "TagEarlierParts" >> beam.Map(_tag(True)))
+        this_run = outputs["rows"] | "TagThisRun" >> beam.Map(_tag(True))
+        rows = ((recorded, left, this_run)
+                | "AllRows" >> beam.Flatten()
+                | "GroupByInput" >> beam.GroupByKey()
+                | "OneRowPerInput" >> beam.Map(pick_one_row))
+        unconsolidated = (rows
+                          | "Unconsolidated" >> beam.Filter(lambda tagged: tagged[0])
+                          | "CountUnconsolidated" >> beam.combiners.Count.Globally())
+        by_shard = rows | "ByManifestShard" >> beam.Map(
+            lambda tagged: (manifest_shard_of(tagged[1]["input_key"], shards), tagged[1]))
         every_shard = pipeline | "EveryShard" >> beam.Create([(index, None) for index in range(shards)])
         written = ((by_shard, every_shard)
                    | "ShardsAndRows" >> beam.Flatten()
