@@ -119,7 +119,7 @@ def test_the_online_adversary_is_refused_where_it_has_nothing_to_read():
         TrainingConfig(image_size=SIZE, policy=PrivacyPolicy.from_arguments("deidentify"), adversary_weight=1.0)
     with pytest.raises(ValueError, match="adversary_weight=-1"):
         _config(adversary_weight=-1.0)
-    assert _config(adversary_weight=1.0).adversary_attributes() == ("Male", "Young")
+    assert _config(adversary_weight=1.0).policy.suppressed_attributes == ("Male", "Young")
 
 
 def _adversary_batch(count=16):

@@ -193,7 +193,7 @@ class TrainingConfig:
         if self.adversary_weight < 0 or self.adversary_learning_rate <= 0:
             raise ValueError(f"adversary_weight={self.adversary_weight} (>= 0) and adversary_learning_rate="
                              f"{self.adversary_learning_rate} (> 0)")
-        if self.adversary_weight and (self.architecture != "residual" or not self.adversary_attributes()):
+        if self.adversary_weight and (self.architecture != "residual" or not self.policy.suppressed_attributes):
             raise ValueError(f"the online adversary (adversary_weight={self.adversary_weight}) needs the residual "
                              f"sanitizer and a policy that suppresses an attribute other than identity; got "
                              f"--architecture {self.architecture}, policy {self.policy.describe()}")
@@ -215,10 +215,6 @@ class TrainingConfig:
         if self.training_precision not in TRAINING_PRECISIONS:
             raise ValueError(f"unknown training precision {self.training_precision!r}: choose one of "
                              f"{', '.join(TRAINING_PRECISIONS)} (--training-precision)")
-
-    def adversary_attributes(self) -> tuple:
-        """The suppressed attributes the online adversary reads (identity is not an attribute)."""
-        return tuple(name for name in self.policy.suppress if name != "identity")
 
     def replacement_arguments(self) -> dict | None:
         """The ReplacingSanitizer's keyword arguments when this configuration de-identifies by

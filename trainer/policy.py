@@ -95,6 +95,11 @@ class PrivacyPolicy:
         return tuple(name for name in self.attributes if name != GENDER)
 
     @property
+    def suppressed_attributes(self) -> tuple:
+        """The suppressed attributes, without `identity` (what the online adversary reads)."""
+        return tuple(name for name in self.attributes if name in self.suppress)
+
+    @property
     def other_suppressed(self) -> tuple:
         """The suppressed attributes besides gender."""
         return tuple(name for name in self.other_attributes if name in self.suppress)

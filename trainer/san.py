@@ -212,24 +212,27 @@ def checkpoint_dir(fn_args: FnArgs, config: TrainingConfig, matcher_path: str | 
     return os.path.join(root, "san", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def _columns_cross_entropy(read: tf.Tensor, attributes: tuple, values: dict, prefix: str) -> tf.Tensor:
+    """Mean over the attributes of the cross-entropy of column i of `read` [N, A] against
+    values[f"{prefix}/{attributes[i]}"]."""
+    read = tf.cast(read, tf.float32)
+    return tf.add_n([losses.gender_cross_entropy(read[:, column], values[f"{prefix}/{name}"])
+                     for column, name in enumerate(attributes)]) / len(attributes)
+
+
 def adversary_target_term(adversary: keras.Model, attributes: tuple, weight: float) -> losses.LossTerm:
     """`adversary_target`: the online adversary (SanTrainingModel.adversary) must read each
     suppressed attribute's drawn target on X' (mean cross-entropy over the attributes); only the
     sanitizer learns from this term."""
-    def compute(batch, outputs):
-        read = tf.cast(adversary(outputs["sanitized"], training=False), tf.float32)
-        return tf.add_n([losses.gender_cross_entropy(read[:, column], batch[f"target/{name}"])
-                         for column, name in enumerate(attributes)]) / len(attributes)
-
-    return losses.LossTerm("adversary_target", _weight(weight, "adversary_target_weight"), compute)
+    return losses.LossTerm("adversary_target", _weight(weight, "adversary_target_weight"),
+                           lambda batch, outputs: _columns_cross_entropy(
+                               adversary(outputs["sanitized"], training=False), attributes, batch, "target"))
 
 
 def adversary_loss(adversary: keras.Model, attributes: tuple, inputs: dict, sanitized: tf.Tensor) -> tf.Tensor:
     """What the online adversary minimises: its cross-entropy on the TRUE values of the suppressed
     attributes, read on the sanitizer's outputs (no gradient reaches the sanitizer)."""
-    read = tf.cast(adversary(tf.stop_gradient(sanitized), training=True), tf.float32)
-    return tf.add_n([losses.gender_cross_entropy(read[:, column], inputs[f"label/{name}"])
-                     for column, name in enumerate(attributes)]) / len(attributes)
+    return _columns_cross_entropy(adversary(tf.stop_gradient(sanitized), training=True), attributes, inputs, "label")
 
 
 class SanTrainingModel(keras.Model):
@@ -254,7 +257,7 @@ class SanTrainingModel(keras.Model):
         self.discriminator = discriminator
         self.adversary = adversary
         self.adversary_optimizer = adversary_optimizer
-        self.adversary_attributes = tuple(name for name in self.policy.suppress if name != IDENTITY)
+        self.adversary_attributes = self.policy.suppressed_attributes
 
     def _forward(self, batch, training):
         inputs = {"face": batch[features.FACE_GRAY_KEY], "male": batch[features.LABEL_KEY]}
@@ -410,7 +413,7 @@ def build_san_trainer(config: TrainingConfig, prototypes: dict, classifier, matc
         terms.append(perceptual_term(classifier, config.perceptual_loss_weight))
     adversary = optimizer = None
     if config.adversary_weight:  # TrainingConfig refuses it for the paper SAN and without attributes
-        attributes = config.adversary_attributes()
+        attributes = policy.suppressed_attributes
         adversary = build_strided_gender_cnn(config.image_size, config.seed + 29, len(attributes), "online_adversary")
         optimizer = keras.optimizers.Adam(config.adversary_learning_rate)
         terms.append(adversary_target_term(adversary, attributes, config.adversary_weight))
