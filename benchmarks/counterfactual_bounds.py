@@ -1,13 +1,18 @@
-"""What hiding gender can reach on the SYNTHETIC data while every person stays the same person.
+"""What hiding gender (or age) can reach on the SYNTHETIC data while every person stays the same person.
 
     python benchmarks/counterfactual_bounds.py --work-dir outputs [--people 200] [--photos 8]
+        [--parts all shape hair adornments shape+hair ...] [--attribute Male|Young]
 
 The synthetic generator knows which of a person's traits their gender decides. For each of
 `--people` new people (drawn as the data's are; no network has seen them) and each of their
 `--photos` photos, this draws the SAME photo of the SAME person as the other gender
 (components/synthetic/counterfactual.py: every gender-linked trait moved to the other gender's
 distribution at the person's own quantile, facial hair, make-up and hair length redrawn by
-coupling, everything else kept), aligned and made gray as the pipeline does.
+coupling, everything else kept), aligned and made gray as the pipeline does. `--parts` changes
+only some groups of the gender-linked traits (face shape and skin; hair; facial hair, make-up and
+jewellery), one figure per set. `--attribute Young` draws the person at the other age instead
+(other_age: the age lines, gray hair, baldness, hairline, bags; the photo keeps its glasses) and
+judges with the run's Young judges (a run whose policy has Young, e.g. --policy gender-age).
 
 A PERFECT gender sanitizer, whose output shows a gender drawn at random for each photo (as the
 product's sanitizer draws its target) and changes nothing else, returns the counterfactual when
@@ -44,34 +49,36 @@ from benchmarks.deidentify_bounds import aligned_gray  # noqa: E402
 from components.evaluation.intervals import PairScores, pair_samples, rate_interval  # noqa: E402
 from components.synthetic import people  # noqa: E402
 from components.synthetic.celeba_layout import MALE_FRACTION  # noqa: E402
-from components.synthetic.counterfactual import PARTS, other_gender  # noqa: E402
+from components.synthetic.counterfactual import PARTS, other_age, other_gender  # noqa: E402
 
 
-def draw_faces(count: int, photos: int, image_size: int, seed: int, part_sets: list) -> dict:
-    """{original [N,S,S,1], flipped {part set: [N,S,S,1]}, identity, male, target [N]}: `photos`
+def draw_faces(count: int, photos: int, image_size: int, seed: int, part_sets: list, attribute: str = "Male") -> dict:
+    """{original [N,S,S,1], flipped {part set: [N,S,S,1]}, identity, truth, target [N]}: `photos`
     photos of each of `count` new people, each drawn as the person and as their counterfactual
-    for each set of parts, and a random target each."""
+    (the other gender for each set of parts, or the other age), and a random target each."""
     rng = np.random.default_rng(seed)
-    original, identity, male = [], [], []
+    original, identity, truth = [], [], []
     flipped = {parts: [] for parts in part_sets}
     started = time.monotonic()
     for person_id in range(count):
         person = people.sample_identity(rng, bool(rng.random() < MALE_FRACTION))
         # One generator per person for its counterfactuals: every set of parts gets the same draws.
-        others = {parts: other_gender(person, np.random.default_rng([seed, person_id]), parts) for parts in part_sets}
+        others = {parts: (other_gender(person, np.random.default_rng([seed, person_id]), parts) if attribute == "Male"
+                          else other_age(person, np.random.default_rng([seed, person_id])))
+                  for parts in part_sets}
         for _ in range(photos):
             shot = people.sample_image(rng, person)
             original.append(aligned_gray(person, shot, image_size))
             for parts, other in others.items():
                 flipped[parts].append(aligned_gray(other, shot, image_size))
             identity.append(person_id)
-            male.append(int(person.male))
+            truth.append(int(person.male if attribute == "Male" else person.young))
         if (person_id + 1) % 50 == 0:
             print(f"  drawn {person_id + 1}/{count} people ({time.monotonic() - started:.0f} s)", flush=True)
-    male = np.asarray(male)
-    target = (rng.random(len(male)) < 0.5).astype(int)  # the gender each output shows, independent of the truth
+    truth = np.asarray(truth)
+    target = (rng.random(len(truth)) < 0.5).astype(int)  # the value each output shows, independent of the truth
     return {"original": np.stack(original), "flipped": {parts: np.stack(faces) for parts, faces in flipped.items()},
-            "identity": np.asarray(identity), "male": male, "target": target}
+            "identity": np.asarray(identity), "truth": truth, "target": target}
 
 
 def _rate(values, identity) -> str:
@@ -86,7 +93,7 @@ def _tmr(scores, identity) -> str:
     return f"{value:.1%} [{low:.1%}-{high:.1%}]"
 
 
-def judge(work_dir: str, faces: dict) -> None:
+def judge(work_dir: str, faces: dict, attribute: str = "Male") -> None:
     from ml_metadata import metadata_store
     from tfx import v1 as tfx
 
@@ -96,14 +103,21 @@ def judge(work_dir: str, faces: dict) -> None:
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(work_dir, "metadata.sqlite")))
     judges = load_synthetic_judges(latest_uri(store, "Model", "JudgeTrainer"))
-    identity, male, target = faces["identity"], faces["male"], faces["target"]
-    swapped = target != male
-    print(f"\n{work_dir}'s judges; {len(male)} SYNTHETIC faces of {len(set(identity.tolist()))} new people "
-          f"({male.mean():.1%} male), {swapped.mean():.1%} of them swapped to the other gender by the draw")
+    if attribute == "Male":
+        attribute_judges = judges.gender
+    elif attribute in judges.attributes:
+        attribute_judges = judges.attributes[attribute]["judges"]
+    else:
+        raise SystemExit(f"--work-dir {work_dir}: its JudgeTrainer trained no {attribute} judges (it trains them for the "
+                         f"attributes of its policy): use the work dir of a run with --policy gender-age or age")
+    identity, truth, target = faces["identity"], faces["truth"], faces["target"]
+    swapped = target != truth
+    print(f"\n{work_dir}'s judges; {len(truth)} SYNTHETIC faces of {len(set(identity.tolist()))} new people "
+          f"({truth.mean():.1%} {attribute}), {swapped.mean():.1%} of them drawn with the other value by the draw")
     original = faces["original"]
-    print("\ngender judge | error on originals")
-    for gender_judge in judges.gender:
-        print(f"{gender_judge.name} | {_rate((gender_judge.male_probability(original) >= 0.5) != male, identity)}")
+    print(f"\n{attribute} judge | error on originals")
+    for attribute_judge in attribute_judges:
+        print(f"{attribute_judge.name} | {_rate((attribute_judge.male_probability(original) >= 0.5) != truth, identity)}")
     galleries = {matcher.name: matcher.embed(original) for matcher in judges.matcher}
     print("\nmatcher judge | TMR at FMR 1e-2, originals against originals")
     for matcher in judges.matcher:
@@ -113,14 +127,15 @@ def judge(work_dir: str, faces: dict) -> None:
         ssim = tf.image.ssim(tf.constant(original), tf.constant(outputs), 1.0).numpy()
         low, high = rate_interval(ssim, identity)
         ssim_flipped = float(tf.reduce_mean(tf.image.ssim(tf.constant(original), tf.constant(flipped), 1.0)))
-        print(f"\n== the gender's {' + '.join(parts)} changed: SSIM of the perfect sanitizer's outputs "
+        what = f"the gender's {' + '.join(parts)}" if attribute == "Male" else "the age"
+        print(f"\n== {what} changed: SSIM of the perfect sanitizer's outputs "
               f"{ssim.mean():.3f} [{low:.3f}-{high:.3f}] (counterfactuals alone {ssim_flipped:.3f})")
-        print("gender judge | error on the perfect sanitizer's outputs | counterfactuals read as their new gender")
-        for gender_judge in judges.gender:
-            read_output = gender_judge.male_probability(outputs) >= 0.5
-            read_flipped = gender_judge.male_probability(flipped) >= 0.5
-            print(f"{gender_judge.name} | {_rate(read_output != male, identity)} | "
-                  f"{_rate(read_flipped == (1 - male), identity)}")
+        print(f"{attribute} judge | error on the perfect sanitizer's outputs | counterfactuals read as their new value")
+        for attribute_judge in attribute_judges:
+            read_output = attribute_judge.male_probability(outputs) >= 0.5
+            read_flipped = attribute_judge.male_probability(flipped) >= 0.5
+            print(f"{attribute_judge.name} | {_rate(read_output != truth, identity)} | "
+                  f"{_rate(read_flipped == (1 - truth), identity)}")
         print("matcher judge | TMR at FMR 1e-2 against the originals: outputs | counterfactuals alone")
         for matcher in judges.matcher:
             gallery = galleries[matcher.name]
@@ -138,7 +153,11 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", default=["all"],
                         help=f"which gender-linked traits change, one set per figure: all, or any of "
                              f"{', '.join(PARTS)} joined by + (e.g. shape+adornments)")
+    parser.add_argument("--attribute", choices=("Male", "Young"), default="Male",
+                        help="the attribute flipped: Male (gender; --parts apply) or Young (age)")
     args = parser.parse_args(argv)
+    if args.attribute != "Male" and args.parts != ["all"]:
+        raise SystemExit("--parts: only for --attribute Male (the age counterfactual changes all its traits)")
     part_sets = []
     for text in args.parts:
         parts = tuple(PARTS) if text == "all" else tuple(text.split("+"))
@@ -151,9 +170,9 @@ def main(argv=None) -> int:
     if not os.path.exists(os.path.join(args.work_dir, "metadata.sqlite")):
         raise SystemExit(f"--work-dir {args.work_dir}: no metadata.sqlite there; give the --work-dir of a finished "
                          "`python -m pipelines.run` (its outputs folder)")
-    print(f"drawing {args.people} SYNTHETIC people x {args.photos} photos, each also as the other gender")
-    faces = draw_faces(args.people, args.photos, args.image_size, args.seed, part_sets)
-    judge(args.work_dir, faces)
+    print(f"drawing {args.people} SYNTHETIC people x {args.photos} photos, each also with the other {args.attribute}")
+    faces = draw_faces(args.people, args.photos, args.image_size, args.seed, part_sets, args.attribute)
+    judge(args.work_dir, faces, args.attribute)
     return 0
 
 

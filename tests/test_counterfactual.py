@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from components.synthetic import drawing, people
-from components.synthetic.counterfactual import PARTS, couple, other_gender
+from components.synthetic.counterfactual import PARTS, couple, other_age, other_gender
 
 # Traits the gender does not decide: a counterfactual keeps them exactly.
 KEPT = ("young", "eye_y", "eye_half", "eye_rx", "eye_ry", "iris", "brow_gap", "chubby", "double_chin", "mouth_y",
@@ -98,3 +98,51 @@ def test_a_partial_counterfactual_changes_only_its_part_and_agrees_with_the_full
     assert all(len(names) >= 5 for names in changed.values()), changed
     with pytest.raises(ValueError, match="unknown counterfactual parts beard"):
         other_gender(person, rng, ("shape", "beard"))
+
+
+def _people_of(rng, young: bool, count: int) -> list:
+    found = []
+    while len(found) < count:
+        person = people.sample_identity(rng, bool(rng.random() < 0.42))
+        if person.young is young:
+            found.append(person)
+    return found
+
+
+@pytest.mark.parametrize("young", [False, True])
+def test_people_drawn_at_the_other_age_are_distributed_as_that_age(young):
+    """other_age restates sample_identity's age dependence (baldness, gray hair, hairline, bags):
+    flipped people must look, trait by trait, like people of that age drawn directly; only
+    glasses_wearer differs (a photo keeps its glasses, so the counterfactual keeps the trait)."""
+    rng = np.random.default_rng(21)
+    flipped = [other_age(person, rng) for person in _people_of(rng, young, 2500)]
+    direct = _people_of(rng, not young, 2500)
+    assert all(person.young is (not young) for person in flipped)
+    for field in dataclasses.fields(people.Identity):
+        if field.name == "glasses_wearer":
+            continue
+        a, b = ([getattr(person, field.name) for person in group] for group in (flipped, direct))
+        if isinstance(b[0], str):
+            for value in set(a) | set(b):
+                assert abs(np.mean([x == value for x in a]) - np.mean([x == value for x in b])) < 0.03, (field.name,
+                                                                                                       value)
+        elif isinstance(b[0], bool):
+            assert abs(np.mean(a) - np.mean(b)) < 0.03, (field.name, np.mean(a), np.mean(b))
+        else:
+            a, b = np.asarray(a, float), np.asarray(b, float)
+            gap = np.max(np.abs(a.mean(axis=0) - b.mean(axis=0)) / np.maximum(b.std(axis=0), 1e-9))
+            assert gap < 0.12, (field.name, a.mean(axis=0), b.mean(axis=0))
+
+
+def test_the_other_age_keeps_the_gender_and_the_face():
+    rng = np.random.default_rng(4)
+    age_linked = {"young", "hair_kind", "hair_colour", "brow_colour", "bald", "bangs", "receding", "sideburns",
+                  "hairline_y", "bags", "beard_colour"}
+    for _ in range(300):
+        person = people.sample_identity(rng, bool(rng.random() < 0.5))
+        other = other_age(person, rng)
+        assert other.young is (not person.young)
+        for field in dataclasses.fields(people.Identity):
+            if field.name not in age_linked:
+                assert getattr(other, field.name) == getattr(person, field.name), field.name
+        assert not (other.bald and not other.male)

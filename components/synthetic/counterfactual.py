@@ -1,4 +1,4 @@
-"""The same synthetic person drawn with their gender flipped: a counterfactual for bounds.
+"""The same synthetic person drawn with their gender (or age) flipped: counterfactuals for bounds.
 
 `other_gender(identity, rng)` returns the Identity that `people.sample_identity` would have drawn
 for this person had they been of the other gender, keeping everything the gender does not decide:
@@ -15,10 +15,14 @@ for this person had they been of the other gender, keeping everything the gender
 - every other trait (eyes, iris, brow gap, hair colour and wave, glasses, age, skin lightness,
   the hair's random shape) stays.
 
-No network sees these faces in training: they exist to measure what a PERFECT gender sanitizer,
-one whose output shows the other gender and nothing else changed, would do to the judges
-(benchmarks/counterfactual_bounds.py). The shifts restate sample_identity's; the test
-(tests/test_counterfactual.py) checks that flipped women are distributed as men drawn directly.
+`other_gender(..., parts=...)` changes only some groups of those traits (PARTS: shape, hair,
+adornments); `other_age` flips CelebA's Young the same way.
+
+No network sees these faces in training: they exist to measure what a PERFECT sanitizer, one whose
+output shows the other gender (or age) and nothing else changed, would do to the judges
+(benchmarks/counterfactual_bounds.py). The shifts restate sample_identity's; the tests
+(tests/test_counterfactual.py) check that flipped women are distributed as men drawn directly, and
+so on for each direction and for age.
 """
 
 from __future__ import annotations
@@ -103,6 +107,21 @@ PARTS = {
 }
 
 
+def _rebased_hair(ident: people.Identity, hair_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(hair colour, brow colour) of `ident` with its hair of kind `hair_kind`: the base colour
+    changed, the person's own jitter kept."""
+    hair_colour, brow_colour = np.asarray(ident.hair_colour), np.asarray(ident.brow_colour)
+    if hair_kind == ident.hair_kind:
+        return hair_colour, brow_colour
+    new_hair = np.clip(hair_colour + np.asarray(people.HAIR_COLOURS[hair_kind])
+                       - np.asarray(people.HAIR_COLOURS[ident.hair_kind]), 0, 255)
+
+    def brow_base(kind, hair):
+        return hair * (0.55 if kind in ("blond", "gray") else 0.8)
+
+    return new_hair, brow_colour + brow_base(hair_kind, new_hair) - brow_base(ident.hair_kind, hair_colour)
+
+
 def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(PARTS)) -> people.Identity:
     """The person of `ident` drawn as the other gender (see the module's docstring); with `parts` a
     subset of PARTS, only those groups of traits change (the draws are the same either way, so the
@@ -145,17 +164,7 @@ def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(P
     # Hair: length and blondness coupled; baldness, bangs, hairline and facial hair follow.
     hair_len = couple(rng, ident.hair_len, _HAIR_LENGTHS, _HAIR_LENGTH_P[ident.male], _HAIR_LENGTH_P[male])
     hair_kind = couple(rng, ident.hair_kind, _HAIR_KINDS, _hair_kind_p(ident.male, young), _hair_kind_p(male, young))
-    hair_colour, brow_colour = np.asarray(ident.hair_colour), np.asarray(ident.brow_colour)
-    if hair_kind != ident.hair_kind:
-        old_base = np.asarray(people.HAIR_COLOURS[ident.hair_kind])
-        new_base = np.asarray(people.HAIR_COLOURS[hair_kind])
-        new_hair = np.clip(hair_colour + new_base - old_base, 0, 255)
-
-        def brow_base(kind, hair):
-            return hair * (0.55 if kind in ("blond", "gray") else 0.8)
-
-        brow_colour = brow_colour + brow_base(hair_kind, new_hair) - brow_base(ident.hair_kind, hair_colour)
-        hair_colour = new_hair
+    hair_colour, brow_colour = _rebased_hair(ident, hair_kind)
     bald = male and bool(rng.random() < (0.03 if young else 0.22))  # no woman is drawn bald
     p_bangs, q_bangs = (0.24, 0.1) if male else (0.1, 0.24)
     bangs = (not bald) and (_couple_bool(rng, ident.bangs, p_bangs, q_bangs) if not ident.bald
@@ -189,3 +198,40 @@ def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(P
         raise RuntimeError(f"counterfactual traits outside PARTS: {sorted(set(changes) - set().union(*PARTS.values()))}")
     chosen = {"male"}.union(*(PARTS[part] for part in parts))
     return dataclasses.replace(ident, **{name: value for name, value in changes.items() if name in chosen})
+
+
+def other_age(ident: people.Identity, rng: np.random.Generator) -> people.Identity:
+    """The person of `ident` drawn at the other age (CelebA's Young flipped): the age lines the
+    drawing adds to older faces follow the flag, and the traits whose probability age changes are
+    coupled as in other_gender (baldness and a receding hairline for men, gray hair, bags under
+    the eyes); every other trait stays. (Glasses are drawn per photo; a photo keeps its own.)"""
+    young, male = not ident.young, ident.male
+    changes = {"young": young}
+    hair_kind = couple(rng, ident.hair_kind, _HAIR_KINDS, _hair_kind_p(male, ident.young), _hair_kind_p(male, young))
+    hair_colour, brow_colour = _rebased_hair(ident, hair_kind)
+    bald = male and _couple_bool(rng, ident.bald, 0.03 if ident.young else 0.22, 0.03 if young else 0.22)
+    p_bangs = 0.1 if male else 0.24
+    bangs = False if bald else ident.bangs if not ident.bald else bool(rng.random() < p_bangs)
+
+    def p_receding(is_young):
+        return 0.35 if male and not is_young else 0.06 if male else 0.02
+
+    if bald:
+        receding = False
+    elif ident.bald:
+        receding = bool(rng.random() < p_receding(young))
+    else:
+        receding = _couple_bool(rng, ident.receding, p_receding(ident.young), p_receding(young))
+    sideburns = (False if bald else ident.sideburns if not ident.bald
+                 else male and ident.hair_len != "long" and bool(rng.random() < 0.15))
+    changes.update(hair_kind=hair_kind, hair_colour=_colour(hair_colour), brow_colour=_colour(brow_colour), bald=bald,
+                   bangs=bangs, receding=receding, sideburns=sideburns,
+                   hairline_y=float(ident.hairline_y + (8.0 if ident.receding else 0.0) - (8.0 if receding else 0.0)),
+                   bags=_couple_bool(rng, ident.bags, 0.12 if ident.young else 0.5, 0.12 if young else 0.5))
+    if bald != ident.bald or hair_kind != ident.hair_kind:
+        if bald:
+            choice = ["black", "brown", "gray"][rng.integers(3)]
+            changes["beard_colour"] = _colour(np.asarray(people.HAIR_COLOURS[choice]) + rng.normal(0, 8, 3))
+        else:
+            changes["beard_colour"] = _colour(hair_colour * 0.8)
+    return dataclasses.replace(ident, **changes)
