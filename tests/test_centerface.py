@@ -139,3 +139,67 @@ def test_one_thread_per_search_finds_the_same_faces_and_the_bulk_job_asks_for_it
         prepare.setup()
     assert isinstance(prepare._finder, CenterFaceFinder)
     assert prepare._finder._session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.fixture(scope="module")
+def int8_finder():
+    return CenterFaceFinder(precision="int8")
+
+
+@pytest.mark.parametrize("name", ["obama.jpg", "biden.jpg", "obama2.jpg"])
+def test_the_int8_network_finds_the_faces_float32_finds_with_the_same_eyes(finders, int8_finder, name):
+    pixels = _photo(name)
+    [reference] = finders[0].find(pixels)
+    [found] = int8_finder.find(pixels)
+    distance = np.linalg.norm(np.subtract(reference.right_eye, reference.left_eye))
+    for ours, theirs in ((found.left_eye, reference.left_eye), (found.right_eye, reference.right_eye)):
+        # Quantized landmarks are a little coarser: 2.7-5.3% of the eye distance on these portraits.
+        assert np.linalg.norm(np.subtract(ours, theirs)) < 0.07 * distance, (ours, theirs)
+    assert int8_finder.precision == "int8"
+
+
+def test_the_int8_network_finds_every_face_of_the_real_group_photo_and_a_small_one(finders, int8_finder):
+    from components.faces.model_files import real_group_photo
+
+    group = np.asarray(Image.open(real_group_photo()).convert("RGB"))
+    reference, found = finders[0].find(group), int8_finder.find(group)
+    assert len(found) == len(reference) == 6
+    for ours, theirs in zip(found, reference):  # both sorted top to bottom, left to right
+        assert np.linalg.norm(np.subtract(ours.left_eye, theirs.left_eye)) < 4
+    # 12 px between the eyes in a 640x480 photo, as test_a_small_face_in_a_larger_photo_is_found.
+    pixels = _photo("obama.jpg")
+    [face] = finders[0].find(pixels)
+    scale = 12.0 / np.linalg.norm(np.subtract(face.right_eye, face.left_eye))
+    small = Image.fromarray(pixels).resize((round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
+                                           Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (640, 480), (110, 110, 110))
+    canvas.paste(small, (300, 200))
+    assert len(int8_finder.find(np.asarray(canvas))) == 1
+
+
+def test_the_int8_file_is_built_once_and_holds_quantized_convolutions(int8_finder):
+    import onnx
+
+    from components.faces import centerface
+
+    path = centerface.int8_model_path()
+    before = path.stat().st_mtime_ns
+    assert centerface.int8_model_path() == path and path.stat().st_mtime_ns == before  # cached, not rebuilt
+    operators = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= operators
+    with pytest.raises(ValueError, match="precision 'int4'"):
+        CenterFaceFinder(precision="int4")
+
+
+def test_the_bulk_job_runs_centerface_int8_when_asked():
+    from types import SimpleNamespace
+
+    from pipelines.config import SanitizeJobConfig
+    from pipelines.sanitize.faces import PrepareFaces
+    from threadpoolctl import threadpool_limits
+
+    prepare = PrepareFaces(SimpleNamespace(settings=SanitizeJobConfig(faces="wild", detector="centerface-int8")))
+    with threadpool_limits(limits=None, user_api="blas"):
+        prepare.setup()
+    assert prepare._finder.precision == "int8"
+    assert prepare._finder._session.get_session_options().intra_op_num_threads == 1

@@ -246,6 +246,9 @@ def main(argv=None) -> int:
     parser.parse_args(argv)
     print(f"gender ONNX: {gender_onnx_path()}")
     print(f"CenterFace ONNX: {centerface_onnx_path()}")
+    from components.faces.centerface import int8_model_path  # (centerface imports this module)
+
+    print(f"CenterFace int8 (quantized here once, for --detector centerface-int8): {int8_model_path()}")
     for name, path in real_test_photos().items():
         print(f"real photo {name}: {path}")
     print(f"real group photo: {real_group_photo()}")

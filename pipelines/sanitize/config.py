@@ -43,7 +43,8 @@ class SanitizeJobConfig:
     jpeg_quality: int = 95  # (pinned) quality of re-encoded JPEGs
     max_pixels: int = 50_000_000  # (pinned) larger declared sizes are rejected (too_large)
     min_side: int = 16  # (pinned) smaller images are rejected (too_small)
-    # (pinned) wild mode face detector: centerface (CenterFace, ONNX, finds more and smaller faces) | dlib (HOG)
+    # (pinned) wild mode face detector: centerface (CenterFace, ONNX, finds more and smaller faces) |
+    # centerface-int8 (the same network quantized to int8: about 1.6x faster on CPUs with VNNI) | dlib (HOG)
     detector: str = "centerface"
     detect_upsample: int = 1  # (pinned) dlib HOG pyramid upsampling (1: faces from about 40 px)
     detect_max_side: int = 1600  # (pinned) photos are searched for faces at most this large

@@ -132,6 +132,9 @@ class FaceContext:
     decoded: DecodedImage | None = None
 
 
+# The CenterFace detectors of --detector and the precision each runs CenterFace in (dlib is the other).
+DETECTOR_PRECISION = {"centerface": "float32", "centerface-int8": "int8"}
+DETECTORS = (*DETECTOR_PRECISION, "dlib")
 CARRY_DECODED_PIXELS = 512 * 512  # photos up to this many pixels travel decoded to the paste-back
 
 
@@ -184,7 +187,7 @@ class PrepareFaces(beam.DoFn):
             # photos side by side; a thread per core in each search made the group-photo job 17% slower
             # on the 2-core build machine (README, "Bulk sanitization").
             self._finder = CenterFaceFinder(detect_max_side=settings.detect_max_side, min_face=settings.min_face,
-                                            threads=1)
+                                            threads=1, precision=DETECTOR_PRECISION[settings.detector])
 
     def process(self, element):
         key, source = element

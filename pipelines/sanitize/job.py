@@ -27,6 +27,7 @@ from components.faces.imaging import COLOR_MODES, MASK_SHAPES, PASTE_MODES
 from pipelines.config import Config
 from pipelines.sanitize.config import SanitizeJobConfig
 from pipelines.sanitize.containers import output_shards_for
+from pipelines.sanitize.faces import DETECTORS
 from pipelines.sanitize.inputs import WILDCARDS, detect_input_kind, input_pattern
 from pipelines.sanitize.layout import (
     COPIED_NO_FACE, DEAD_LETTER_DIR, IMAGES_DIR, JOB_FILE, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, RECORDS_DIR,
@@ -50,7 +51,8 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
     if settings.records_per_shard < 1:
         raise SystemExit(f"error: --records-per-shard {settings.records_per_shard} must be at least 1")
     for flag, value, choices in (("--paste", settings.paste, PASTE_MODES), ("--mask", settings.mask, MASK_SHAPES),
-                                 ("--color", settings.color, COLOR_MODES)):
+                                 ("--color", settings.color, COLOR_MODES),
+                                 ("--detector", settings.detector, DETECTORS)):
         if value not in choices:
             raise SystemExit(f"error: {flag} {value!r} is not one of {', '.join(choices)}")
     if not settings.min_face > 0 or not 0 <= settings.feather <= 0.5:
