@@ -18,9 +18,9 @@ photos, and peak memory at two database sizes; every ratio is taken within this 
     the first and the last left out), i.e. without the start-up.
 (c) group photos end to end: --wild-photos photos of 1600x1000, each with 8 REAL faces pasted at
     8-80 px between the eyes (benchmarks/detector_recall.py's composites of the face-recognition
-    test photos), through `python -m pipelines.sanitize --faces wild` once per --wild-detectors
-    (CenterFace in float32 and in int8 by default; sanitize, paste back; the faces it found are
-    printed), and through `deface` (CenterFace, blur) on the same
+    test photos), through `python -m pipelines.sanitize --faces wild` once per --wild-runs
+    (by default CenterFace in float32, in int8, and in int8 with the sanitizer in bfloat16; sanitize,
+    paste back; the faces it found are printed), and through `deface` (CenterFace, blur) on the same
     files. deface is installed by this script into a throwaway virtual environment (uv, from PyPI;
     --skip-deface to leave it out); its start-up is measured by running it on one photo, and its
     photos/s without it beside the job's pipeline photos/s (the job's progress lines come every 32
@@ -274,11 +274,17 @@ def main(argv=None) -> int:
     parser.add_argument("--raw-only", action="store_true", help="measure (a) only")
     parser.add_argument("--wild-photos", type=int, default=60, help="group photos for (c); 0 leaves (c) out")
     parser.add_argument("--skip-deface", action="store_true", help="(c) without deface")
-    parser.add_argument("--wild-detectors", nargs="+", default=["centerface", "centerface-int8"],
-                        choices=("centerface", "centerface-int8", "dlib"),
-                        help="(c): the job once with each --detector (default %(default)s)")
+    parser.add_argument("--wild-runs", nargs="+", default=["centerface", "centerface-int8", "centerface-int8:bfloat16"],
+                        help="(c): the job once for each DETECTOR[:PRECISION] (--detector, --precision; "
+                             "default %(default)s)")
     parser.add_argument("--work-dir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
+    for run in args.wild_runs:
+        detector, _, precision = run.partition(":")
+        if detector not in ("centerface", "centerface-int8", "dlib") or precision not in ("", "float32", "bfloat16",
+                                                                                           "float16"):
+            raise SystemExit(f"--wild-runs {run}: DETECTOR[:PRECISION], DETECTOR one of centerface, centerface-int8, "
+                             "dlib and PRECISION one of float32, bfloat16, float16")
     if args.raw_threads:  # before TensorFlow starts its thread pools
         import tensorflow as tf
 
@@ -335,18 +341,21 @@ def main(argv=None) -> int:
         if args.wild_photos:
             photos = os.path.join(work, "group_photos")
             faces = make_group_photos(photos, args.wild_photos)
-            if "centerface-int8" in args.wild_detectors:
+            runs = [(run.partition(":")[0], run.partition(":")[2] or "float32") for run in args.wild_runs]
+            if any(detector == "centerface-int8" for detector, _ in runs):
                 from components.faces.centerface import int8_model_path
 
                 int8_model_path()  # quantized once per machine, before the timed job (the image build does it)
             report["wild_end_to_end"] = {}
-            for detector in args.wild_detectors:
-                ours = run_job(model_dir, photos, os.path.join(work, f"out_wild_{detector}"), args.batch_size,
-                               args.workers, args.mode, ("--faces", "wild", "--detector", detector))
-                report["wild_end_to_end"][detector] = {"photos": args.wild_photos, "faces_pasted": faces,
-                                                       **{k: v for k, v in ours.items() if k != "progress_lines"}}
+            for detector, precision in runs:
+                label = f"--detector {detector} --precision {precision}"
+                ours = run_job(model_dir, photos, os.path.join(work, f"out_wild_{detector}_{precision}"),
+                               args.batch_size, args.workers, args.mode,
+                               ("--faces", "wild", "--detector", detector, "--precision", precision))
+                report["wild_end_to_end"][label] = {"photos": args.wild_photos, "faces_pasted": faces,
+                                                    **{k: v for k, v in ours.items() if k != "progress_lines"}}
                 print(f"(c) group photos end to end ({args.wild_photos} photos of 1600x1000, {faces} REAL faces "
-                      f"pasted), --detector {detector}: facesan --faces wild found and sanitized "
+                      f"pasted), {label}: facesan --faces wild found and sanitized "
                       f"{ours['faces_sanitized']} faces, {ours['images_per_s']:.2f} photos/s (pipeline "
                       f"{ours['pipeline_s']:.1f} s, command wall {ours['wall_s']:.1f} s), peak memory "
                       f"{ours['peak_rss_mib']:.0f} MiB", flush=True)
@@ -366,8 +375,8 @@ def main(argv=None) -> int:
                       f"photos/s (command wall {theirs['wall_s']:.1f} s, its start-up included), peak memory "
                       f"{theirs['peak_rss_mib']:.0f} MiB; deface without its start-up (one photo took "
                       f"{alone['wall_s']:.1f} s): {theirs['without_start_up_per_s']:.2f} photos/s", flush=True)
-                for detector, ours in report["wild_end_to_end"].items():
-                    print(f"(c) --detector {detector} ({ours['faces_sanitized']} faces found): facesan command wall "
+                for label, ours in report["wild_end_to_end"].items():
+                    print(f"(c) {label} ({ours['faces_sanitized']} faces found): facesan command wall "
                           f"/ deface command wall {ours['wall_s'] / theirs['wall_s']:.2f}; facesan's pipeline (its "
                           f"workers' start and model load included) / deface without its start-up "
                           f"{ours['images_per_s'] / theirs['without_start_up_per_s']:.2f}", flush=True)
