@@ -274,17 +274,19 @@ def main(argv=None) -> int:
     parser.add_argument("--raw-only", action="store_true", help="measure (a) only")
     parser.add_argument("--wild-photos", type=int, default=60, help="group photos for (c); 0 leaves (c) out")
     parser.add_argument("--skip-deface", action="store_true", help="(c) without deface")
-    parser.add_argument("--wild-runs", nargs="+", default=["centerface", "centerface-int8", "centerface-int8:bfloat16"],
+    parser.add_argument("--wild-runs", nargs="+",
+                        default=["centerface", "centerface-int8", "centerface-int8:bfloat16"],
                         help="(c): the job once for each DETECTOR[:PRECISION] (--detector, --precision; "
                              "default %(default)s)")
     parser.add_argument("--work-dir", default=None, help="default: a temporary folder, removed afterwards")
     args = parser.parse_args(argv)
+    from pipelines.sanitize.faces import DETECTORS
+
     for run in args.wild_runs:
         detector, _, precision = run.partition(":")
-        if detector not in ("centerface", "centerface-int8", "dlib") or precision not in ("", "float32", "bfloat16",
-                                                                                           "float16"):
-            raise SystemExit(f"--wild-runs {run}: DETECTOR[:PRECISION], DETECTOR one of centerface, centerface-int8, "
-                             "dlib and PRECISION one of float32, bfloat16, float16")
+        if detector not in DETECTORS or precision not in ("", "float32", "bfloat16", "float16"):
+            raise SystemExit(f"--wild-runs {run}: DETECTOR[:PRECISION], DETECTOR one of {', '.join(DETECTORS)} and "
+                             "PRECISION one of float32, bfloat16, float16")
     if args.raw_threads:  # before TensorFlow starts its thread pools
         import tensorflow as tf
 
