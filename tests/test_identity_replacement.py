@@ -263,3 +263,32 @@ def test_the_exported_module_holds_one_gender_classifier_the_sanitizers_reader()
     other = build_gender_classifier(64)  # another initialisation: not the reader's weights
     with pytest.raises(ValueError, match="gender reader differs"):
         SanitizerModule(san, other, prototypes, 64)
+
+
+def test_sanitize_faces_reads_gender_once_and_serves_what_sanitize_only_serves():
+    """The replacing sanitizer groups faces by its gender reader, which is also the model's
+    classifier: sanitize_faces reports the classifier's reading and hands it to the replacement,
+    so its graph runs the reader's convolutions once (as many as sanitize_only's, which reads
+    gender only inside the replacement), and the sanitized faces are sanitize_only's."""
+    from trainer.export import SanitizerModule
+
+    config = small_config()
+    prototypes = {name: tf.zeros((64, 64, 3)) for name in ("male", "female", "neutral")}
+    san, faces = installed_sanitizer(config)
+    module = SanitizerModule(san, san.gender_reader, prototypes, 64)
+
+    def convolutions(function):
+        return sum(op.type == "Conv2D" for op in function.get_concrete_function().graph.get_operations())
+
+    reader = convolutions(module.classify_gender)
+    assert reader > 0
+    assert convolutions(module.sanitize_faces) == convolutions(module.sanitize_only)
+    assert convolutions(module.sanitize_labelled_faces) == convolutions(module.sanitize_only)
+    batch = tf.constant(faces[:6])
+    served = module.sanitize_faces(batch)
+    np.testing.assert_allclose(served["sanitized"].numpy(), module.sanitize_only(batch)["sanitized"].numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(served["male_probability"].numpy(),
+                               module.classify_gender(batch)["male_probability"].numpy(), atol=1e-6)
+    for name in ("same", "neutral", "opposite"):  # gender is kept: no gender target to move
+        np.testing.assert_array_equal(served[name].numpy(), served["sanitized"].numpy())

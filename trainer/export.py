@@ -174,7 +174,13 @@ class SanitizerModule(tf.Module):
         return self.outputs(self.san, faces, male, self.networks["float32"].male_probability(faces))
 
     def outputs(self, san, faces, male, male_probability):
-        outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces, target_count(san)), self.prototypes())
+        targets = hashed_targets(faces, target_count(san))
+        if getattr(san, "gender_reader", None) is not None:
+            # The replacing sanitizer groups faces by its gender reader's reading, which is the
+            # classifier's male_probability here (_one_gender_classifier): reused, not read again.
+            outputs = san.sanitizer_outputs_read(faces, male, targets, male_probability)
+        else:
+            outputs = san.sanitizer_outputs(faces, male, targets, self.prototypes())
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         return {

@@ -307,8 +307,10 @@ class ReplacingSanitizer(ResidualSanitizer):
                 raise ValueError(f"identity replacement groups faces by the {what} classifier's reading: give it")
             reader.set_weights(source.get_weights())
 
-    def groups(self, face):
-        """[N] group numbers (identity_replacement.group_index) of the preserved attributes as read."""
+    def groups(self, face, male_probability=None):
+        """[N] group numbers (identity_replacement.group_index) of the preserved attributes as read.
+        `male_probability` [N]: the gender reader's reading of these faces when the caller has it
+        already (the export's sanitize_faces reports it), so the reader does not run twice."""
         face = tf.cast(face, self.compute_dtype)
         group = tf.zeros(tf.shape(face)[:1], tf.int32)
         read = None  # the attribute reader's heads, computed once for all the attributes it reads
@@ -316,18 +318,31 @@ class ReplacingSanitizer(ResidualSanitizer):
             read = tf.reshape(self.attribute_reader(face, training=False), [-1, len(self.reader_attributes)])
         for bit, name in enumerate(self.group_attributes):
             if name == "Male":
-                probability = self.gender_reader(face, training=False)[:, 1]
+                probability = (self.gender_reader(face, training=False)[:, 1] if male_probability is None
+                               else male_probability)
             else:
                 probability = read[:, self.reader_attributes.index(name)]
             group += tf.cast(tf.cast(probability, tf.float32) >= 0.5, tf.int32) * (2 ** bit)
         return group
 
-    def replace(self, face, training=None):
-        replaced = self.replacement(face, self.groups(face), training=training)
+    def replace(self, face, training=None, male_probability=None):
+        replaced = self.replacement(face, self.groups(face, male_probability), training=training)
         return tf.cast(replaced, face.dtype)
 
     def edit(self, face, target, training=None):
         return super().edit(self.replace(face, training=training), target, training=training)
+
+    def sanitizer_outputs_read(self, face, male, target, male_probability, prototypes: dict | None = None) -> dict:
+        """sanitizer_outputs(...) with the gender reader's reading of `face` given (`male_probability`
+        [N], as the export's classifier, which is this reader, computed it): the reader runs once.
+        A replacing sanitizer keeps gender (Male is a preserved attribute when it groups by it), so
+        X'_SM, X'_NT and X'_OP are the sanitized output."""
+        del male, prototypes
+        if self.gender_column is not None:
+            raise ValueError("a replacing sanitizer that also suppresses gender has no single reading to reuse")
+        replaced = self.replace(face, male_probability=male_probability)
+        sanitized = ResidualSanitizer.edit(self, replaced, self.served_target(face, target))
+        return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
 
 
 REDUCED_PRECISIONS = ("bfloat16", "float16")
