@@ -174,13 +174,10 @@ class SanitizerModule(tf.Module):
         return self.outputs(self.san, faces, male, self.networks["float32"].male_probability(faces))
 
     def outputs(self, san, faces, male, male_probability):
-        targets = hashed_targets(faces, target_count(san))
-        if getattr(san, "gender_reader", None) is not None:
-            # The replacing sanitizer groups faces by its gender reader's reading, which is the
-            # classifier's male_probability here (_one_gender_classifier): reused, not read again.
-            outputs = san.sanitizer_outputs_read(faces, male, targets, male_probability)
-        else:
-            outputs = san.sanitizer_outputs(faces, male, targets, self.prototypes())
+        # male_probability is handed on: a replacing sanitizer groups faces by its gender reader,
+        # which is this classifier (_one_gender_classifier), so the reading is not made twice.
+        outputs = san.sanitizer_outputs(faces, male, hashed_targets(faces, target_count(san)), self.prototypes(),
+                                        male_probability=male_probability)
         # float32 out even when the SAN computes in float16 (mixed precision on GPU).
         outputs = {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
         return {

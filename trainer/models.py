@@ -90,10 +90,11 @@ class SemiAdversarialNetwork(keras.Model):
             for name in ("same", "neutral", "opposite")
         }
 
-    def sanitizer_outputs(self, face, male, target, prototypes: dict) -> dict:
+    def sanitizer_outputs(self, face, male, target, prototypes: dict, male_probability=None) -> dict:
         """X'_SM, X'_NT, X'_OP for the (true or predicted) gender; `sanitized` is X'_OP (the
-        paper's output); `target` is not used (the paper's flip is deterministic)."""
-        del target
+        paper's output); `target` is not used (the paper's flip is deterministic), nor is
+        `male_probability` (the prototypes follow `male`)."""
+        del target, male_probability
         outputs = self({"face": face, **prototypes_for_labels(male, prototypes)}, training=False)
         return {**outputs, "sanitized": outputs["opposite"]}
 
@@ -213,17 +214,18 @@ class ResidualSanitizer(keras.Model):
 
     needs_gender = False  # the sanitized output's target comes from the face's fingerprint
 
-    def sanitized_only(self, face, male, target, prototypes: dict | None = None):
+    def sanitized_only(self, face, male, target, prototypes: dict | None = None, male_probability=None):
         """`sanitizer_outputs(...)["sanitized"]` alone: one editor pass, for serving."""
-        del male, prototypes
+        del male, prototypes, male_probability
         return self.edit(face, self.served_target(face, target))
 
-    def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None) -> dict:
+    def sanitizer_outputs(self, face, male, target, prototypes: dict | None = None, male_probability=None) -> dict:
         """X'_SM / X'_NT / X'_OP move the gender target only (to the gender, 0.5, its opposite); the
         other suppressed attributes keep their drawn targets. Without gender in the policy they
-        all equal the sanitized output."""
+        all equal the sanitized output. `male_probability` [N]: the gender classifier's reading of
+        the faces when the caller has it (a sanitizer that reads gender itself uses it)."""
         del prototypes  # the residual sanitizer needs no prototypes
-        sanitized = self.sanitized_only(face, male, target)
+        sanitized = self.sanitized_only(face, male, target, male_probability=male_probability)
         if self.gender_column is None:
             return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
         male = tf.cast(male, face.dtype)
@@ -332,17 +334,11 @@ class ReplacingSanitizer(ResidualSanitizer):
     def edit(self, face, target, training=None):
         return super().edit(self.replace(face, training=training), target, training=training)
 
-    def sanitizer_outputs_read(self, face, male, target, male_probability, prototypes: dict | None = None) -> dict:
-        """sanitizer_outputs(...) with the gender reader's reading of `face` given (`male_probability`
-        [N], as the export's classifier, which is this reader, computed it): the reader runs once.
-        A replacing sanitizer keeps gender (Male is a preserved attribute when it groups by it), so
-        X'_SM, X'_NT and X'_OP are the sanitized output."""
+    def sanitized_only(self, face, male, target, prototypes: dict | None = None, male_probability=None):
+        """As the residual sanitizer's, with the gender reader's reading of `face` taken from
+        `male_probability` when given (the export's classifier is this reader: it runs once)."""
         del male, prototypes
-        if self.gender_column is not None:
-            raise ValueError("a replacing sanitizer that also suppresses gender has no single reading to reuse")
-        replaced = self.replace(face, male_probability=male_probability)
-        sanitized = ResidualSanitizer.edit(self, replaced, self.served_target(face, target))
-        return {"same": sanitized, "neutral": sanitized, "opposite": sanitized, "sanitized": sanitized}
+        return super().edit(self.replace(face, male_probability=male_probability), self.served_target(face, target))
 
 
 REDUCED_PRECISIONS = ("bfloat16", "float16")
