@@ -122,6 +122,19 @@ def _rebased_hair(ident: people.Identity, hair_kind: str) -> tuple[np.ndarray, n
     return new_hair, brow_colour + brow_base(hair_kind, new_hair) - brow_base(ident.hair_kind, hair_colour)
 
 
+def _beard_colour(rng: np.random.Generator, bald: bool, hair_colour: np.ndarray) -> tuple:
+    """As sample_identity draws it: a bald man's from a dark or gray base, anyone else's from the hair."""
+    if bald:
+        choice = ["black", "brown", "gray"][rng.integers(3)]
+        return _colour(np.asarray(people.HAIR_COLOURS[choice]) + rng.normal(0, 8, 3))
+    return _colour(hair_colour * 0.8)
+
+
+def _hairline(ident: people.Identity, receding: bool) -> float:
+    """The person's hairline with a receding one drawn 8 px higher, as sample_identity draws it."""
+    return ident.hairline_y + (8.0 if ident.receding else 0.0) - (8.0 if receding else 0.0)
+
+
 def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(PARTS)) -> people.Identity:
     """The person of `ident` drawn as the other gender (see the module's docstring); with `parts` a
     subset of PARTS, only those groups of traits change (the draws are the same either way, so the
@@ -177,7 +190,7 @@ def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(P
         receding = (not bald) and bool(rng.random() < p_receding(male))
     else:
         receding = (not bald) and _couple_bool(rng, ident.receding, p_receding(ident.male), p_receding(male))
-    hairline_y = ident.hairline_y + (8.0 if ident.receding else 0.0) - (8.0 if receding else 0.0)
+    hairline_y = _hairline(ident, receding)
     changes.update(hair_len=hair_len, hair_kind=hair_kind, hair_colour=_colour(hair_colour),
                    brow_colour=_colour(brow_colour), bald=bald, bangs=bangs, receding=receding,
                    hairline_y=float(hairline_y))
@@ -189,11 +202,7 @@ def other_gender(ident: people.Identity, rng: np.random.Generator, parts=tuple(P
                        sideburns=hair_len != "long" and not bald and bool(rng.random() < 0.15))
     else:
         changes.update(beard=False, goatee=False, mustache=False, stubble=False, sideburns=False)
-    if bald:
-        choice = ["black", "brown", "gray"][rng.integers(3)]
-        changes["beard_colour"] = _colour(np.asarray(people.HAIR_COLOURS[choice]) + rng.normal(0, 8, 3))
-    else:
-        changes["beard_colour"] = _colour(hair_colour * 0.8)
+    changes["beard_colour"] = _beard_colour(rng, bald, hair_colour)
     if set(changes) - {"male"} - set().union(*PARTS.values()):  # a trait changed above but in no part
         raise RuntimeError(f"counterfactual traits outside PARTS: {sorted(set(changes) - set().union(*PARTS.values()))}")
     chosen = {"male"}.union(*(PARTS[part] for part in parts))
@@ -226,12 +235,8 @@ def other_age(ident: people.Identity, rng: np.random.Generator) -> people.Identi
                  else male and ident.hair_len != "long" and bool(rng.random() < 0.15))
     changes.update(hair_kind=hair_kind, hair_colour=_colour(hair_colour), brow_colour=_colour(brow_colour), bald=bald,
                    bangs=bangs, receding=receding, sideburns=sideburns,
-                   hairline_y=float(ident.hairline_y + (8.0 if ident.receding else 0.0) - (8.0 if receding else 0.0)),
+                   hairline_y=float(_hairline(ident, receding)),
                    bags=_couple_bool(rng, ident.bags, 0.12 if ident.young else 0.5, 0.12 if young else 0.5))
     if bald != ident.bald or hair_kind != ident.hair_kind:
-        if bald:
-            choice = ["black", "brown", "gray"][rng.integers(3)]
-            changes["beard_colour"] = _colour(np.asarray(people.HAIR_COLOURS[choice]) + rng.normal(0, 8, 3))
-        else:
-            changes["beard_colour"] = _colour(hair_colour * 0.8)
+        changes["beard_colour"] = _beard_colour(rng, bald, hair_colour)
     return dataclasses.replace(ident, **changes)
