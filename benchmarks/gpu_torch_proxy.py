@@ -27,6 +27,9 @@ convert  (here, with TensorFlow, in a throwaway virtualenv, not the project's .v
     path): face, male [N] int64 -> sanitized; the three gender prototypes are baked in as
     constants, as in the exported SavedModel. Serving also runs the gender classifier first to get
     `male`: `measure` times that composition too (paper+classifier);
+  - paper_training.onnx: SemiAdversarialNetwork.call (what the SanTrainer differentiates for the
+    paper's SAN): face, male -> same, neutral, opposite (X'_SM, X'_NT, X'_OP, one autoencoder pass
+    with its S x S x 128 decoder map, three proto-combiner outputs);
   - gender_classifier.onnx: build_gender_classifier(224): face -> probabilities [N,2] (female, male);
   - face_matcher.onnx: build_face_matcher(224): face -> unit embedding [N,128].
   Faces are NCHW in the ONNX graphs (one channel, so the same bytes as the models' NHWC). Weights
@@ -45,13 +48,17 @@ measure  (there: Python 3.12, torch + CUDA, numpy, onnx, onnx2torch; no TensorFl
   (max abs difference, float32 with TF32 off; fails if above --tolerance, default 1e-3), then times:
   a. inference images/s of the lean sanitizers (residual, paper, paper+classifier as served), batch
      64 and 256, fp32 (TF32 allowed for convolutions and matmuls, as TensorFlow does by default on
-     GPUs) and bf16 autocast;
-  b. a training-step compute proxy for the residual sanitizer: sanitizer forward, the frozen gender
-     classifier on its (shifted, noised) output, the frozen matcher on the output and on the input,
-     loss = L1 reconstruction + cross-entropy of P(male) against the target + squared distance of
-     the unit embeddings (trainer/losses.py's terms; only the compute matters here), backward to
-     the sanitizer's weights and an Adam update; fp32 and bf16 autocast, batch 64 and 256. Not
-     included: the two small pooled ensemble classifiers and TensorFlow's input pipeline.
+     GPUs), bf16 and fp16 autocast;
+  b. training-step compute proxies, fp32, bf16 and fp16 autocast (fp16 with a GradScaler, as Keras'
+     mixed_float16, which the Trainer picks on a GPU, scales the loss), batch 64 and 256, each
+     backward to the sanitizer's weights and an Adam update:
+     - residual (the default architecture): sanitizer forward, the frozen gender classifier on its
+       (shifted, noised) output, the frozen matcher on the output and on the input, loss = L1
+       reconstruction + cross-entropy of P(male) against the target + squared distance of the unit
+       embeddings (trainer/losses.py's terms; only the compute matters here);
+     - paper (the paper's SAN): the full forward (X'_SM, X'_NT, X'_OP), L1 reconstruction and the
+       matcher on X'_SM, the frozen classifier on X'_SM (own gender) and on X'_OP (the other).
+     Not included: the two small pooled ensemble classifiers and TensorFlow's input pipeline.
   Prints a table and writes it as JSON (--json, default $OUT/gpu_proxy.json when OUT is set).
   --compile adds torch.compile'd inference rows for the lean sanitizers (off by default: it can
   take a minute per shape, and with onnx2torch 1.5.15 TorchDynamo fails on its Reshape converter,
@@ -72,7 +79,7 @@ import time
 IMAGE_SIZE = 224
 SEED = 1234
 SAMPLE_BATCH = 4
-MODELS = ("residual_sanitizer", "paper_sanitizer", "gender_classifier", "face_matcher")
+MODELS = ("residual_sanitizer", "paper_sanitizer", "paper_training", "gender_classifier", "face_matcher")
 
 
 def log(*parts) -> None:
@@ -142,7 +149,8 @@ def convert(args) -> None:
     import tf_keras as keras
 
     # trainer.models only: it imports tensorflow and tf_keras, nothing of TFX / tf.Transform.
-    from trainer.models import build_face_matcher, build_gender_classifier, build_sanitizer
+    from trainer.models import (build_face_matcher, build_gender_classifier, build_sanitizer,
+                                prototypes_for_labels)
 
     size = args.image_size
     keras.utils.set_random_seed(args.seed)
@@ -158,8 +166,8 @@ def convert(args) -> None:
     prototypes = {name: tf.Variable(rng.uniform(0.0, 1.0, (size, size, 3)).astype(np.float16).astype(np.float32),
                                     trainable=False,
                                     name=f"prototype_{name}") for name in ("male", "female", "neutral")}
-    counts = {"residual_sanitizer": residual, "paper_sanitizer": paper, "gender_classifier": classifier,
-              "face_matcher": matcher}
+    counts = {"residual_sanitizer": residual, "paper_sanitizer": paper, "paper_training": paper,
+              "gender_classifier": classifier, "face_matcher": matcher}
     trainable = {name: int(sum(np.prod(w.shape) for w in model.trainable_weights)) for name, model in counts.items()}
 
     face_spec = tf.TensorSpec([None, 1, size, size], tf.float32, name="face")  # NCHW; C = 1
@@ -174,6 +182,11 @@ def convert(args) -> None:
     def paper_fn(face, male):
         return {"sanitized": to_nchw(paper.sanitized_only(to_nhwc(face), male, None, prototypes))}
 
+    @tf.function(input_signature=[face_spec, tf.TensorSpec([None], tf.int64, name="male")])
+    def paper_training_fn(face, male):  # SemiAdversarialNetwork.call: what the SanTrainer differentiates
+        outputs = paper({"face": to_nhwc(face), **prototypes_for_labels(male, prototypes)}, training=True)
+        return {name: to_nchw(outputs[name]) for name in ("same", "neutral", "opposite")}
+
     @tf.function(input_signature=[face_spec])
     def classifier_fn(face):
         return {"probabilities": classifier(to_nhwc(face), training=False)}
@@ -182,12 +195,12 @@ def convert(args) -> None:
     def matcher_fn(face):
         return {"embedding": matcher(to_nhwc(face), training=False)}
 
-    functions = {"residual_sanitizer": residual_fn, "paper_sanitizer": paper_fn,
+    functions = {"residual_sanitizer": residual_fn, "paper_sanitizer": paper_fn, "paper_training": paper_training_fn,
                  "gender_classifier": classifier_fn, "face_matcher": matcher_fn}
     face = rng.uniform(0.0, 1.0, (SAMPLE_BATCH, 1, size, size)).astype(np.float32)
     target = np.array([0.0, 1.0, 1.0, 0.0][:SAMPLE_BATCH], np.float32)
     male = np.array([1, 0, 1, 0][:SAMPLE_BATCH], np.int64)
-    feeds = {"residual_sanitizer": (face, target), "paper_sanitizer": (face, male),
+    feeds = {"residual_sanitizer": (face, target), "paper_sanitizer": (face, male), "paper_training": (face, male),
              "gender_classifier": (face,), "face_matcher": (face,)}
     samples = {"face": face, "target": target, "male": male}
     manifest = {"image_size": size, "seed": args.seed, "opset": args.opset, "tensorflow": tf.__version__,
@@ -196,8 +209,9 @@ def convert(args) -> None:
     for name, function in functions.items():
         start = time.perf_counter()
         outputs = function(*[tf.constant(x) for x in feeds[name]])
-        (out_name, out_value), = outputs.items()
-        samples[f"{name}__{out_name}"] = out_value.numpy()
+        out_names = sorted(outputs)  # tf.nest's order: the order of the ONNX graph's outputs
+        for out_name in out_names:
+            samples[f"{name}__{out_name}"] = outputs[out_name].numpy()
         model_proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                                        opset=args.opset)
         inputs = [i.name for i in model_proto.graph.input]
@@ -207,7 +221,7 @@ def convert(args) -> None:
         onnx.save(model_proto, path)
         ops = sorted({node.op_type for node in model_proto.graph.node})
         manifest["models"][name] = {"file": f"{name}.onnx", "inputs": inputs, "outputs": outputs_names,
-                                    "tf_output": out_name, "tf_trainable_parameters": trainable[name],
+                                    "tf_outputs": out_names, "tf_trainable_parameters": trainable[name],
                                     "bytes": os.path.getsize(path), "ops": ops}
         log(f"{name}: {os.path.getsize(path) / 2**20:.1f} MiB, inputs {inputs}, outputs {outputs_names}, "
             f"{trainable[name]:,} trainable parameters, {n16} initializers stored as float16 "
@@ -305,26 +319,28 @@ def measure(args) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     models, agreement = {}, {}
     feeds = {"residual_sanitizer": ("face", "target"), "paper_sanitizer": ("face", "male"),
-             "gender_classifier": ("face",), "face_matcher": ("face",)}
+             "paper_training": ("face", "male"), "gender_classifier": ("face",), "face_matcher": ("face",)}
+
+    def outputs_of(result) -> list:
+        return list(result) if isinstance(result, (tuple, list)) else [result]
+
     for name in MODELS:
         entry = manifest["models"][name]
         start = time.perf_counter()
         model = _load_torch_model(os.path.join(args.onnx_dir, entry["file"]), device)
         models[name] = model
         inputs = [torch.from_numpy(samples[key]).to(device) for key in feeds[name]]
+        expected = [samples[f"{name}__{out}"] for out in entry["tf_outputs"]]
         with torch.inference_mode():
-            output = model(*inputs)
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        expected = samples[f"{name}__{entry['tf_output']}"]
-        got = output.float().cpu().numpy()
-        if got.shape != expected.shape:
-            sys.exit(f"measure: {name}: output shape {got.shape}, TensorFlow's {expected.shape}")
-        diff = float(np.max(np.abs(got - expected)))
+            got = [o.float().cpu().numpy() for o in outputs_of(model(*inputs))]
+        if [g.shape for g in got] != [e.shape for e in expected]:
+            sys.exit(f"measure: {name}: output shapes {[g.shape for g in got]}, "
+                     f"TensorFlow's {[e.shape for e in expected]} ({entry['tf_outputs']})")
+        diff = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))
         with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-            output = model(*inputs)
-        output = output[0] if isinstance(output, (tuple, list)) else output
-        diff_bf16 = float(np.max(np.abs(output.float().cpu().numpy() - expected)))  # informational
+            got = [o.float().cpu().numpy() for o in outputs_of(model(*inputs))]
+        diff_bf16 = max(float(np.max(np.abs(g - e))) for g, e in zip(got, expected))  # informational
+        expected = expected[0]
         parameters = sum(p.numel() for p in model.parameters())
         agreement[name] = {"max_abs_diff": diff, "max_abs_diff_bf16_autocast": diff_bf16,
                            "torch_parameters": parameters, "tf_trainable_parameters": entry["tf_trainable_parameters"]}
@@ -342,7 +358,8 @@ def measure(args) -> None:
     rows = []
 
     def autocast(precision):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=device.type, dtype=dtype, enabled=precision != "fp32")
 
     def over_budget(label) -> bool:
         if time.perf_counter() - started > args.budget_s:
@@ -414,41 +431,79 @@ def measure(args) -> None:
                 rows.append({"kind": "inference (torch.compile)", "model": model_name,
                              "error": f"{type(error).__name__}: {str(error)[:300]}"})
 
-    # b. training-step compute proxy, residual sanitizer (the default architecture)
+    # b. training-step compute proxies: the residual sanitizer (the default architecture) and the
+    #    paper's SAN (SemiAdversarialNetwork.call: X'_SM, X'_NT, X'_OP from one autoencoder pass)
     for frozen in (classifier, matcher):
         frozen.requires_grad_(False)
-    residual.train()
-    parameters = [p for p in residual.parameters()]
-    for p in parameters:
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(parameters, lr=1e-4)
     epsilon = 1e-7
-    for batch in batches:
-        face = torch.rand(batch, 1, size, size, device=device)
-        for precision in args.precisions:
-            def step(precision=precision):
-                target = (torch.rand(batch, device=device) < 0.5).float()  # drawn per face, as in SanTrainingModel
-                with autocast(precision):
-                    sanitized = residual(face, target)
-                    reconstruction = (face - sanitized.float()).abs().mean()
-                    shift = [int(v) for v in torch.randint(-2, 3, (2,))]  # random_shift_and_noise
-                    judged = torch.roll(sanitized, shifts=shift, dims=(2, 3))
-                    judged = judged + 0.02 * torch.randn_like(judged)
-                    p_male = classifier(judged)[:, 1].float().clamp(epsilon, 1 - epsilon)
-                    gender = -(target * p_male.log() + (1 - target) * (1 - p_male).log()).mean()
-                    with torch.no_grad():
-                        reference = matcher(face).float()
-                    identity = (matcher(sanitized).float() - reference).square().sum(-1).mean()
-                    loss = reconstruction + gender + identity
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            record("training step", "residual", precision, batch, step, warmup=3)
-            with_grad = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in parameters)
-            if with_grad != len(parameters):
-                log(f"warning: only {with_grad} of {len(parameters)} sanitizer weight tensors got a nonzero gradient")
-        del face
-    residual.eval()
+
+    def cross_entropy(p_male, wanted):
+        p_male = p_male.float().clamp(epsilon, 1 - epsilon)
+        return -(wanted * p_male.log() + (1 - wanted) * (1 - p_male).log()).mean()
+
+    def judged(image):  # random_shift_and_noise before the frozen classifier
+        shift = [int(v) for v in torch.randint(-2, 3, (2,))]
+        image = torch.roll(image, shifts=shift, dims=(2, 3))
+        return image + 0.02 * torch.randn_like(image)
+
+    def residual_loss(face):
+        # trainer/losses.py's terms for the residual sanitizer (only the compute matters here)
+        target = (torch.rand(face.shape[0], device=device) < 0.5).float()  # drawn per face, as in SanTrainingModel
+        sanitized = residual(face, target)
+        reconstruction = (face - sanitized.float()).abs().mean()
+        gender = cross_entropy(classifier(judged(sanitized))[:, 1], target)
+        with torch.no_grad():
+            reference = matcher(face).float()
+        identity = (matcher(sanitized).float() - reference).square().sum(-1).mean()
+        return reconstruction + gender + identity
+
+    paper_training = models["paper_training"]
+    order = manifest["models"]["paper_training"]["tf_outputs"]
+
+    def paper_loss(face):
+        # trainer/san.py's terms for the paper SAN: reconstruction and matcher on X'_SM, the
+        # classifier on X'_SM (its gender) and on X'_OP (the other gender)
+        male = (torch.rand(face.shape[0], device=device) < 0.5)
+        outputs = dict(zip(order, outputs_of(paper_training(face, male.long()))))
+        same, opposite = outputs["same"], outputs["opposite"]
+        male = male.float()
+        reconstruction = (face - same.float()).abs().mean()
+        gender = (cross_entropy(classifier(judged(same))[:, 1], male)
+                  + cross_entropy(classifier(judged(opposite))[:, 1], 1 - male))
+        with torch.no_grad():
+            reference = matcher(face).float()
+        identity = (matcher(same).float() - reference).square().sum(-1).mean()
+        return reconstruction + gender + identity
+
+    for model_name, trained, loss_of in (("residual", residual, residual_loss), ("paper", paper_training, paper_loss)):
+        trained.train()
+        parameters = [p for p in trained.parameters()]
+        for p in parameters:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam(parameters, lr=1e-4)
+        for batch in batches:
+            face = torch.rand(batch, 1, size, size, device=device)
+            for precision in args.precisions:
+                # float16 needs loss scaling, as Keras' mixed_float16 does (LossScaleOptimizer)
+                scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+                def step(precision=precision, scaler=scaler):
+                    with autocast(precision):
+                        loss = loss_of(face)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                record("training step", model_name, precision, batch, step, warmup=3)
+                with_grad = sum(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in parameters)
+                # onnx2torch gives each of the paper SAN's three proto-combiner calls its own copy of
+                # the 1x1 convolution; no loss term reads X'_NT, so its copy (kernel, bias) gets none.
+                unread = 2 if model_name == "paper" else 0
+                if with_grad != len(parameters) - unread:
+                    log(f"warning: {with_grad} of {len(parameters)} {model_name} weight tensors got a nonzero "
+                        f"gradient (expected {len(parameters) - unread})")
+            del face
+        trained.eval()
 
     log("")
     log(f"{'kind':<27} {'model':<17} {'precision':<9} {'batch':>5} {'images/s':>12} {'ms/iter':>9}")
@@ -460,7 +515,8 @@ def measure(args) -> None:
             log(f"{row.get('kind', row.get('benchmark', '')):<27} {row.get('model', ''):<17} "
                 f"{row.get('precision', ''):<9} {row.get('batch', ''):>5} "
                 f"{row.get('error', row.get('skipped', ''))}")
-    log("fp32 = float32 with TF32 allowed (TensorFlow's GPU default); bf16 = torch.autocast bfloat16. "
+    log("fp32 = float32 with TF32 allowed (TensorFlow's GPU default); bf16 / fp16 = torch.autocast bfloat16 / "
+        "float16 (fp16 training with a GradScaler, as mixed_float16, what the Trainer picks on a GPU, loss-scales). "
         "Proxy: the networks' compute in PyTorch, not the TensorFlow trainer or serving.")
     result = {**info, "agreement": agreement, "rows": rows, "total_s": round(time.perf_counter() - started, 1)}
     if json_path:
@@ -484,10 +540,10 @@ def main() -> None:
     m.add_argument("--onnx-dir", default=".gpu_onnx")
     m.add_argument("--device", default="cuda")
     m.add_argument("--batch-sizes", type=int, nargs="+", help="default 64 256 on cuda, 4 on cpu")
-    m.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])
+    m.add_argument("--precisions", nargs="+", choices=("fp32", "bf16", "fp16"), default=["fp32", "bf16", "fp16"])
     m.add_argument("--seconds", type=float, help="timed window per row; default 3 on cuda, 1 on cpu")
     m.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed against TensorFlow (fp32)")
-    m.add_argument("--budget-s", type=float, default=200.0, help="skip the remaining rows past this many seconds")
+    m.add_argument("--budget-s", type=float, default=300.0, help="skip the remaining rows past this many seconds")
     m.add_argument("--compile", action="store_true", help="also time torch.compile'd lean sanitizers")
     m.add_argument("--json", help="default: $OUT/gpu_proxy.json when OUT is set")
     m.add_argument("--seed", type=int, default=SEED)
