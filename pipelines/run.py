@@ -271,8 +271,10 @@ def check_policy_against_data(config: Config) -> None:
 def run_local(config: Config) -> None:
     from tfx import v1 as tfx
 
+    from pipelines.direct_runner import flush_whole_elements
     from pipelines.pipeline import create_pipeline
 
+    flush_whole_elements()  # the components' Beam jobs, should --direct_running_mode=multi_threading be passed
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
 

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from components.faces.imaging import COLOR_MODES, MASK_SHAPES, PASTE_MODES
 from pipelines.config import Config
+from pipelines.direct_runner import flush_whole_elements
 from pipelines.sanitize.config import SanitizeJobConfig
 from pipelines.sanitize.containers import output_shards_for
 from pipelines.sanitize.faces import DETECTORS
@@ -148,6 +149,7 @@ def beam_options(args: list[str]):
         # about half the memory of a process per worker for about 4% less speed on 20,000 faces
         # (measured: README, "Bulk sanitization").
         args += ["--direct_running_mode=multi_threading", f"--direct_num_workers={os.cpu_count() or 1}"]
+    flush_whole_elements()  # multi_threading's data channel would split elements (direct_runner.py says why)
     return PipelineOptions(args), args
 
 
