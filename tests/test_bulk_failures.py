@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 from PIL import Image
 
@@ -129,8 +130,8 @@ def test_a_listed_input_without_a_manifest_row_fails_the_job_naming_it(model, tm
     original = WriteManifestShard.process
 
     def losing_b(self, element, unconsolidated):
-        index, rows = element
-        yield from original(self, (index, [row for row in rows if row is None or row["input_key"] != "b.jpg"]),
+        index, (rows, count) = element
+        yield from original(self, (index, (rows.filter(pc.not_equal(rows["input_key"], "b.jpg")), count)),
                             unconsolidated)
 
     monkeypatch.setattr(WriteManifestShard, "process", losing_b)

@@ -168,6 +168,44 @@ def test_one_row_per_input_key_the_same_whatever_order_the_duplicates_arrive_in(
     assert pick_one_row(("a.jpg", [rows[0], rows[2]]))[0] is False
 
 
+def _row(key: str, **fields) -> dict:
+    from pipelines.sanitize.manifest import MANIFEST_SCHEMA
+
+    row = {name: 0 if pa.types.is_integer(MANIFEST_SCHEMA.field(name).type) else "" for name in MANIFEST_SCHEMA.names}
+    return {**row, "input_key": key, "status": "sanitized", **fields}
+
+
+def test_shard_table_keeps_one_row_per_key_sorted_and_counts_the_unconsolidated_keys():
+    """manifest.ShardTable, the consolidation's combiner: rows split over accumulators and record
+    batches (as a runner's lifted combine splits them) give one row per key, sorted by key, the row
+    pick_one_row picks for a key recorded more than once, and the number of keys with a row from a
+    part or this run; None (a shard's placeholder) adds nothing."""
+    from pipelines.sanitize.manifest import MANIFEST_SCHEMA, ShardTable, pick_one_row
+
+    combine = ShardTable()
+    combine.BATCH_ROWS = 3  # several record batches per accumulator
+    rows = ([(False, _row(f"k{index:02d}.jpg", faces=index)) for index in range(7)]  # the manifest as it was
+            + [(True, _row("k03.jpg", faces=3))]  # the same row again, from a part: unconsolidated
+            + [(True, _row("k05.jpg", faces=9, detail="x")), (True, _row("k05.jpg", faces=8, detail="x"))]
+            + [(True, _row("new.jpg", status="rejected", reason="empty")), None])
+    order = np.random.default_rng(0).permutation(len(rows))
+    accumulators = [combine.create_accumulator() for _ in range(3)]
+    for position, index in enumerate(order):
+        combine.add_input(accumulators[position % 3], rows[index])
+    table, unconsolidated = combine.extract_output(combine.merge_accumulators(accumulators))
+    assert table.schema == MANIFEST_SCHEMA
+    got = table.to_pylist()
+    assert [row["input_key"] for row in got] == sorted({row["input_key"] for _, row in filter(None, rows)})
+    expected_k05 = pick_one_row(("k05.jpg", [tagged for tagged in filter(None, rows)
+                                            if tagged[1]["input_key"] == "k05.jpg"]))[1]
+    assert expected_k05["faces"] == 5 and next(row for row in got if row["input_key"] == "k05.jpg") == expected_k05
+    assert next(row for row in got if row["input_key"] == "k03.jpg")["faces"] == 3
+    assert unconsolidated == 3  # k03, k05, new
+    # Nothing but placeholders: an empty table in the manifest's schema, nothing unconsolidated.
+    empty, none = combine.extract_output(combine.add_input(combine.create_accumulator(), None))
+    assert (empty.num_rows, none, empty.schema) == (0, 0, MANIFEST_SCHEMA)
+
+
 def test_manifest_shards_hold_every_row_once_and_a_rerun_with_parts_rewrites_them(model, tmp_path):
     """--manifest-shards 3: each key in the shard its hash names, once; rows left in _progress/
     by a killed run (here: one row duplicated in a part) are folded in by the next run."""

@@ -11,8 +11,8 @@ file names carry their counts:
     _progress/staged-<uuid>-n<count>              markers of inputs staged for a shard (hints)
 
 Consolidation, in the same Beam graph, folds manifest/, the parts of earlier runs and this run's
-rows into manifest/ with one row per input key (WriteManifestShard), and the rejected rows into
-dead_letter/; then the parts are deleted.
+rows into manifest/ with one row per input key (ShardTable, WriteManifestShard), and the rejected
+rows into dead_letter/; then the parts are deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Sequence
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -179,6 +180,71 @@ def pick_one_row(element) -> tuple[bool, dict]:
     return any(unconsolidated for unconsolidated, _ in tagged), row
 
 
+UNCONSOLIDATED = "_unconsolidated"  # a column only while consolidating: the row is in no manifest yet
+TAGGED_SCHEMA = MANIFEST_SCHEMA.append(pa.field(UNCONSOLIDATED, pa.bool_()))
+
+
+def one_row_per_key(tagged: pa.Table) -> tuple[pa.Table, int]:
+    """Rows of one manifest shard (TAGGED_SCHEMA) -> (one row per input key, sorted by key, in
+    MANIFEST_SCHEMA; how many keys have an unconsolidated row). Keys recorded more than once keep
+    the row pick_one_row picks."""
+    keys = tagged["input_key"]
+    unconsolidated = len(pc.unique(pc.filter(keys, tagged[UNCONSOLIDATED])))
+    counts = pc.value_counts(keys)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        is_repeated = pc.is_in(keys, value_set=repeated)
+        groups: dict[str, list] = {}
+        for row in tagged.filter(is_repeated).to_pylist():
+            groups.setdefault(row["input_key"], []).append((row.pop(UNCONSOLIDATED), row))
+        picked = [pick_one_row(element)[1] for element in groups.items()]
+        tagged = pa.concat_tables([tagged.filter(pc.invert(is_repeated)).drop([UNCONSOLIDATED]),
+                                   pa.Table.from_pylist(picked, schema=MANIFEST_SCHEMA)])
+    else:
+        tagged = tagged.drop([UNCONSOLIDATED])
+    return tagged.sort_by("input_key"), unconsolidated
+
+
+class ShardTable(beam.CombineFn):
+    """(unconsolidated, row) of one manifest shard -> one_row_per_key of them: (Arrow table, count).
+
+    A runner lifts a CombineFn into the stages that make the rows (Beam's combiner lifting), so the
+    rows cross the shuffle, and wait for the last of them, as Arrow record batches of up to
+    BATCH_ROWS rows rather than as one Python dict each: the consolidation's memory grows with the
+    rows' bytes, not with Python's per-object overhead. None (the placeholder that makes every
+    shard exist, rows or not) adds nothing."""
+
+    BATCH_ROWS = 1024
+
+    def create_accumulator(self):
+        return [[], []]  # record batches, rows not yet in one
+
+    def add_input(self, accumulator, tagged):
+        if tagged is not None:
+            unconsolidated, row = tagged
+            accumulator[1].append({**row, UNCONSOLIDATED: unconsolidated})
+            if len(accumulator[1]) >= self.BATCH_ROWS:
+                self.compact(accumulator)
+        return accumulator
+
+    def compact(self, accumulator):
+        if accumulator[1]:
+            accumulator[0].append(pa.RecordBatch.from_pylist(accumulator[1], schema=TAGGED_SCHEMA))
+            accumulator[1] = []
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = self.create_accumulator()
+        for batches, rows in accumulators:
+            merged[0] += batches
+            merged[1] += rows
+        return self.compact(merged)
+
+    def extract_output(self, accumulator):
+        batches = self.compact(accumulator)[0]
+        return one_row_per_key(pa.Table.from_batches(batches, schema=TAGGED_SCHEMA))
+
+
 def dead_letter_json(row: dict) -> str:
     return json.dumps({name: row[name] for name in ("input_key", "input_uri", "reason", "detail")}, sort_keys=True)
 
@@ -196,24 +262,25 @@ def dead_letter_file(plan: JobPlan, index: int) -> str:
 
 
 class WriteManifestShard(beam.DoFn):
-    """(shard index, rows) -> manifest/manifest-<i>-of-<N>.parquet (sorted by input key) and its
-    rejected rows in dead_letter/dead_letter-<i>-of-<N>.jsonl, each replaced atomically; emits the
-    manifest path. Nothing is written when no row anywhere is new (`unconsolidated` == 0) and the
-    file exists: a re-run over a complete output writes nothing."""
+    """(shard index, (rows as one Arrow table sorted by input key, its unconsolidated count)) ->
+    manifest/manifest-<i>-of-<N>.parquet and its rejected rows in
+    dead_letter/dead_letter-<i>-of-<N>.jsonl, each replaced atomically; emits the manifest path.
+    Nothing is written when no row anywhere is new (`unconsolidated` == 0) and the file exists: a
+    re-run over a complete output writes nothing."""
 
     def __init__(self, plan: JobPlan):
         self._plan = plan
 
     def process(self, element, unconsolidated: int):
-        index, rows = element
-        rows = sorted((row for row in rows if row is not None), key=lambda row: row["input_key"])
+        index, (rows, _) = element
         path = manifest_file(self._plan, index)
         if not unconsolidated and FileSystems.exists(path):
             return
         sink = pa.BufferOutputStream()
-        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), sink)
+        pq.write_table(rows, sink)
         replace_atomically(path, sink.getvalue().to_pybytes(), self._plan.out(TMP_DIR))
-        dead = "".join(dead_letter_json(row) + "\n" for row in rows if row["status"] == REJECTED)
+        rejected = rows.filter(pc.equal(rows["status"], REJECTED)).to_pylist()
+        dead = "".join(dead_letter_json(row) + "\n" for row in rejected)
         replace_atomically(dead_letter_file(self._plan, index), dead.encode(), self._plan.out(TMP_DIR))
         yield path
 

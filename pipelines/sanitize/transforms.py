@@ -25,9 +25,7 @@ from pipelines.sanitize.inputs import ListInputs
 from pipelines.sanitize.layout import (
     MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching, matching,
 )
-from pipelines.sanitize.manifest import (
-    MarkStaged, RecordProgress, WriteManifestShard, manifest_shard_of, pick_one_row,
-)
+from pipelines.sanitize.manifest import MarkStaged, RecordProgress, ShardTable, WriteManifestShard, manifest_shard_of
 from pipelines.sanitize.model import SanitizerModelHandler
 
 
@@ -111,8 +109,8 @@ class SanitizeInputs(beam.PTransform):
                 "listed": listed}
 
 
-def _tag(unconsolidated: bool):
-    return lambda row: (row["input_key"], (unconsolidated, row))
+def _tag(unconsolidated: bool, shards: int):
+    return lambda row: (manifest_shard_of(row["input_key"], shards), (unconsolidated, row))
 
 
 class ConsolidateManifest(beam.PTransform):
@@ -133,27 +131,23 @@ class ConsolidateManifest(beam.PTransform):
         recorded = (pipeline
                     | "ManifestFiles" >> beam.Create(self._manifest_files)
                     | "ReadManifest" >> beam.io.ReadAllFromParquet()
-                    | "TagRecorded" >> beam.Map(_tag(False)))
+                    | "TagRecorded" >> beam.Map(_tag(False, shards)))
         left = (pipeline
                 | "EarlierParts" >> beam.Create(self._part_files)
                 | "ReadEarlierParts" >> beam.io.ReadAllFromParquet()
-                | "TagEarlierParts" >> beam.Map(_tag(True)))
-        this_run = outputs["rows"] | "TagThisRun" >> beam.Map(_tag(True))
-        rows = ((recorded, left, this_run)
-                | "AllRows" >> beam.Flatten()
-                | "GroupByInput" >> beam.GroupByKey()
-                | "OneRowPerInput" >> beam.Map(pick_one_row))
-        unconsolidated = (rows
-                          | "Unconsolidated" >> beam.Filter(lambda tagged: tagged[0])
-                          | "CountUnconsolidated" >> beam.combiners.Count.Globally())
-        by_shard = rows | "ByManifestShard" >> beam.Map(
-            lambda tagged: (manifest_shard_of(tagged[1]["input_key"], shards), tagged[1]))
+                | "TagEarlierParts" >> beam.Map(_tag(True, shards)))
+        this_run = outputs["rows"] | "TagThisRun" >> beam.Map(_tag(True, shards))
         every_shard = pipeline | "EveryShard" >> beam.Create([(index, None) for index in range(shards)])
-        written = ((by_shard, every_shard)
-                   | "ShardsAndRows" >> beam.Flatten()
-                   | "GroupByManifestShard" >> beam.GroupByKey()
-                   | "WriteManifest" >> beam.ParDo(WriteManifestShard(plan),
-                                                   unconsolidated=beam.pvalue.AsSingleton(unconsolidated)))
+        # One Arrow table per manifest shard, one row per input key (ShardTable: combined where the
+        # rows are made, so they wait for the last of them as record batches, not as Python dicts).
+        tables = ((recorded, left, this_run, every_shard)
+                  | "AllRows" >> beam.Flatten()
+                  | "OneRowPerInput" >> beam.CombinePerKey(ShardTable()))
+        unconsolidated = (tables
+                          | "Unconsolidated" >> beam.Map(lambda shard: shard[1][1])
+                          | "CountUnconsolidated" >> beam.CombineGlobally(sum))
+        written = tables | "WriteManifest" >> beam.ParDo(WriteManifestShard(plan),
+                                                         unconsolidated=beam.pvalue.AsSingleton(unconsolidated))
         cleaned = (written
                    | "ManifestWritten" >> beam.combiners.Count.Globally()
                    | "CleanUp" >> beam.Map(_clean_up, plan=plan,
