@@ -8,10 +8,11 @@ element being encoded: when a stage writes its outputs for longer than a second,
 between two writes of one element (coders with a Python part, such as str keys, let the flushing
 thread take the GIL mid-element), the element is split across two data messages, and the runner or
 the next stage decodes garbage. Measured here (2026-12-07, Beam 2.59, 2-core Intel machine): a
-Flatten + GroupByKey of 200,000 (str, str) pairs failed to decode or silently lost elements in 4 of
-4 runs (1 and 2 workers); the bulk job over 200,000 inputs failed its accounting check or crashed in
-5 of 6 runs; in `in_memory` and `multi_processing` mode, whose data channels flush by size only,
-no run failed. `tests/test_direct_runner.py` holds the reproduction.
+Flatten or CoGroupByKey + GroupByKey of 200,000 str-keyed pairs failed to decode or silently lost
+elements in all 8 unfixed runs (1 and 2 workers); the bulk job over 200,000 inputs crashed or
+failed its accounting check in 11 of 13 runs; in `in_memory` and `multi_processing` mode, whose
+data channels flush by size only, no run failed. `tests/test_direct_runner.py` holds the
+reproduction.
 
 `flush_whole_elements()` gives the embedded harness the same size-only flushing (a non-positive
 limit selects Beam's SizeBasedBufferingClosableOutputStream, which flushes only between elements).
