@@ -176,34 +176,71 @@ def _row(key: str, **fields) -> dict:
 
 
 def test_shard_table_keeps_one_row_per_key_sorted_and_counts_the_unconsolidated_keys():
-    """manifest.ShardTable, the consolidation's combiner: rows split over accumulators and record
-    batches (as a runner's lifted combine splits them) give one row per key, sorted by key, the row
-    pick_one_row picks for a key recorded more than once, and the number of keys with a row from a
-    part or this run; None (a shard's placeholder) adds nothing."""
-    from pipelines.sanitize.manifest import MANIFEST_SCHEMA, ShardTable, pick_one_row
+    """manifest.ShardTable, the consolidation's combiner, over the record batches tag_by_shard
+    makes: batches split over accumulators, some compacted (as a runner's lifted combine does),
+    give one row per key, sorted by key, the row pick_one_row picks for a key recorded more than
+    once, and the number of keys with a row from a part or this run; None (a shard's
+    placeholder) adds nothing."""
+    from pipelines.sanitize.manifest import MANIFEST_SCHEMA, ShardTable, pick_one_row, tag_by_shard
 
     combine = ShardTable()
-    combine.BATCH_ROWS = 3  # several record batches per accumulator
-    rows = ([(False, _row(f"k{index:02d}.jpg", faces=index)) for index in range(7)]  # the manifest as it was
-            + [(True, _row("k03.jpg", faces=3))]  # the same row again, from a part: unconsolidated
-            + [(True, _row("k05.jpg", faces=9, detail="x")), (True, _row("k05.jpg", faces=8, detail="x"))]
-            + [(True, _row("new.jpg", status="rejected", reason="empty")), None])
-    order = np.random.default_rng(0).permutation(len(rows))
+    recorded = [_row(f"k{index:02d}.jpg", faces=index) for index in range(7)]  # the manifest as it was
+    new = ([_row("k03.jpg", faces=3)]  # the same row again, from a part: unconsolidated
+           + [_row("k05.jpg", faces=9, detail="x"), _row("k05.jpg", faces=8, detail="x")]
+           + [_row("new.jpg", status="rejected", reason="empty")])
+    order = np.random.default_rng(0).permutation(len(recorded))
+    batches = [batch for part in (order[:3], order[3:]) for _, batch in tag_by_shard(
+        pa.Table.from_pylist([recorded[index] for index in part]), False, 1)]  # read back: a plain table
+    batches += [batch for row in new for _, batch in tag_by_shard(
+        pa.RecordBatch.from_pylist([row], schema=MANIFEST_SCHEMA), True, 1)]
     accumulators = [combine.create_accumulator() for _ in range(3)]
-    for position, index in enumerate(order):
-        combine.add_input(accumulators[position % 3], rows[index])
+    for position, batch in enumerate(batches + [None]):
+        combine.add_input(accumulators[position % 3], batch)
+    accumulators[0] = combine.compact(accumulators[0])
+    assert len(accumulators[0]) == 1 and len(accumulators[1]) == 2
     table, unconsolidated = combine.extract_output(combine.merge_accumulators(accumulators))
     assert table.schema == MANIFEST_SCHEMA
     got = table.to_pylist()
-    assert [row["input_key"] for row in got] == sorted({row["input_key"] for _, row in filter(None, rows)})
-    expected_k05 = pick_one_row(("k05.jpg", [tagged for tagged in filter(None, rows)
-                                            if tagged[1]["input_key"] == "k05.jpg"]))[1]
+    assert [row["input_key"] for row in got] == sorted({row["input_key"] for row in recorded + new})
+    expected_k05 = pick_one_row(("k05.jpg", [(row in new, row) for row in recorded + new
+                                            if row["input_key"] == "k05.jpg"]))[1]
     assert expected_k05["faces"] == 5 and next(row for row in got if row["input_key"] == "k05.jpg") == expected_k05
     assert next(row for row in got if row["input_key"] == "k03.jpg")["faces"] == 3
     assert unconsolidated == 3  # k03, k05, new
     # Nothing but placeholders: an empty table in the manifest's schema, nothing unconsolidated.
     empty, none = combine.extract_output(combine.add_input(combine.create_accumulator(), None))
     assert (empty.num_rows, none, empty.schema) == (0, 0, MANIFEST_SCHEMA)
+
+
+def test_rows_reach_the_consolidation_in_batches_split_by_manifest_shard():
+    """BatchRows makes record batches of at most its size where the rows are made (the rest at
+    the end of the bundle); tag_by_shard splits them by manifest shard, each row where
+    manifest_shard_of puts it, in the manifest's schema even when read back without a column."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that
+
+    from pipelines.sanitize.manifest import TAGGED_SCHEMA, UNCONSOLIDATED, BatchRows, manifest_shard_of, tag_by_shard
+
+    rows = [_row(f"f{index:03d}.jpg", faces=index) for index in range(10)]
+
+    def check(batches):
+        assert sorted(batch.num_rows for batch in batches) == [2, 4, 4]
+        assert sorted(row["input_key"] for batch in batches for row in batch.to_pylist()) == sorted(
+            row["input_key"] for row in rows)
+
+    with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=in_memory"])) as pipeline:
+        batched = pipeline | beam.Create(rows, reshuffle=False) | beam.ParDo(BatchRows(4))
+        assert_that(batched, check)
+    without_policy = pa.Table.from_pylist(rows).drop(["privacy_policy"])
+    tagged = list(tag_by_shard(without_policy, True, 3))
+    assert all(batch.schema == TAGGED_SCHEMA for _, batch in tagged)
+    assert sorted(row["input_key"] for _, batch in tagged for row in batch.to_pylist()) == [row["input_key"] for row in rows]
+    for shard, batch in tagged:
+        assert all(manifest_shard_of(key, 3) == shard for key in batch["input_key"].to_pylist())
+        assert batch[UNCONSOLIDATED].to_pylist() == [True] * batch.num_rows
+        assert batch["privacy_policy"].null_count == batch.num_rows
+    assert len({shard for shard, _ in tagged}) == len(tagged) > 1  # one batch per shard touched
 
 
 def test_manifest_shards_hold_every_row_once_and_a_rerun_with_parts_rewrites_them(model, tmp_path):

@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tf-threads", type=int, default=None,
                         help="TensorFlow threads per worker process (default: cores / workers with the local "
                              "DirectRunner, TensorFlow's own choice elsewhere)")
+    parser.add_argument("--heap-mmap-threshold-mib", type=float, default=d.heap_mmap_threshold_mib,
+                        help="each worker process gives allocations of this many MiB or more their own mmap "
+                             "(glibc), so a long job's memory stays flat; 0: glibc's adaptive threshold "
+                             "(README, Memory) (default %(default)s)")
     parser.add_argument("--manifest-shards", type=int, default=d.manifest_shards,
                         help="number of manifest Parquet files; rows are hashed to them by input key, and one "
                              "file's rows are held in one worker's memory while it is written (about 0.5 KB "
@@ -189,7 +193,7 @@ def config_from_args(argv=None) -> SanitizeJobConfig:
         records_per_shard=args.records_per_shard, progress_every_s=args.progress_every,
         keep_fields=tuple(name.strip() for name in args.keep_fields.split(",") if name.strip()),
         force_keep_suppressed_fields=args.force_keep_suppressed_fields,
-        tf_threads=args.tf_threads or 0,
+        tf_threads=args.tf_threads or 0, heap_mmap_threshold_mib=args.heap_mmap_threshold_mib,
         beam_pipeline_args=[f"--runner={args.runner}", *beam_args])
 
 

@@ -65,6 +65,9 @@ class SanitizeJobConfig:
     # TensorFlow threads per worker process; 0: TensorFlow's default (all cores). Locally with
     # --direct_num_workers N on C cores, C // N avoids oversubscription (the default there).
     tf_threads: int = 0
+    # Each worker process: allocations of this many MiB or more get their own mmap (glibc's mallopt
+    # M_MMAP_THRESHOLD), which keeps the memory of a long job flat; 0: glibc's adaptive threshold.
+    heap_mmap_threshold_mib: float = 1.0
     progress_every_s: float = 10.0  # local progress line interval
     beam_pipeline_args: list[str] = field(default_factory=list)
 

@@ -28,7 +28,7 @@ from pipelines.config import Config
 from pipelines.direct_runner import flush_whole_elements
 from pipelines.sanitize.config import SanitizeJobConfig
 from pipelines.sanitize.containers import output_shards_for
-from pipelines.sanitize.faces import DETECTORS
+from pipelines.sanitize.faces import DETECTORS, HeapReleaser
 from pipelines.sanitize.inputs import WILDCARDS, detect_input_kind, input_pattern
 from pipelines.sanitize.layout import (
     COPIED_NO_FACE, DEAD_LETTER_DIR, IMAGES_DIR, JOB_FILE, MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, RECORDS_DIR,
@@ -59,6 +59,9 @@ def plan_job(settings: SanitizeJobConfig, model_dir: str | None = None) -> JobPl
     if not settings.min_face > 0 or not 0 <= settings.feather <= 0.5:
         raise SystemExit(f"error: --min-face {settings.min_face} must be positive and --feather {settings.feather} "
                          "between 0 and 0.5")
+    if not settings.heap_mmap_threshold_mib >= 0:
+        raise SystemExit(f"error: --heap-mmap-threshold-mib {settings.heap_mmap_threshold_mib} must be 0 (glibc's "
+                         "adaptive threshold) or a positive size in MiB")
     pattern, base = input_pattern(settings.input)
     kind = detect_input_kind(pattern, settings.input_format)
     output = settings.output.rstrip("/")
@@ -251,6 +254,9 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
               f"{plan.model.image_size}x{plan.model.image_size}; {how})")
         print(f"input: {plan.pattern} ({plan.input_kind}, faces: {settings.faces}); output: {plan.settings.output}")
     plan = claim_output(plan)
+    # A local runner's workers are threads of this process: fix the mmap threshold before the model
+    # loads (each remote worker process fixes its own in ComposeAndWrite.setup).
+    HeapReleaser(mmap_threshold_mib=settings.heap_mmap_threshold_mib)
     manifest_files = matching(plan.out(MANIFEST_DIR, "*.parquet"))
     part_files = matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet"))  # left by a killed run
     delete_matching(plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"))  # progress hints of an earlier run

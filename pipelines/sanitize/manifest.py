@@ -205,44 +205,89 @@ def one_row_per_key(tagged: pa.Table) -> tuple[pa.Table, int]:
     return tagged.sort_by("input_key"), unconsolidated
 
 
+BATCH_ROWS = 1024  # rows per Arrow record batch on their way to the manifest
+
+
+class BatchRows(beam.DoFn):
+    """Manifest rows (dicts) -> Arrow record batches (MANIFEST_SCHEMA) of up to BATCH_ROWS rows,
+    made in the stage that makes the rows (the rest at the end of each bundle).
+
+    Applied to each branch of rows before they are flattened: a runner may materialize a
+    Flatten's inputs until its consumer runs (Beam's FnApiRunner does, the local runner here), so
+    what waits there for the last image is a few record batches, not one pickled dict per input
+    (with one dict per input, 20,000 of them were decoded at once at the end of the job)."""
+
+    def __init__(self, rows: int = BATCH_ROWS):
+        self._rows = rows
+
+    def start_bundle(self):
+        self._items = []
+
+    def process(self, row):
+        self._items.append(row)
+        if len(self._items) >= self._rows:
+            yield self._batch()
+
+    def finish_bundle(self):
+        if self._items:
+            yield GlobalWindows.windowed_value(self._batch())
+
+    def _batch(self) -> pa.RecordBatch:
+        batch, self._items = pa.RecordBatch.from_pylist(self._items, schema=MANIFEST_SCHEMA), []
+        return batch
+
+
+def in_manifest_schema(table) -> pa.Table:
+    """A table or record batch of manifest rows read back or made -> MANIFEST_SCHEMA exactly (a
+    column an older manifest lacks comes back empty, as a missing dict key did)."""
+    table = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
+    columns = [table[field.name].cast(field.type) if field.name in table.column_names
+               else pa.nulls(table.num_rows, field.type) for field in MANIFEST_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=MANIFEST_SCHEMA)
+
+
+def tag_by_shard(rows, unconsolidated: bool, shards: int):
+    """Manifest rows (an Arrow table or record batch) -> (manifest shard, record batch in
+    TAGGED_SCHEMA) for each shard they touch; `unconsolidated`: the rows are in no manifest yet."""
+    table = in_manifest_schema(rows)
+    if not table.num_rows:
+        return
+    table = table.append_column(UNCONSOLIDATED, pa.array([unconsolidated] * table.num_rows, pa.bool_()))
+    of_shard = pa.array([manifest_shard_of(key, shards) for key in table["input_key"].to_pylist()], pa.int32())
+    for shard in pc.unique(of_shard).to_pylist():
+        part = table if shards == 1 else table.filter(pc.equal(of_shard, shard))
+        for batch in part.combine_chunks().to_batches():
+            yield shard, batch
+
+
 class ShardTable(beam.CombineFn):
-    """(unconsolidated, row) of one manifest shard -> one_row_per_key of them: (Arrow table, count).
+    """Record batches (TAGGED_SCHEMA) of one manifest shard -> one_row_per_key of them: (Arrow
+    table, unconsolidated count).
 
-    A runner lifts a CombineFn into the stages that make the rows (Beam's combiner lifting), so the
-    rows cross the shuffle, and wait for the last of them, as Arrow record batches of up to
-    BATCH_ROWS rows rather than as one Python dict each: the consolidation's memory grows with the
-    rows' bytes, not with Python's per-object overhead. None (the placeholder that makes every
-    shard exist, rows or not) adds nothing."""
-
-    BATCH_ROWS = 1024
+    A runner lifts a CombineFn into the stage that reads its input (Beam's combiner lifting), so
+    the rows cross the shuffle, and wait for the last of them, as Arrow record batches, not as
+    Python objects: the consolidation's memory grows with the rows' bytes. None (the placeholder
+    that makes every shard exist, rows or not) adds nothing."""
 
     def create_accumulator(self):
-        return [[], []]  # record batches, rows not yet in one
+        return []  # record batches
 
-    def add_input(self, accumulator, tagged):
-        if tagged is not None:
-            unconsolidated, row = tagged
-            accumulator[1].append({**row, UNCONSOLIDATED: unconsolidated})
-            if len(accumulator[1]) >= self.BATCH_ROWS:
-                self.compact(accumulator)
+    def add_input(self, accumulator, batch):
+        if batch is not None and batch.num_rows:
+            accumulator.append(batch)
         return accumulator
 
     def compact(self, accumulator):
-        if accumulator[1]:
-            accumulator[0].append(pa.RecordBatch.from_pylist(accumulator[1], schema=TAGGED_SCHEMA))
-            accumulator[1] = []
-        return accumulator
+        """One record batch (what crosses the shuffle), however many came in."""
+        if len(accumulator) < 2:
+            return accumulator
+        return pa.Table.from_batches(accumulator, schema=TAGGED_SCHEMA).combine_chunks().to_batches()
 
     def merge_accumulators(self, accumulators):
-        merged = self.create_accumulator()
-        for batches, rows in accumulators:
-            merged[0] += batches
-            merged[1] += rows
-        return self.compact(merged)
+        return [batch for accumulator in accumulators for batch in accumulator]
 
     def extract_output(self, accumulator):
-        batches = self.compact(accumulator)[0]
-        return one_row_per_key(pa.Table.from_batches(batches, schema=TAGGED_SCHEMA))
+        return one_row_per_key(pa.Table.from_batches(accumulator, schema=TAGGED_SCHEMA))
 
 
 def dead_letter_json(row: dict) -> str:

@@ -25,7 +25,9 @@ from pipelines.sanitize.inputs import ListInputs
 from pipelines.sanitize.layout import (
     MANIFEST_DIR, NAMESPACE, PROGRESS_DIR, STAGING_DIR, TMP_DIR, JobPlan, delete_matching, matching,
 )
-from pipelines.sanitize.manifest import MarkStaged, RecordProgress, ShardTable, WriteManifestShard, manifest_shard_of
+from pipelines.sanitize.manifest import (
+    BatchRows, MarkStaged, RecordProgress, ShardTable, WriteManifestShard, tag_by_shard,
+)
 from pipelines.sanitize.model import SanitizerModelHandler
 
 
@@ -54,7 +56,8 @@ class SanitizeInputs(beam.PTransform):
     """Root transform: sanitizes every listed input that `done_files` (manifest shards and
     progress parts of earlier runs) do not already hold; rows go to _progress/ as they finish.
 
-    Returns {"rows": this run's manifest rows, "progress_files": the _progress/ files written}."""
+    Returns {"rows": this run's manifest rows as Arrow record batches, "progress_files": the
+    _progress/ files written, "listed": the key of every listed input}."""
 
     def __init__(self, plan: JobPlan, done_files: Sequence[str]):
         super().__init__()
@@ -104,13 +107,11 @@ class SanitizeInputs(beam.PTransform):
                           | "WriteShards" >> beam.ParDo(WriteShards(plan)))
             rows.append(shard_rows)
             progress.append(shard_rows | "RecordShards" >> beam.ParDo(RecordProgress(plan, in_shards=True)))
-        return {"rows": tuple(rows) | "RowsOfThisRun" >> beam.Flatten(),
+        # Batched where they are made, before the Flatten (BatchRows says why).
+        batches = [branch | f"BatchRows{index}" >> beam.ParDo(BatchRows()) for index, branch in enumerate(rows)]
+        return {"rows": tuple(batches) | "RowsOfThisRun" >> beam.Flatten(),
                 "progress_files": tuple(progress) | "ProgressFiles" >> beam.Flatten(),
                 "listed": listed}
-
-
-def _tag(unconsolidated: bool, shards: int):
-    return lambda row: (manifest_shard_of(row["input_key"], shards), (unconsolidated, row))
 
 
 class ConsolidateManifest(beam.PTransform):
@@ -130,16 +131,16 @@ class ConsolidateManifest(beam.PTransform):
         shards = plan.settings.manifest_shards
         recorded = (pipeline
                     | "ManifestFiles" >> beam.Create(self._manifest_files)
-                    | "ReadManifest" >> beam.io.ReadAllFromParquet()
-                    | "TagRecorded" >> beam.Map(_tag(False, shards)))
+                    | "ReadManifest" >> beam.io.ReadAllFromParquetBatched()
+                    | "TagRecorded" >> beam.FlatMap(tag_by_shard, False, shards))
         left = (pipeline
                 | "EarlierParts" >> beam.Create(self._part_files)
-                | "ReadEarlierParts" >> beam.io.ReadAllFromParquet()
-                | "TagEarlierParts" >> beam.Map(_tag(True, shards)))
-        this_run = outputs["rows"] | "TagThisRun" >> beam.Map(_tag(True, shards))
+                | "ReadEarlierParts" >> beam.io.ReadAllFromParquetBatched()
+                | "TagEarlierParts" >> beam.FlatMap(tag_by_shard, True, shards))
+        this_run = outputs["rows"] | "TagThisRun" >> beam.FlatMap(tag_by_shard, True, shards)
         every_shard = pipeline | "EveryShard" >> beam.Create([(index, None) for index in range(shards)])
-        # One Arrow table per manifest shard, one row per input key (ShardTable: combined where the
-        # rows are made, so they wait for the last of them as record batches, not as Python dicts).
+        # One Arrow table per manifest shard, one row per input key: every row travels in Arrow
+        # record batches, read as such or batched where it is made (ShardTable).
         tables = ((recorded, left, this_run, every_shard)
                   | "AllRows" >> beam.Flatten()
                   | "OneRowPerInput" >> beam.CombinePerKey(ShardTable()))
