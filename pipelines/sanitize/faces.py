@@ -97,7 +97,7 @@ def fix_mmap_threshold(size: int) -> bool:
     With glibc's adaptive threshold the model's batches and TensorFlow's tensors of one to a few
     MiB are carved from the arenas among small long-lived objects; freed, they stay resident as
     holes, and a long job's memory grows with the inputs it has seen (the 20,000-image job peaked
-    at 1.18-1.20x the 1,000-image one; with 1 MiB fixed, 1.09-1.12x: README, "Memory"). False where
+    at 1.18-1.20x the 1,000-image one; with 1 MiB fixed, 1.08-1.12x: README, "Memory"). False where
     the C library has no mallopt (musl, macOS)."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
