@@ -47,7 +47,7 @@ libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p,
 def resident_mib():
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * 4096 / 2**20
-HeapReleaser(mmap_threshold_mib=float(sys.argv[1]))
+HeapReleaser.fix_mmap_threshold_once(float(sys.argv[1]))
 first = libc.malloc(4 << 20); libc.free(first)  # glibc's adaptive threshold rises past 2 MiB here
 blocks = []
 for _ in range(100):

@@ -115,20 +115,24 @@ class HeapReleaser:
     returns every whole free page (madvise), which keeps memory flat at the cost of a few
     milliseconds per call. A no-op where the C library has no malloc_trim.
 
-    `mmap_threshold_mib` > 0 also fixes glibc's mmap threshold there, once per process
-    (fix_mmap_threshold): the blocks that free pages cannot return, a few MiB among live objects,
-    are then not in the arenas at all."""
+    fix_mmap_threshold_once also fixes glibc's mmap threshold (fix_mmap_threshold): the blocks
+    that free pages cannot return, a few MiB among live objects, are then not in the arenas."""
 
     _lock = threading.Lock()
     _last = 0.0
     _trim = _glibc_malloc_trim()
     _threshold_fixed = False
 
-    def __init__(self, every_s: float = 2.0, mmap_threshold_mib: float = 0.0):
+    def __init__(self, every_s: float = 2.0):
         self._every_s = every_s
-        with HeapReleaser._lock:
-            if mmap_threshold_mib > 0 and not HeapReleaser._threshold_fixed:
-                HeapReleaser._threshold_fixed = fix_mmap_threshold(int(mmap_threshold_mib * 2**20))
+
+    @classmethod
+    def fix_mmap_threshold_once(cls, mib: float) -> None:
+        """fix_mmap_threshold(`mib` MiB) the first time this process asks with `mib` > 0 (the
+        threshold is process-wide; later values are ignored); 0 leaves glibc's adaptive one."""
+        with cls._lock:
+            if mib > 0 and not cls._threshold_fixed:
+                cls._threshold_fixed = fix_mmap_threshold(int(mib * 2**20))
 
     def maybe_release(self) -> None:
         if self._trim is None or os.environ.get("FACESAN_NO_HEAP_RELEASE"):
@@ -325,7 +329,8 @@ class ComposeAndWrite(beam.DoFn):
 
     def setup(self):
         one_blas_thread()
-        self._heap = HeapReleaser(mmap_threshold_mib=self._plan.settings.heap_mmap_threshold_mib)
+        HeapReleaser.fix_mmap_threshold_once(self._plan.settings.heap_mmap_threshold_mib)
+        self._heap = HeapReleaser()
 
     def process(self, element):
         self._heap.maybe_release()

@@ -256,7 +256,7 @@ def run_job(settings: SanitizeJobConfig, model_dir: str | None = None, announce:
     plan = claim_output(plan)
     # A local runner's workers are threads of this process: fix the mmap threshold before the model
     # loads (each remote worker process fixes its own in ComposeAndWrite.setup).
-    HeapReleaser(mmap_threshold_mib=settings.heap_mmap_threshold_mib)
+    HeapReleaser.fix_mmap_threshold_once(settings.heap_mmap_threshold_mib)
     manifest_files = matching(plan.out(MANIFEST_DIR, "*.parquet"))
     part_files = matching(plan.out(PROGRESS_DIR, PART_PREFIX + "*.parquet"))  # left by a killed run
     delete_matching(plan.out(PROGRESS_DIR, STAGED_PREFIX + "*"))  # progress hints of an earlier run

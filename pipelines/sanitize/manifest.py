@@ -114,9 +114,9 @@ def reject(plan, key, source, reason, detail, size=(0, 0), input_format=""):
 
 
 class _FlushedInBatches(beam.DoFn):
-    """Buffers elements and writes one _progress/ file for every `flush_every` of them, every
-    `flush_s` seconds and at the end of each bundle; emits the path of every file it wrote, so
-    that the clean-up can wait for all of them."""
+    """Buffers elements and hands every `flush_every` of them to `_write`, also every `flush_s`
+    seconds and at the end of each bundle; emits what `_write` returns (the progress files: the
+    path of every file written, so that the clean-up can wait for all of them)."""
 
     def __init__(self, plan: JobPlan, flush_every: int = 32, flush_s: float = 15.0):
         self._plan, self._flush_every, self._flush_s = plan, flush_every, flush_s
@@ -138,9 +138,10 @@ class _FlushedInBatches(beam.DoFn):
             yield self._write(self._items)
         self._items, self._since = [], time.monotonic()
 
-    def _write(self, items: list) -> str:
-        """Writes one _progress/ file standing for `items`; returns its path."""
-        raise NotImplementedError  # each subclass writes its own kind of file
+    def _write(self, items: list):
+        """Writes one _progress/ file standing for `items` and returns its path, or makes what
+        stands for them (BatchRows)."""
+        raise NotImplementedError  # each subclass writes (or makes) its own kind of batch
 
 
 class RecordProgress(_FlushedInBatches):
@@ -208,7 +209,7 @@ def one_row_per_key(tagged: pa.Table) -> tuple[pa.Table, int]:
 BATCH_ROWS = 1024  # rows per Arrow record batch on their way to the manifest
 
 
-class BatchRows(beam.DoFn):
+class BatchRows(_FlushedInBatches):
     """Manifest rows (dicts) -> Arrow record batches (MANIFEST_SCHEMA) of up to BATCH_ROWS rows,
     made in the stage that makes the rows (the rest at the end of each bundle).
 
@@ -218,23 +219,10 @@ class BatchRows(beam.DoFn):
     (with one dict per input, 20,000 of them were decoded at once at the end of the job)."""
 
     def __init__(self, rows: int = BATCH_ROWS):
-        self._rows = rows
+        super().__init__(plan=None, flush_every=rows, flush_s=float("inf"))
 
-    def start_bundle(self):
-        self._items = []
-
-    def process(self, row):
-        self._items.append(row)
-        if len(self._items) >= self._rows:
-            yield self._batch()
-
-    def finish_bundle(self):
-        if self._items:
-            yield GlobalWindows.windowed_value(self._batch())
-
-    def _batch(self) -> pa.RecordBatch:
-        batch, self._items = pa.RecordBatch.from_pylist(self._items, schema=MANIFEST_SCHEMA), []
-        return batch
+    def _write(self, rows: list) -> pa.RecordBatch:
+        return pa.RecordBatch.from_pylist(rows, schema=MANIFEST_SCHEMA)
 
 
 def in_manifest_schema(table) -> pa.Table:
@@ -253,9 +241,12 @@ def tag_by_shard(rows, unconsolidated: bool, shards: int):
     if not table.num_rows:
         return
     table = table.append_column(UNCONSOLIDATED, pa.array([unconsolidated] * table.num_rows, pa.bool_()))
-    of_shard = pa.array([manifest_shard_of(key, shards) for key in table["input_key"].to_pylist()], pa.int32())
-    for shard in pc.unique(of_shard).to_pylist():
-        part = table if shards == 1 else table.filter(pc.equal(of_shard, shard))
+    if shards == 1:
+        parts = [(0, table)]
+    else:
+        of_shard = pa.array([manifest_shard_of(key, shards) for key in table["input_key"].to_pylist()], pa.int32())
+        parts = [(shard, table.filter(pc.equal(of_shard, shard))) for shard in pc.unique(of_shard).to_pylist()]
+    for shard, part in parts:
         for batch in part.combine_chunks().to_batches():
             yield shard, batch
 
