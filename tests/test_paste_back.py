@@ -186,3 +186,15 @@ def test_the_blend_is_the_photo_blended_in_ycbcr_with_the_new_luminance_and_chro
     touched = alpha[..., 0] > 1e-3
     assert np.abs(out.astype(int) - expected)[touched].max() <= 1
     assert np.array_equal(out[~touched], pixels[~touched])
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+def test_the_pasted_photo_is_c_ordered_so_the_encoder_reads_it_without_a_copy(aligned):
+    """A strided H x W x 3 view of the planar blend made Pillow's JPEG encoder copy it first (0.81
+    against 0.20 ms per aligned 224x224 face on the build machine): the result is interleaved."""
+    pixels, left, right = _aligned_crop() if aligned else _photo()[:3]
+    given = _model_input(pixels, left, right)
+    out = paste_face(pixels, np.clip(given + 0.1, 0, 1), given, left, right)
+    assert out.shape == pixels.shape and out.dtype == np.uint8
+    assert out.flags["C_CONTIGUOUS"]
+    assert not np.array_equal(out, pixels)  # something was pasted
