@@ -27,6 +27,10 @@ photos, and peak memory at two database sizes; every ratio is taken within this 
     inputs per worker, too coarse for a rate while sanitizing over a few hundred photos).
 (d) where an aligned face's time goes besides the model: each step of the job in this process on
     one core, without Beam (stage_costs), beside the model's time per face from (a).
+(e) the job's rate while sanitizing against raw, split into two measured shares (cpu_split): the
+    CPU the model takes of the job's CPU per image (the job's process tree, sampled every 0.2 s,
+    over the window of the "while sanitizing" rate; the model's from (a), summed over threads), and
+    the cores the job keeps busy against those the raw model keeps busy.
 
 The model is the real sanitizer architecture (--architecture: residual, the default, or the
 paper's SAN) at S (default 224), untrained (speed does not depend on the weights). The aligned
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -103,7 +108,9 @@ def make_faces(folder: str, count: int, size: int, seed: int = 0) -> None:
             handle.write(buffer.getvalue())
 
 
-def raw_throughput(model_dir: str, size: int, batch: int, seconds: float, signature: str = "sanitize_only") -> float:
+def raw_throughput(model_dir: str, size: int, batch: int, seconds: float,
+                   signature: str = "sanitize_only") -> tuple[float, float]:
+    """(images/s, CPU milliseconds per image summed over this process's threads) of the signature."""
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
@@ -111,21 +118,32 @@ def raw_throughput(model_dir: str, size: int, batch: int, seconds: float, signat
     faces = tf.constant(np.random.default_rng(0).uniform(0, 1, (batch, size, size, 1)).astype(np.float32))
     for _ in range(2):
         sanitize(faces=faces)["sanitized"].numpy()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         sanitize(faces=faces)["sanitized"].numpy()
         done += batch
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / done
 
 
-def measured(command: list[str], env: dict | None = None) -> tuple[str, float, float]:
-    """(output, wall seconds, peak summed RSS of the process tree in MiB) of one command."""
+@dataclass
+class Measured:
+    output: str
+    wall_s: float
+    peak_rss_mib: float
+    lines: list  # (seconds since the start, line) as the command printed them
+    cpu: list  # (seconds since the start, CPU seconds of the process tree so far), every 0.2 s
+
+
+def measured(command: list[str], env: dict | None = None) -> Measured:
+    """One command's output (each line with the time it came), wall seconds, peak summed RSS of
+    its process tree, and the tree's CPU seconds over time (its live processes' user and system
+    time, and that of the children they have waited for)."""
     import psutil
 
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env or dict(os.environ, PYTHONPATH=REPO))
-    peak = [0]
+                               env=env or dict(os.environ, PYTHONPATH=REPO, PYTHONUNBUFFERED="1"))
+    peak, cpu = [0], []
 
     def sample():
         root = psutil.Process(process.pid)
@@ -133,18 +151,23 @@ def measured(command: list[str], env: dict | None = None) -> tuple[str, float, f
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                times = [p.cpu_times() for p in tree]
+                cpu.append((time.perf_counter() - started,
+                            sum(t.user + t.system + t.children_user + t.children_system for t in times)))
             except psutil.Error:
                 pass
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output_text = process.communicate()[0]
+    lines = [(time.perf_counter() - started, line.rstrip("\n")) for line in process.stdout]
+    process.wait()
     wall = time.perf_counter() - started
     sampler.join()
+    output_text = "\n".join(line for _, line in lines)
     if process.returncode:
         raise SystemExit(f"failed ({' '.join(command)}):\n{output_text[-4000:]}")
-    return output_text, wall, peak[0] / 2**20
+    return Measured(output_text, wall, peak[0] / 2**20, lines, cpu)
 
 
 def stage_costs(folder: str, size: int, count: int = 300) -> dict:
@@ -193,7 +216,8 @@ def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, 
     command = [sys.executable, "-m", "pipelines.sanitize", "--model", model_dir, "--input", inputs, "--output", output,
                "--batch-size", str(batch), "--progress-every", "5", *extra,
                f"--direct_running_mode={mode}", f"--direct_num_workers={workers}"]
-    output_text, wall, peak = measured(command)
+    run = measured(command)
+    output_text, wall, peak = run.output, run.wall_s, run.peak_rss_mib
     match = re.search(r"this run: (\d+) inputs processed in ([\d.]+) s", output_text)
     processed, seconds = int(match.group(1)), float(match.group(2))
     faces = re.search(r"(\d+) faces sanitized", output_text)
@@ -201,7 +225,44 @@ def run_job(model_dir: str, inputs: str, output: str, batch: int, workers: int, 
             "faces_sanitized": int(faces.group(1)) if faces else None,
             "images_per_s": processed / seconds, "peak_rss_mib": peak,
             "while_sanitizing_per_s": while_sanitizing(output_text),
+            "cpu_while_sanitizing": cpu_while_sanitizing(run.lines, run.cpu),
             "progress_lines": [line for line in output_text.splitlines() if line.startswith(("progress", "inputs"))]}
+
+
+def cpu_while_sanitizing(lines: list, cpu: list) -> dict | None:
+    """CPU milliseconds per input and the share of the machine's cores busy while the job sanitizes:
+    over the window of while_sanitizing (from the first progress line to the second-to-last), the
+    process tree's CPU seconds (its sample nearest each line's time) over the inputs finished in
+    it. None for a run too short to have three progress lines or without CPU samples."""
+    marks = [(at, int(match.group(1))) for at, line in lines
+             if (match := re.match(r"progress: (\d+) inputs finished this run.*/s now", line))]
+    if len(marks) < 3 or not cpu:
+        return None
+    (start, first), (end, last) = marks[0], marks[-2]
+
+    def cpu_at(moment):
+        return min(cpu, key=lambda sample: abs(sample[0] - moment))[1]
+
+    if last <= first or end <= start:
+        return None
+    used = cpu_at(end) - cpu_at(start)
+    return {"cpu_ms_per_input": 1000 * used / (last - first), "busy_cores": used / (end - start),
+            "cores": os.cpu_count(), "inputs": last - first, "seconds": end - start}
+
+
+def cpu_split(job: dict | None, raw_per_s: float, raw_cpu_ms: float) -> dict | None:
+    """The job's rate while sanitizing against the raw model's, as the product of two shares:
+    job/raw = (raw CPU per image / job CPU per image) x (job's busy cores / raw model's busy cores),
+    since a rate is busy cores over CPU seconds per image. The first share is what the rest of the
+    job (decode, align, paste back, encode, write, Beam) costs beside the model; the second, the
+    cores it leaves idle (the GIL, waiting between stages)."""
+    if not job:
+        return None
+    raw_busy = raw_per_s * raw_cpu_ms / 1000
+    return {"job_cpu_ms": job["cpu_ms_per_input"], "model_cpu_ms": raw_cpu_ms,
+            "rest_cpu_ms": job["cpu_ms_per_input"] - raw_cpu_ms, "job_busy_cores": job["busy_cores"],
+            "raw_busy_cores": raw_busy, "cores": job["cores"], "cpu_share": raw_cpu_ms / job["cpu_ms_per_input"],
+            "busy_share": job["busy_cores"] / raw_busy}
 
 
 def while_sanitizing(output_text: str) -> float | None:
@@ -250,7 +311,8 @@ def run_deface(deface: str, photos: str, output: str) -> dict:
         os.link(path, os.path.join(output, os.path.basename(path)))
     inputs = [os.path.join(output, os.path.basename(path)) for path in files]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    _, wall, peak = measured([deface, "--backend", "onnxrt", *inputs], env=env)
+    run = measured([deface, "--backend", "onnxrt", *inputs], env=env)
+    wall, peak = run.wall_s, run.peak_rss_mib
     written = [name for name in os.listdir(output) if "_anonymized" in name]
     if len(written) != len(files):
         raise SystemExit(f"deface wrote {len(written)} of {len(files)} photos")
@@ -297,9 +359,12 @@ def main(argv=None) -> int:
               "mode": args.mode, "workers": args.workers}
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
         model_dir = export_model(os.path.join(work, "model", "1"), args.image_size, args.architecture)
-        raw = {name: raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds, name)
-               for name in ("sanitize_only", "sanitize_only_bfloat16", "sanitize_faces")}
+        raw_costs = {name: raw_throughput(model_dir, args.image_size, args.batch_size, args.raw_seconds, name)
+                     for name in ("sanitize_only", "sanitize_only_bfloat16", "sanitize_faces")}
+        raw = {name: rate for name, (rate, _) in raw_costs.items()}
+        raw_cpu_ms = {name: cpu_ms for name, (_, cpu_ms) in raw_costs.items()}
         report["raw_images_per_s"] = raw
+        report["raw_cpu_ms_per_image"] = raw_cpu_ms
         print(f"(a) raw forward, {args.architecture}, batch {args.batch_size}, {args.image_size}x{args.image_size}, "
               f"TensorFlow threads {args.raw_threads or 'default'}: float32 {raw['sanitize_only']:.1f} images/s, "
               f"bfloat16 {raw['sanitize_only_bfloat16']:.1f} ({raw['sanitize_only_bfloat16'] / raw['sanitize_only']:.2f}x), "
@@ -340,6 +405,20 @@ def main(argv=None) -> int:
                   "cores): " + ", ".join(f"{step} {ms:.2f}" for step, ms in costs.items())
                   + f"; all but the model {sum(costs.values()):.2f}; the model {1000 / raw['sanitize_only']:.2f}",
                   flush=True)
+            for key, result in results.items():
+                size, precision = key.split()
+                split = cpu_split(result["cpu_while_sanitizing"], raw["sanitize_only" if precision == "float32"
+                                                                       else "sanitize_only_bfloat16"],
+                                  raw_cpu_ms["sanitize_only" if precision == "float32" else "sanitize_only_bfloat16"])
+                if split is None:
+                    continue
+                report["aligned_end_to_end"][key]["cpu_split"] = split
+                print(f"(e) CPU while sanitizing, {size} images, {precision}: the job {split['job_cpu_ms']:.2f} ms "
+                      f"per image summed over its threads, the model alone (raw) {split['model_cpu_ms']:.2f} ms, so "
+                      f"the rest of the job {split['rest_cpu_ms']:.2f} ms; cores busy: the job "
+                      f"{split['job_busy_cores']:.2f}, the raw model {split['raw_busy_cores']:.2f} of "
+                      f"{split['cores']}; ratio to raw while sanitizing = CPU share {split['cpu_share']:.2f} x busy "
+                      f"share {split['busy_share']:.2f} = {split['cpu_share'] * split['busy_share']:.2f}", flush=True)
         if args.wild_photos:
             photos = os.path.join(work, "group_photos")
             faces = make_group_photos(photos, args.wild_photos)
