@@ -100,3 +100,39 @@ def _check_counts(counts, total):
     assert sum(counts) == total
     assert all(count < 16 + 8 for count in counts), counts  # never more than one photo past the limit
     assert len(counts) >= 2, counts
+
+
+def test_worker_threads_call_the_model_one_at_a_time():
+    """Each model call already uses every core; two at once held two batches' activations together
+    (about 250 MiB more at the job's peak), so the handler lets one call run at a time per process."""
+    import threading
+    import time
+
+    import tensorflow as tf
+
+    state = {"now": 0, "most": 0, "calls": 0}
+    guard = threading.Lock()
+
+    def signature(faces):
+        with guard:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+            state["calls"] += 1
+        time.sleep(0.02)  # long enough for another thread to try
+        with guard:
+            state["now"] -= 1
+        return {"sanitized": tf.identity(faces)}
+
+    class Loaded:
+        signatures = {"sanitize_only": signature}
+
+    handler = SanitizerModelHandler("unused", max_batch_size=16)
+    faces = np.zeros((2, SIZE, SIZE, 1), np.float32)
+    threads = [threading.Thread(target=lambda: [handler.sanitize(Loaded(), faces) for _ in range(5)])
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert state["calls"] == 20
+    assert state["most"] == 1
